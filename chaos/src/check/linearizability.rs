@@ -1,0 +1,1377 @@
+//! The linearizability checker: Wing & Gong's search with Lowe's memoization, over each
+//! partition of a history on its own (Horn & Kroening's P-compositionality), as Porcupine does.
+//!
+//! Why it is shaped the way it is:
+//! - Each partition's calls and returns sit in one time-ordered doubly linked list. The
+//!   operations that may be linearized next are exactly the calls before the first return
+//!   still in the list. Linearizing an operation unlinks its call and return; backtracking
+//!   relinks them in reverse order, so moving through the search never copies the list.
+//! - A configuration is (set of linearized operations, model state). Configurations already
+//!   explored are kept in a hash set (Lowe): reaching one again cannot succeed where it failed.
+//!   The set of operations is a bitset whose hash is kept up to date by XOR-ing one random word
+//!   per operation (Zobrist hashing), so a lookup hashes the state but never the bitset.
+//! - Unknown outcomes never return: their calls sit in a second list and stay candidates
+//!   until linearized, and the search succeeds as soon as every operation with a known outcome
+//!   is linearized, so an unknown operation may also never take effect.
+//! - Four prunings keep the search exact while cutting its size (each argued where it is
+//!   used): read-only operations are linearized as soon as they fit, with no alternatives;
+//!   read-only operations with unknown outcomes are dropped; an unknown operation is never
+//!   linearized at a point where it would not change the state; and of several identical
+//!   candidates (same input, same output) only the one that returns first is tried, since
+//!   the others could swap places with it (without this, 30 concurrent `append("z")` are 2^30
+//!   configurations).
+//! - Known operations are tried before unknown ones, so a valid history rarely has to guess
+//!   where a timed-out write landed.
+//! - Partitions are checked smallest first; the first that fails is reported, which makes the
+//!   counter-example the smallest failing partition.
+
+use crate::check::history::{ClientId, HistoryError, Operation, Time};
+use crate::check::model::{Model, Partition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Bounds on one check. All unbounded by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Wall-clock bound for the whole check.
+    pub time_limit: Option<Duration>,
+    /// Bound on calls to [`Model::step`] over the whole check.
+    pub step_limit: Option<u64>,
+    /// Bound on memoized configurations in one partition, a proxy for memory.
+    pub cache_limit: Option<usize>,
+}
+
+impl CheckOptions {
+    pub fn with_time_limit(time_limit: Duration) -> Self {
+        CheckOptions {
+            time_limit: Some(time_limit),
+            ..CheckOptions::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every partition is linearizable.
+    Valid,
+    /// Some partition is not; see the counter-example.
+    Invalid,
+    /// A bound was hit before a verdict was reached, and no partition was found invalid.
+    Unknown,
+}
+
+/// Which bound stopped a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    Time,
+    Steps,
+    Cache,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub verdict: Verdict,
+    pub partitions_total: usize,
+    /// Partitions searched to a verdict.
+    pub partitions_checked: usize,
+    /// Calls to [`Model::step`] made by the search.
+    pub steps: u64,
+    /// The bound hit first, if any.
+    pub limit_hit: Option<Limit>,
+    pub counterexample: Option<Counterexample>,
+    pub elapsed: Duration,
+}
+
+impl CheckResult {
+    pub fn is_valid(&self) -> bool {
+        self.verdict == Verdict::Valid
+    }
+}
+
+/// Why a history is not linearizable: the smallest failing partition, the longest
+/// linearization of it the search found, and the operations that could not come next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterexample {
+    /// The failing partition's key (see [`Partition::key`]).
+    pub partition: String,
+    pub partition_ops: usize,
+    pub initial_state: String,
+    /// The longest linearizable prefix found, as indices into the history, in linearization
+    /// order.
+    pub prefix: Vec<usize>,
+    /// The last steps of `prefix` (at most [`Counterexample::TAIL`]) with the state after each,
+    /// which is usually where the trouble is.
+    pub prefix_tail: Vec<StepReport>,
+    /// The state after `prefix`.
+    pub final_state: String,
+    /// The operations that could have come next after `prefix` by real time, none of which
+    /// leads to a full linearization. Sorted by call time.
+    pub unplaced: Vec<UnplacedOp>,
+}
+
+impl Counterexample {
+    /// How many steps of the prefix are described in `prefix_tail`.
+    pub const TAIL: usize = 32;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Index into the history.
+    pub op: usize,
+    pub client: ClientId,
+    pub call: Time,
+    pub ret: Option<Time>,
+    pub operation: String,
+    pub state_after: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnplacedOp {
+    /// Index into the history.
+    pub op: usize,
+    pub client: ClientId,
+    pub call: Time,
+    pub ret: Option<Time>,
+    pub operation: String,
+    /// Whether the model accepts this operation in `final_state`. `false` points at the
+    /// operation whose output is impossible there (say, a stale read); `true` means it fits
+    /// but everything after it failed.
+    pub fits_final_state: bool,
+    /// This is the unplaced operation that returned first: it had to be linearized before
+    /// anything called after its return, so it is what the search could not get past.
+    pub blocking: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum CheckError {
+    #[error("operation {index} is malformed: {source}")]
+    InvalidOperation {
+        index: usize,
+        #[source]
+        source: HistoryError,
+    },
+    #[error("partition {key:?} names operation {index}, but the history has {len} operations")]
+    PartitionOutOfRange {
+        key: String,
+        index: usize,
+        len: usize,
+    },
+    #[error("operation {index} is in more than one partition (again in {key:?})")]
+    OverlappingPartitions { key: String, index: usize },
+    #[error("operation {index} is in no partition")]
+    Unpartitioned { index: usize },
+    #[error("partition {key:?} has {len} operations, more than the {max} supported")]
+    PartitionTooLarge { key: String, len: usize, max: usize },
+}
+
+/// Checks that `history` is linearizable with respect to `model`.
+///
+/// Each partition from [`Model::partition`] is searched on its own, smallest first, and the
+/// check stops at the first invalid one. Operations with equal timestamps count as concurrent.
+/// An [`crate::check::Outcome::Unknown`] operation may take effect anywhere after its call or
+/// not at all; its `ret` is ignored.
+pub fn check<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    let started = Instant::now();
+    for (index, op) in history.iter().enumerate() {
+        op.validate()
+            .map_err(|source| CheckError::InvalidOperation { index, source })?;
+    }
+    let mut partitions = model.partition(history);
+    validate_partitions(&partitions, history.len())?;
+    // Smallest first: cheap partitions fail fast, and the first failure is the smallest one.
+    partitions.sort_by_key(|p| p.ops.len());
+
+    let mut budget = Budget {
+        deadline: options.time_limit.map(|d| started + d),
+        step_limit: options.step_limit.unwrap_or(u64::MAX),
+        cache_limit: options.cache_limit.unwrap_or(usize::MAX),
+        steps: 0,
+    };
+    let mut result = CheckResult {
+        verdict: Verdict::Valid,
+        partitions_total: partitions.len(),
+        partitions_checked: 0,
+        steps: 0,
+        limit_hit: None,
+        counterexample: None,
+        elapsed: Duration::ZERO,
+    };
+    for partition in &partitions {
+        // Also checked here, not only every 1024 steps, so a spent budget is honoured even
+        // when every partition is tiny.
+        if budget.deadline.is_some_and(|d| Instant::now() >= d) {
+            result.verdict = Verdict::Unknown;
+            result.limit_hit.get_or_insert(Limit::Time);
+            break;
+        }
+        match Search::new(model, history, partition).run(&mut budget) {
+            SearchOutcome::Linearizable => result.partitions_checked += 1,
+            SearchOutcome::NotLinearizable(cx) => {
+                result.partitions_checked += 1;
+                result.verdict = Verdict::Invalid;
+                result.counterexample = Some(*cx);
+                break;
+            }
+            SearchOutcome::Stopped(limit) => {
+                result.verdict = Verdict::Unknown;
+                result.limit_hit.get_or_insert(limit);
+                // The cache bound is per partition, so later partitions may still be decided
+                // (and one of them may be invalid, which beats unknown). The others are global.
+                if limit != Limit::Cache {
+                    break;
+                }
+            }
+        }
+    }
+    result.steps = budget.steps;
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+fn validate_partitions<S>(partitions: &[Partition<S>], len: usize) -> Result<(), CheckError> {
+    let mut seen = vec![false; len];
+    for p in partitions {
+        if p.ops.len() > MAX_PARTITION {
+            return Err(CheckError::PartitionTooLarge {
+                key: p.key.clone(),
+                len: p.ops.len(),
+                max: MAX_PARTITION,
+            });
+        }
+        for &index in &p.ops {
+            let slot = seen
+                .get_mut(index)
+                .ok_or_else(|| CheckError::PartitionOutOfRange {
+                    key: p.key.clone(),
+                    index,
+                    len,
+                })?;
+            if *slot {
+                return Err(CheckError::OverlappingPartitions {
+                    key: p.key.clone(),
+                    index,
+                });
+            }
+            *slot = true;
+        }
+    }
+    match seen.iter().position(|s| !s) {
+        Some(index) => Err(CheckError::Unpartitioned { index }),
+        None => Ok(()),
+    }
+}
+
+/// Nodes are u32 indices and every operation has up to two nodes plus two list heads.
+const MAX_PARTITION: usize = (u32::MAX as usize - 8) / 2;
+
+struct Budget {
+    deadline: Option<Instant>,
+    step_limit: u64,
+    cache_limit: usize,
+    steps: u64,
+}
+
+impl Budget {
+    #[inline]
+    fn charge_step(&mut self) -> Result<(), Limit> {
+        self.steps += 1;
+        if self.steps > self.step_limit {
+            return Err(Limit::Steps);
+        }
+        // Reading the clock on every step would cost more than many steps do.
+        if self.steps & 0x3ff == 0 {
+            if let Some(deadline) = self.deadline {
+                if Instant::now() >= deadline {
+                    return Err(Limit::Time);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum SearchOutcome {
+    Linearizable,
+    NotLinearizable(Box<Counterexample>),
+    Stopped(Limit),
+}
+
+/// Heads of the two circular lists: known calls and returns, and unknown calls.
+const KNOWN_HEAD: u32 = 0;
+const UNKNOWN_HEAD: u32 = 1;
+const NO_NODE: u32 = u32::MAX;
+
+struct LocalOp<'h, I, O> {
+    /// Index into the whole history.
+    global: usize,
+    input: &'h I,
+    output: Option<&'h O>,
+    read_only: bool,
+    call_node: u32,
+    ret_node: u32,
+    /// Group of operations with equal input and output (see the symmetry rules), and this
+    /// operation's place in the group's list.
+    class: u32,
+    class_pos: u32,
+}
+
+struct Frame<S> {
+    op: u32,
+    /// The state before this operation, or `None` when the operation is read-only and the
+    /// state did not change (saves a clone per read).
+    prev: Option<S>,
+    /// Linearized by the read-only rule: there was no alternative at the parent, so when this
+    /// fails the parent fails too.
+    forced: bool,
+    /// The parent configuration's earliest unlinearized return node, needed to resume its
+    /// scan.
+    limit: u32,
+}
+
+struct Search<'m, 'h, M: Model> {
+    model: &'m M,
+    history: &'h [Operation<M::Input, M::Output>],
+    key: &'h str,
+    init: &'h M::State,
+    ops: Vec<LocalOp<'h, M::Input, M::Output>>,
+    /// Per node: list links, owning operation, and whether it is a return. A node's position in
+    /// time order is `node - 2`.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    node_op: Vec<u32>,
+    node_is_ret: Vec<bool>,
+    zobrist: Vec<u64>,
+    known_ops: usize,
+    /// Groups of interchangeable operations: known ones sorted by return, unknown ones by call.
+    classes: Vec<Vec<u32>>,
+    /// Per group of unknown operations, how many are linearized (always a prefix).
+    class_done: Vec<u32>,
+}
+
+impl<'m, 'h, M: Model> Search<'m, 'h, M> {
+    fn new(
+        model: &'m M,
+        history: &'h [Operation<M::Input, M::Output>],
+        partition: &'h Partition<M::State>,
+    ) -> Self {
+        let mut ops = Vec::with_capacity(partition.ops.len());
+        for &global in &partition.ops {
+            let op = &history[global];
+            let output = op.output.known();
+            let read_only = model.is_read_only(&op.input, output);
+            // A read-only operation with an unknown outcome constrains nothing: it cannot change
+            // the state, any output is accepted, and since it has no return nothing has to
+            // follow it. Leaving it out is exact and keeps it out of every candidate scan.
+            if read_only && output.is_none() {
+                continue;
+            }
+            ops.push(LocalOp {
+                global,
+                input: &op.input,
+                output,
+                read_only,
+                call_node: NO_NODE,
+                ret_node: NO_NODE,
+                class: 0,
+                class_pos: 0,
+            });
+        }
+
+        // Time order; at equal times calls go first, so touching intervals are concurrent.
+        let mut events: Vec<(Time, u8, u32)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            let h = &history[op.global];
+            events.push((h.call, 0, i as u32));
+            if let (Some(_), Some(ret)) = (op.output, h.ret) {
+                events.push((ret, 1, i as u32));
+            }
+        }
+        events.sort_unstable();
+
+        let nodes = events.len() + 2;
+        let mut next = vec![NO_NODE; nodes];
+        let mut prev = vec![NO_NODE; nodes];
+        let mut node_op = vec![NO_NODE; nodes];
+        let mut node_is_ret = vec![false; nodes];
+        let mut known_tail = KNOWN_HEAD;
+        let mut unknown_tail = UNKNOWN_HEAD;
+        for (rank, &(_, kind, op)) in events.iter().enumerate() {
+            let node = rank as u32 + 2;
+            node_op[node as usize] = op;
+            let local = &mut ops[op as usize];
+            let tail = if kind == 1 {
+                node_is_ret[node as usize] = true;
+                local.ret_node = node;
+                &mut known_tail
+            } else {
+                local.call_node = node;
+                if local.output.is_some() {
+                    &mut known_tail
+                } else {
+                    &mut unknown_tail
+                }
+            };
+            next[*tail as usize] = node;
+            prev[node as usize] = *tail;
+            *tail = node;
+        }
+        next[known_tail as usize] = KNOWN_HEAD;
+        prev[KNOWN_HEAD as usize] = known_tail;
+        next[unknown_tail as usize] = UNKNOWN_HEAD;
+        prev[UNKNOWN_HEAD as usize] = unknown_tail;
+
+        let mut class_ids: HashMap<(&M::Input, Option<&M::Output>), u32> = HashMap::new();
+        let mut classes: Vec<Vec<u32>> = Vec::new();
+        for (i, op) in ops.iter_mut().enumerate() {
+            let next_id = class_ids.len() as u32;
+            let id = *class_ids.entry((op.input, op.output)).or_insert(next_id);
+            if id == next_id {
+                classes.push(Vec::new());
+            }
+            op.class = id;
+            classes[id as usize].push(i as u32);
+        }
+        for members in &mut classes {
+            // Known groups by return, unknown ones by call; node ids are in time order.
+            members.sort_unstable_by_key(|&m| {
+                let o = &ops[m as usize];
+                if o.ret_node != NO_NODE {
+                    o.ret_node
+                } else {
+                    o.call_node
+                }
+            });
+            for (pos, &m) in members.iter().enumerate() {
+                ops[m as usize].class_pos = pos as u32;
+            }
+        }
+        let class_done = vec![0; classes.len()];
+
+        let mut seed = 0x5eed_1a7e_u64 ^ (ops.len() as u64);
+        let zobrist = (0..ops.len()).map(|_| splitmix64(&mut seed)).collect();
+        let known_ops = ops.iter().filter(|o| o.output.is_some()).count();
+        Search {
+            model,
+            history,
+            key: &partition.key,
+            init: &partition.init,
+            ops,
+            next,
+            prev,
+            node_op,
+            node_is_ret,
+            zobrist,
+            known_ops,
+            classes,
+            class_done,
+        }
+    }
+
+    #[inline]
+    fn unlink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    /// Undoes `unlink`; valid because unlinks are undone in reverse order, so the node's own
+    /// links still name its old neighbours.
+    #[inline]
+    fn relink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = node;
+        self.prev[n as usize] = node;
+    }
+
+    fn lift(&mut self, op: u32) {
+        let (call, ret) = {
+            let o = &self.ops[op as usize];
+            (o.call_node, o.ret_node)
+        };
+        self.unlink(call);
+        if ret != NO_NODE {
+            self.unlink(ret);
+        } else {
+            self.class_done[self.ops[op as usize].class as usize] += 1;
+        }
+    }
+
+    fn unlift(&mut self, op: u32) {
+        let (call, ret) = {
+            let o = &self.ops[op as usize];
+            (o.call_node, o.ret_node)
+        };
+        if ret != NO_NODE {
+            self.relink(ret);
+        } else {
+            self.class_done[self.ops[op as usize].class as usize] -= 1;
+        }
+        self.relink(call);
+    }
+
+    #[inline]
+    fn step(&self, state: &M::State, op: u32) -> Option<M::State> {
+        let o = &self.ops[op as usize];
+        self.model.step(state, o.input, o.output)
+    }
+
+    fn run(mut self, budget: &mut Budget) -> SearchOutcome {
+        match self.search(budget) {
+            Ok(None) => SearchOutcome::Linearizable,
+            Ok(Some(prefix)) => SearchOutcome::NotLinearizable(Box::new(self.counterexample(&prefix))),
+            Err(limit) => SearchOutcome::Stopped(limit),
+        }
+    }
+
+    /// Symmetry rule for a known operation `x`. Two candidates with equal input and output are
+    /// interchangeable except for their deadlines: in any linearization that places `y` now and
+    /// `x` later, swapping them is still valid when `x` returns no later than `y` (the states
+    /// are the same, and whatever had to follow `y` had to follow `x`). So only the candidate
+    /// that returns first is tried. Twins that return before `limit` are all linearized
+    /// already (`limit` is the earliest unlinearized return), which bounds the walk.
+    #[inline]
+    fn known_is_representative(&self, x: u32, limit: u32, bits: &[u64]) -> bool {
+        let o = &self.ops[x as usize];
+        let twins = &self.classes[o.class as usize];
+        if twins.len() == 1 {
+            return true;
+        }
+        for &y in twins[..o.class_pos as usize].iter().rev() {
+            let y_op = &self.ops[y as usize];
+            if y_op.ret_node < limit {
+                break;
+            }
+            if !get_bit(bits, y) && y_op.call_node < limit {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Symmetry rule for unknown operations: identical ones have no deadlines at all, so they
+    /// are linearized in call order. That keeps each group's linearized members a prefix of
+    /// its list, and the candidate to try is simply the first one not yet linearized.
+    #[inline]
+    fn unknown_is_representative(&self, x: u32) -> bool {
+        let o = &self.ops[x as usize];
+        let twins = &self.classes[o.class as usize];
+        twins.len() == 1 || twins.get(self.class_done[o.class as usize] as usize) == Some(&x)
+    }
+
+    /// Depth-first search. `Ok(None)`: linearizable. `Ok(Some(prefix))`: not, with the longest
+    /// linearized prefix found (local op indices).
+    fn search(&mut self, budget: &mut Budget) -> Result<Option<Vec<u32>>, Limit> {
+        let mut known_left = self.known_ops;
+        if known_left == 0 {
+            return Ok(None);
+        }
+        let words = self.ops.len().div_ceil(64);
+        let mut bits = vec![0u64; words];
+        let mut bits_hash = 0u64;
+        let mut cache: Cache<M::State> = Cache::new(words);
+        let mut state = self.init.clone();
+        let mut stack: Vec<Frame<M::State>> = Vec::new();
+        // The longest prefix so far is copied out lazily, only when the search is about to
+        // backtrack out of it, and only the part that differs from the last copy: copying on
+        // every new record would be quadratic on long valid partitions.
+        let mut best: Vec<u32> = Vec::new();
+        let mut best_len = 0usize;
+        let mut common = 0usize;
+        let mut dirty = false;
+        // Where to continue scanning candidates at the current configuration: `None` for a fresh
+        // configuration, else the node of the candidate just undone and the configuration's
+        // limit (the node of its earliest unlinearized return).
+        let mut resume: Option<(u32, u32)> = None;
+
+        loop {
+            // Pick the next child configuration to descend into, or `None` to backtrack.
+            let mut chosen: Option<(u32, Option<M::State>, bool)> = None;
+            let mut backtrack = false;
+            let mut scan_known = true;
+            let mut known_from = self.next[KNOWN_HEAD as usize];
+            let mut unknown_from = self.next[UNKNOWN_HEAD as usize];
+            let mut limit = NO_NODE;
+
+            match resume.take() {
+                None => {
+                    // Read-only rule: if a read-only candidate x fits now, linearizing x now
+                    // loses nothing. Any full linearization L from here contains x (it has a
+                    // known outcome) and moving x to the front of L keeps every step valid
+                    // (x changes no state and fits now) and keeps real-time order (everything
+                    // that must precede x is already linearized, or x would not be a
+                    // candidate). So x is the only child worth trying.
+                    let mut e = known_from;
+                    while e != KNOWN_HEAD {
+                        if self.node_is_ret[e as usize] {
+                            limit = e;
+                            break;
+                        }
+                        let op = self.node_op[e as usize];
+                        if self.ops[op as usize].read_only {
+                            budget.charge_step()?;
+                            if self.step(&state, op).is_some() {
+                                set_bit(&mut bits, op);
+                                bits_hash ^= self.zobrist[op as usize];
+                                if cache.insert(mix(bits_hash, &state), &bits, &state) {
+                                    chosen = Some((op, None, true));
+                                } else {
+                                    // Explored before and failed; by the rule above so does
+                                    // this configuration.
+                                    clear_bit(&mut bits, op);
+                                    bits_hash ^= self.zobrist[op as usize];
+                                    backtrack = true;
+                                }
+                                break;
+                            }
+                        }
+                        e = self.next[e as usize];
+                    }
+                }
+                Some((node, node_limit)) => {
+                    limit = node_limit;
+                    if self.ops[self.node_op[node as usize] as usize].output.is_some() {
+                        known_from = self.next[node as usize];
+                    } else {
+                        scan_known = false;
+                        unknown_from = self.next[node as usize];
+                    }
+                }
+            }
+
+            if chosen.is_none() && !backtrack {
+                if scan_known {
+                    let mut e = known_from;
+                    while e != limit {
+                        let op = self.node_op[e as usize];
+                        // Read-only candidates were tried by the read-only rule on arrival here
+                        // and none fit, so they are skipped.
+                        if !self.ops[op as usize].read_only
+                            && self.known_is_representative(op, limit, &bits)
+                        {
+                            budget.charge_step()?;
+                            if let Some(next) = self.step(&state, op) {
+                                set_bit(&mut bits, op);
+                                bits_hash ^= self.zobrist[op as usize];
+                                if cache.insert(mix(bits_hash, &next), &bits, &next) {
+                                    chosen = Some((op, Some(next), false));
+                                    break;
+                                }
+                                clear_bit(&mut bits, op);
+                                bits_hash ^= self.zobrist[op as usize];
+                            }
+                        }
+                        e = self.next[e as usize];
+                    }
+                }
+                if chosen.is_none() {
+                    let mut u = unknown_from;
+                    // Node ids follow time order, so `u < limit` means "called before the
+                    // earliest unlinearized return".
+                    while u != UNKNOWN_HEAD && u < limit {
+                        let op = self.node_op[u as usize];
+                        if self.unknown_is_representative(op) {
+                            budget.charge_step()?;
+                            // An unknown operation that would not change the state here is not
+                            // tried: whatever follows it also follows without it, and leaving it
+                            // out is allowed since it may never have happened.
+                            if let Some(next) = self.step(&state, op).filter(|n| *n != state) {
+                                set_bit(&mut bits, op);
+                                bits_hash ^= self.zobrist[op as usize];
+                                if cache.insert(mix(bits_hash, &next), &bits, &next) {
+                                    chosen = Some((op, Some(next), false));
+                                    break;
+                                }
+                                clear_bit(&mut bits, op);
+                                bits_hash ^= self.zobrist[op as usize];
+                            }
+                        }
+                        u = self.next[u as usize];
+                    }
+                }
+            }
+
+            if let Some((op, next_state, forced)) = chosen {
+                if cache.len() > budget.cache_limit {
+                    return Err(Limit::Cache);
+                }
+                let prev = next_state.map(|s| std::mem::replace(&mut state, s));
+                self.lift(op);
+                if self.ops[op as usize].output.is_some() {
+                    known_left -= 1;
+                }
+                stack.push(Frame {
+                    op,
+                    prev,
+                    forced,
+                    limit,
+                });
+                if known_left == 0 {
+                    return Ok(None);
+                }
+                if stack.len() > best_len {
+                    best_len = stack.len();
+                    dirty = true;
+                }
+                continue;
+            }
+
+            // Backtrack: undo the last choice and resume scanning after it, or keep undoing
+            // while the undone choice was forced (its parent has no other child to try).
+            loop {
+                if dirty {
+                    best.truncate(common);
+                    best.extend(stack[common..].iter().map(|f| f.op));
+                    dirty = false;
+                }
+                let Some(frame) = stack.pop() else {
+                    return Ok(Some(best));
+                };
+                common = common.min(stack.len());
+                self.unlift(frame.op);
+                clear_bit(&mut bits, frame.op);
+                bits_hash ^= self.zobrist[frame.op as usize];
+                if let Some(prev) = frame.prev {
+                    state = prev;
+                }
+                if self.ops[frame.op as usize].output.is_some() {
+                    known_left += 1;
+                }
+                if !frame.forced {
+                    resume = Some((self.ops[frame.op as usize].call_node, frame.limit));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn counterexample(&self, prefix: &[u32]) -> Counterexample {
+        let describe_op = |local: u32| {
+            let o = &self.ops[local as usize];
+            let h = &self.history[o.global];
+            (o.global, h, self.model.describe_operation(&h.input, &h.output))
+        };
+        let mut state = self.init.clone();
+        let mut in_prefix = vec![false; self.ops.len()];
+        let tail_from = prefix.len().saturating_sub(Counterexample::TAIL);
+        let mut prefix_tail = Vec::new();
+        for (i, &local) in prefix.iter().enumerate() {
+            in_prefix[local as usize] = true;
+            // The search already ran these steps, so they succeed; stopping quietly on a
+            // model that disagrees with itself beats panicking inside a report.
+            match self.step(&state, local) {
+                Some(next) => state = next,
+                None => break,
+            }
+            if i >= tail_from {
+                let (op, h, operation) = describe_op(local);
+                prefix_tail.push(StepReport {
+                    op,
+                    client: h.client,
+                    call: h.call,
+                    ret: h.ret,
+                    operation,
+                    state_after: self.model.describe_state(&state),
+                });
+            }
+        }
+        // The candidates after the prefix: unlinearized calls before the first unlinearized
+        // known return.
+        let limit = self
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| !in_prefix[*i] && o.ret_node != NO_NODE)
+            .map(|(_, o)| o.ret_node)
+            .min()
+            .unwrap_or(u32::MAX);
+        let mut unplaced: Vec<UnplacedOp> = self
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| !in_prefix[*i] && o.call_node < limit)
+            .map(|(i, o)| {
+                let (op, h, operation) = describe_op(i as u32);
+                UnplacedOp {
+                    op,
+                    client: h.client,
+                    call: h.call,
+                    ret: h.ret,
+                    operation,
+                    fits_final_state: self.step(&state, i as u32).is_some(),
+                    blocking: o.ret_node == limit,
+                }
+            })
+            .collect();
+        unplaced.sort_by_key(|u| (u.call, u.op));
+        Counterexample {
+            partition: self.key.to_string(),
+            partition_ops: self.ops.len(),
+            initial_state: self.model.describe_state(self.init),
+            prefix: prefix
+                .iter()
+                .map(|&l| self.ops[l as usize].global)
+                .collect(),
+            prefix_tail,
+            final_state: self.model.describe_state(&state),
+            unplaced,
+        }
+    }
+}
+
+#[inline]
+fn set_bit(bits: &mut [u64], op: u32) {
+    bits[(op / 64) as usize] |= 1 << (op % 64);
+}
+
+#[inline]
+fn get_bit(bits: &[u64], op: u32) -> bool {
+    bits[(op / 64) as usize] & (1 << (op % 64)) != 0
+}
+
+#[inline]
+fn clear_bit(bits: &mut [u64], op: u32) {
+    bits[(op / 64) as usize] &= !(1 << (op % 64));
+}
+
+fn splitmix64(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Hash of a configuration: the bitset's Zobrist hash combined with the state's hash, then
+/// finalized so that the low bits (which pick the table slot) depend on every input bit.
+#[inline]
+fn mix<S: Hash>(bits_hash: u64, state: &S) -> u64 {
+    let mut h = FxHasher::default();
+    state.hash(&mut h);
+    let mut z = bits_hash ^ h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    z ^ (z >> 33)
+}
+
+/// The Fx hash (rustc's): a multiply and rotate per word. Weak alone, fine once finalized by
+/// `mix`, and several times cheaper than std's SipHash, which dominates a naive checker.
+#[derive(Default)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The set of explored configurations: open addressing over an arena, so inserting costs no
+/// allocation of its own (std's `HashSet<(Vec<u64>, S)>` would allocate a bitset per entry and
+/// need one built for every lookup).
+struct Cache<S> {
+    words: usize,
+    bits: Vec<u64>,
+    hashes: Vec<u64>,
+    states: Vec<S>,
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+const EMPTY_SLOT: u32 = u32::MAX;
+
+impl<S: Eq + Clone> Cache<S> {
+    fn new(words: usize) -> Self {
+        Cache {
+            words,
+            bits: Vec::new(),
+            hashes: Vec::new(),
+            states: Vec::new(),
+            slots: vec![EMPTY_SLOT; 256],
+            mask: 255,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Adds the configuration; false if it was already there.
+    #[inline]
+    fn insert(&mut self, hash: u64, bits: &[u64], state: &S) -> bool {
+        let w = self.words;
+        let mut i = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY_SLOT {
+                break;
+            }
+            let s = slot as usize;
+            if self.hashes[s] == hash
+                && self.bits[s * w..(s + 1) * w] == *bits
+                && self.states[s] == *state
+            {
+                return false;
+            }
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = self.states.len() as u32;
+        self.hashes.push(hash);
+        self.bits.extend_from_slice(bits);
+        self.states.push(state.clone());
+        // Half full at most keeps probe sequences short. The entry count stays below
+        // `EMPTY_SLOT` because memory runs out long before 2^32 configurations.
+        if self.states.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        true
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots = vec![EMPTY_SLOT; size];
+        self.mask = size - 1;
+        for (s, &hash) in self.hashes.iter().enumerate() {
+            let mut i = hash as usize & self.mask;
+            while self.slots[i] != EMPTY_SLOT {
+                i = (i + 1) & self.mask;
+            }
+            self.slots[i] = s as u32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::history::Outcome;
+    use crate::check::model::{
+        KeyValue, KvInput, KvOutput, Register, RegisterInput as RI, RegisterOutput as RO, Token,
+        TokenInput, TokenOp, TokenOutput, TokenState,
+    };
+
+    fn run<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> CheckResult {
+        match check(model, h, &CheckOptions::default()) {
+            Ok(r) => r,
+            Err(e) => panic!("check failed: {e}"),
+        }
+    }
+
+    fn ok<I, O>(client: u64, input: I, call: u64, ret: u64, output: O) -> Operation<I, O> {
+        Operation::ok(client, input, call, ret, output)
+    }
+
+    fn unknown<I, O>(client: u64, input: I, call: u64) -> Operation<I, O> {
+        Operation::unknown(client, input, call, None)
+    }
+
+    #[test]
+    fn empty_history_is_valid() {
+        let r = run(&Register, &[]);
+        assert_eq!(r.verdict, Verdict::Valid);
+        assert_eq!(r.partitions_checked, 1);
+    }
+
+    #[test]
+    fn register_concurrent_read_may_see_old_or_new() {
+        let h = vec![
+            ok(0, RI::Write(1), 0, 10, RO::WriteOk),
+            ok(1, RI::Read, 1, 3, RO::ReadOk(None)),
+            ok(2, RI::Read, 5, 15, RO::ReadOk(Some(1))),
+            ok(1, RI::Read, 11, 12, RO::ReadOk(Some(1))),
+        ];
+        assert_eq!(run(&Register, &h).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn register_stale_read_is_invalid_with_counterexample() {
+        let h = vec![
+            ok(0, RI::Write(1), 0, 1, RO::WriteOk),
+            ok(1, RI::Read, 2, 3, RO::ReadOk(Some(1))),
+            ok(0, RI::Write(2), 4, 5, RO::WriteOk),
+            ok(1, RI::Read, 6, 7, RO::ReadOk(Some(1))),
+        ];
+        let r = run(&Register, &h);
+        assert_eq!(r.verdict, Verdict::Invalid);
+        let cx = r.counterexample.clone().expect("invalid has a counter-example");
+        assert_eq!(cx.partition, "all");
+        assert_eq!(cx.prefix, vec![0, 1, 2]);
+        assert_eq!(cx.final_state, "2");
+        assert_eq!(cx.unplaced.len(), 1);
+        assert_eq!(cx.unplaced[0].op, 3);
+        assert!(!cx.unplaced[0].fits_final_state);
+        assert!(cx.unplaced[0].blocking);
+        assert_eq!(cx.prefix_tail.len(), 3);
+        assert_eq!(cx.prefix_tail[2].operation, "write(2) -> ok");
+        // Counter-examples are meant to be written out as JSON.
+        let json = serde_json::to_string(&r.counterexample).expect("serializes");
+        assert!(json.contains("\"blocking\":true"));
+        let back: CheckResult =
+            serde_json::from_str(&serde_json::to_string(&run(&Register, &h)).expect("serializes"))
+                .expect("deserializes");
+        assert_eq!(back.verdict, Verdict::Invalid);
+    }
+
+    #[test]
+    fn register_cas_rules() {
+        let valid = vec![
+            ok(0, RI::Write(1), 0, 1, RO::WriteOk),
+            ok(1, RI::Cas { from: 1, to: 2 }, 2, 5, RO::CasOk),
+            ok(2, RI::Cas { from: 1, to: 3 }, 3, 6, RO::CasFail),
+            ok(0, RI::Read, 7, 8, RO::ReadOk(Some(2))),
+        ];
+        assert_eq!(run(&Register, &valid).verdict, Verdict::Valid);
+        // Both cas(1, _) cannot succeed.
+        let invalid = vec![
+            ok(0, RI::Write(1), 0, 1, RO::WriteOk),
+            ok(1, RI::Cas { from: 1, to: 2 }, 2, 5, RO::CasOk),
+            ok(2, RI::Cas { from: 1, to: 3 }, 3, 6, RO::CasOk),
+        ];
+        assert_eq!(run(&Register, &invalid).verdict, Verdict::Invalid);
+        // A failed cas on nil is fine; a successful one is not.
+        let nil = vec![ok(0, RI::Cas { from: 0, to: 1 }, 0, 1, RO::CasOk)];
+        assert_eq!(run(&Register, &nil).verdict, Verdict::Invalid);
+    }
+
+    #[test]
+    fn register_unknown_write_may_land_late_or_never() {
+        // Took effect, after the client gave up.
+        let late = vec![
+            Operation::unknown(0, RI::Write(1), 0, Some(1)),
+            ok(1, RI::Read, 2, 3, RO::ReadOk(None)),
+            ok(1, RI::Read, 4, 5, RO::ReadOk(Some(1))),
+        ];
+        assert_eq!(run(&Register, &late).verdict, Verdict::Valid);
+        // Never took effect.
+        let never = vec![
+            unknown(0, RI::Write(1), 0),
+            ok(1, RI::Read, 2, 3, RO::ReadOk(None)),
+        ];
+        assert_eq!(run(&Register, &never).verdict, Verdict::Valid);
+        // Once seen it cannot be unseen.
+        let flicker = vec![
+            unknown(0, RI::Write(1), 0),
+            ok(1, RI::Read, 2, 3, RO::ReadOk(Some(1))),
+            ok(1, RI::Read, 4, 5, RO::ReadOk(None)),
+        ];
+        assert_eq!(run(&Register, &flicker).verdict, Verdict::Invalid);
+        // It cannot take effect before its call.
+        let early = vec![
+            ok(1, RI::Read, 0, 1, RO::ReadOk(Some(1))),
+            unknown(0, RI::Write(1), 2),
+        ];
+        assert_eq!(run(&Register, &early).verdict, Verdict::Invalid);
+        // An unknown cas applies only if it matches.
+        let cas = vec![
+            ok(0, RI::Write(1), 0, 1, RO::WriteOk),
+            unknown(1, RI::Cas { from: 1, to: 2 }, 2),
+            ok(0, RI::Read, 3, 4, RO::ReadOk(Some(2))),
+            unknown(2, RI::Cas { from: 1, to: 3 }, 5),
+            ok(0, RI::Read, 6, 7, RO::ReadOk(Some(3))),
+        ];
+        assert_eq!(run(&Register, &cas).verdict, Verdict::Invalid);
+        // Unknown reads constrain nothing.
+        let reads = vec![
+            ok(0, RI::Write(1), 0, 1, RO::WriteOk),
+            Operation::unknown(1, RI::Read, 2, Some(3)),
+            ok(0, RI::Read, 4, 5, RO::ReadOk(Some(1))),
+        ];
+        assert_eq!(run(&Register, &reads).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn equal_timestamps_are_concurrent() {
+        let h = vec![
+            ok(0, RI::Write(1), 0, 5, RO::WriteOk),
+            ok(1, RI::Read, 5, 6, RO::ReadOk(None)),
+        ];
+        assert_eq!(run(&Register, &h).verdict, Verdict::Valid);
+        let h = vec![
+            ok(0, RI::Write(1), 0, 4, RO::WriteOk),
+            ok(1, RI::Read, 5, 6, RO::ReadOk(None)),
+        ];
+        assert_eq!(run(&Register, &h).verdict, Verdict::Invalid);
+    }
+
+    #[test]
+    fn kv_reports_the_smallest_failing_key() {
+        let v = |s: &str| KvOutput::Value(s.to_string());
+        let h = vec![
+            // key "a": fine.
+            ok(0, KvInput::append("a", "x"), 0, 2, KvOutput::Done),
+            ok(1, KvInput::append("a", "y"), 1, 3, KvOutput::Done),
+            ok(2, KvInput::get("a"), 4, 5, v("yx")),
+            // key "b": lost append, three ops.
+            ok(0, KvInput::put("b", "1"), 10, 11, KvOutput::Done),
+            ok(1, KvInput::append("b", "2"), 12, 13, KvOutput::Done),
+            ok(2, KvInput::get("b"), 14, 15, v("1")),
+            // key "c": lost put, two ops.
+            ok(0, KvInput::put("c", "q"), 20, 21, KvOutput::Done),
+            ok(1, KvInput::get("c"), 22, 23, v("")),
+        ];
+        let r = run(&KeyValue, &h);
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert_eq!(r.partitions_total, 3);
+        let cx = r.counterexample.expect("counter-example");
+        assert_eq!(cx.partition, "c");
+        assert_eq!(cx.partition_ops, 2);
+        assert_eq!(run(&KeyValue, &h[..6]).counterexample.map(|c| c.partition), Some("b".into()));
+        assert_eq!(run(&KeyValue, &h[..3]).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn kv_unknown_append_may_or_may_not_land() {
+        let v = |s: &str| KvOutput::Value(s.to_string());
+        let h = vec![
+            unknown(0, KvInput::append("k", "a"), 0),
+            ok(1, KvInput::append("k", "b"), 1, 2, KvOutput::Done),
+            ok(1, KvInput::get("k"), 3, 4, v("b")),
+            ok(1, KvInput::get("k"), 5, 6, v("ba")),
+        ];
+        assert_eq!(run(&KeyValue, &h).verdict, Verdict::Valid);
+        let mut bad = h.clone();
+        bad.push(ok(1, KvInput::get("k"), 7, 8, v("bab")));
+        assert_eq!(run(&KeyValue, &bad).verdict, Verdict::Invalid);
+    }
+
+    fn pay(token: u64, from: &str, to: &str) -> TokenInput {
+        TokenInput {
+            token,
+            op: TokenOp::Pay {
+                from: from.into(),
+                to: to.into(),
+            },
+        }
+    }
+
+    fn read(token: u64) -> TokenInput {
+        TokenInput {
+            token,
+            op: TokenOp::Read,
+        }
+    }
+
+    fn seen(version: u64, owner: &str) -> TokenOutput {
+        TokenOutput::State(TokenState {
+            version,
+            owner: owner.into(),
+        })
+    }
+
+    #[test]
+    fn token_pays_and_reads() {
+        let m = Token::faultline(6, 3);
+        let h = vec![
+            ok(1, pay(0, "1", "2"), 0, 2, TokenOutput::Paid { version: 2 }),
+            ok(3, pay(0, "3", "1"), 1, 3, TokenOutput::NotOwned),
+            ok(2, read(0), 1, 4, seen(1, "1")),
+            ok(2, pay(0, "2", "3"), 5, 6, TokenOutput::Paid { version: 3 }),
+            ok(1, read(3), 0, 1, seen(1, "1")),
+            ok(2, pay(1, "2", "3"), 0, 1, TokenOutput::Paid { version: 2 }),
+            ok(3, read(1), 2, 3, seen(2, "3")),
+        ];
+        let r = run(&m, &h);
+        assert_eq!(r.verdict, Verdict::Valid);
+        assert_eq!(r.partitions_total, 3);
+    }
+
+    #[test]
+    fn token_racing_pays_both_acknowledged_is_invalid() {
+        // The seeds' known bug: two concurrent pays of one token at the same version both win.
+        let m = Token::faultline(6, 3);
+        let h = vec![
+            ok(1, pay(0, "1", "2"), 0, 3, TokenOutput::Paid { version: 2 }),
+            ok(4, pay(0, "1", "3"), 1, 4, TokenOutput::Paid { version: 2 }),
+            ok(2, read(1), 0, 1, seen(1, "2")),
+        ];
+        let r = run(&m, &h);
+        assert_eq!(r.verdict, Verdict::Invalid);
+        let cx = r.counterexample.expect("counter-example");
+        assert_eq!(cx.partition, "token 0");
+        assert_eq!(cx.prefix.len(), 1);
+        assert_eq!(cx.unplaced.len(), 1);
+    }
+
+    #[test]
+    fn token_unknown_pay() {
+        let m = Token::faultline(6, 3);
+        let landed = vec![
+            unknown(1, pay(0, "1", "2"), 0),
+            ok(5, read(0), 1, 2, seen(1, "1")),
+            ok(5, read(0), 3, 4, seen(2, "2")),
+            ok(2, pay(0, "2", "3"), 5, 6, TokenOutput::Paid { version: 3 }),
+        ];
+        assert_eq!(run(&m, &landed).verdict, Verdict::Valid);
+        let lost = vec![
+            unknown(1, pay(0, "1", "2"), 0),
+            ok(5, read(0), 3, 4, seen(1, "1")),
+            ok(6, pay(0, "1", "3"), 5, 6, TokenOutput::Paid { version: 2 }),
+        ];
+        assert_eq!(run(&m, &lost).verdict, Verdict::Valid);
+        let back = vec![
+            unknown(1, pay(0, "1", "2"), 0),
+            ok(5, read(0), 3, 4, seen(2, "2")),
+            ok(5, read(0), 5, 6, seen(1, "1")),
+        ];
+        assert_eq!(run(&m, &back).verdict, Verdict::Invalid);
+        // Not the owner's pay never lands.
+        let stranger = vec![
+            unknown(1, pay(0, "2", "3"), 0),
+            ok(5, read(0), 3, 4, seen(2, "3")),
+        ];
+        assert_eq!(run(&m, &stranger).verdict, Verdict::Invalid);
+    }
+
+    /// Many concurrent blind writes and unknown cas with no reads to pin them down, then an
+    /// impossible read: the search has to exhaust a large space.
+    fn hard_register_history() -> Vec<Operation<RI, RO>> {
+        let mut h = Vec::new();
+        for c in 0..14u64 {
+            h.push(unknown(100 + c, RI::Cas { from: c as i64 % 4, to: (c as i64 + 1) % 4 }, c));
+            h.push(ok(c, RI::Write(c as i64 % 3), c, 100, RO::WriteOk));
+        }
+        h.push(ok(99, RI::Read, 101, 102, RO::ReadOk(Some(42))));
+        h
+    }
+
+    #[test]
+    fn limits_give_unknown_instead_of_hanging() {
+        let h = hard_register_history();
+        let opts = CheckOptions {
+            step_limit: Some(1_000),
+            ..CheckOptions::default()
+        };
+        let r = check(&Register, &h, &opts).expect("well formed");
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.limit_hit, Some(Limit::Steps));
+        assert!(r.counterexample.is_none());
+
+        let opts = CheckOptions {
+            cache_limit: Some(100),
+            ..CheckOptions::default()
+        };
+        let r = check(&Register, &h, &opts).expect("well formed");
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.limit_hit, Some(Limit::Cache));
+
+        let r = check(&Register, &h, &CheckOptions::with_time_limit(Duration::ZERO))
+            .expect("well formed");
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.limit_hit, Some(Limit::Time));
+    }
+
+    #[test]
+    fn invalid_partition_beats_unknown_partition() {
+        // A cache-limited partition leaves the verdict open, but a later invalid one decides it.
+        let m = KeyValue;
+        let mut h: Vec<Operation<KvInput, KvOutput>> = Vec::new();
+        for c in 0..10u64 {
+            h.push(ok(c, KvInput::append("big", format!("{c}")), 0, 50, KvOutput::Done));
+            h.push(ok(c, KvInput::get("big"), 0, 50, KvOutput::Value(format!("{c}"))));
+        }
+        for c in 0..30u64 {
+            h.push(ok(c, KvInput::append("bigger", "z"), 60, 70, KvOutput::Done));
+        }
+        h.push(ok(0, KvInput::get("bigger"), 71, 72, KvOutput::Value("q".into())));
+        let opts = CheckOptions {
+            cache_limit: Some(50),
+            ..CheckOptions::default()
+        };
+        let r = check(&m, &h, &opts).expect("well formed");
+        assert_eq!(r.limit_hit, Some(Limit::Cache));
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert_eq!(r.counterexample.map(|c| c.partition), Some("bigger".into()));
+    }
+
+    #[test]
+    fn malformed_histories_are_errors() {
+        let h = vec![ok(0, RI::Read, 5, 4, RO::ReadOk(None))];
+        assert!(matches!(
+            check(&Register, &h, &CheckOptions::default()),
+            Err(CheckError::InvalidOperation { index: 0, .. })
+        ));
+        let h: Vec<Operation<RI, RO>> = vec![Operation {
+            client: 0,
+            input: RI::Read,
+            call: 0,
+            ret: None,
+            output: Outcome::Ok(RO::ReadOk(None)),
+        }];
+        assert!(check(&Register, &h, &CheckOptions::default()).is_err());
+    }
+
+    struct BadPartition;
+    impl Model for BadPartition {
+        type State = ();
+        type Input = ();
+        type Output = ();
+        fn init(&self) {}
+        fn step(&self, _: &(), _: &(), _: Option<&()>) -> Option<()> {
+            Some(())
+        }
+        fn partition(&self, h: &[Operation<(), ()>]) -> Vec<Partition<()>> {
+            vec![Partition {
+                key: "x".into(),
+                init: (),
+                ops: (0..h.len() + 1).collect(),
+            }]
+        }
+    }
+
+    #[test]
+    fn bad_partitions_are_errors() {
+        let h = vec![ok(0, (), 0, 1, ())];
+        assert!(matches!(
+            check(&BadPartition, &h, &CheckOptions::default()),
+            Err(CheckError::PartitionOutOfRange { index: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,27 @@
+//! History checkers.
+//!
+//! The linearizability checker is split so that each piece can be reused on its own:
+//! - [`history`]: what a recorded client history is (operations with call/return times and
+//!   possibly unknown outcomes), plus the call/return event form histories are recorded in.
+//! - [`model`]: the sequential specifications a history is judged against (`Model`), and the
+//!   models faultline needs: a register, a key-value store and the tokens system.
+//! - [`linearizability`]: the Wing-Gong-Lowe search with P-compositionality, bounds and
+//!   counter-examples.
+//! - [`porcupine`]: parsers for Porcupine's public test histories, the checker's external test.
+//! - [`generate`]: seeded generators of linearizable token histories, for tests and benchmarks.
+
+pub mod generate;
+pub mod history;
+pub mod linearizability;
+pub mod model;
+pub mod porcupine;
+
+pub use history::{ClientId, Event, HistoryError, Operation, Outcome, Time};
+pub use linearizability::{
+    check, CheckError, CheckOptions, CheckResult, Counterexample, Limit, StepReport, UnplacedOp,
+    Verdict,
+};
+pub use model::{
+    KeyValue, KvInput, KvOp, KvOutput, Model, Partition, Register, RegisterInput, RegisterOutput,
+    Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState,
+};

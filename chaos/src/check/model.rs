@@ -1,0 +1,624 @@
+//! Sequential specifications that histories are checked against.
+//!
+//! A [`Model`] is an executable sequential specification: an initial state and a step function
+//! that says whether an operation with a given output is allowed in a state, and what state
+//! follows. The checker only ever talks to this trait, so a new system needs a model here and
+//! nothing in the search. Three models live here:
+//! - [`Register`]: one read/write/compare-and-set register (Porcupine's etcd model).
+//! - [`KeyValue`]: get/put/append strings, partitioned by key (Porcupine's kv model).
+//! - [`Token`]: the tokens system's tokens (version, owner), partitioned per token.
+
+use crate::check::history::{Operation, Outcome};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// A part of a history that can be checked on its own (P-compositionality: a history is
+/// linearizable iff every part is, when parts touch disjoint objects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition<S> {
+    /// Names the object(s) of this part in reports, e.g. the key or the token id.
+    pub key: String,
+    /// The state this part starts from. Carried here rather than asked from [`Model::init`]
+    /// because the initial state can depend on the object (each token starts with its own owner).
+    pub init: S,
+    /// Indices into the history. Every operation must be in exactly one partition.
+    pub ops: Vec<usize>,
+}
+
+/// An executable sequential specification.
+///
+/// Models are deterministic: the state after an operation is a function of the state, the input
+/// and the output. That is why [`Model::step`] returns one state, not a set. The
+/// nondeterminism of an unknown outcome (did it happen? when?) is the checker's job, not the
+/// model's: the checker may place such an operation anywhere after its call or nowhere. A
+/// specification that is nondeterministic in its own right can still be written by making
+/// `State` the set of states it could be in (the usual powerset construction).
+///
+/// Determinism is also why inputs and outputs must be `Eq + Hash`: two operations with equal
+/// input and output step identically, so the checker treats concurrent ones as
+/// interchangeable and tries only one of them.
+pub trait Model {
+    type State: Clone + Eq + Hash + Debug;
+    type Input: Debug + Eq + Hash;
+    type Output: Debug + Eq + Hash;
+
+    /// The state of the whole history before any operation.
+    fn init(&self) -> Self::State;
+
+    /// Applies one operation. `output` is `None` when the outcome is unknown, and then the step
+    /// must accept whatever the operation would have returned. Returns `None` if the operation
+    /// cannot have returned `output` in `state`.
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+    ) -> Option<Self::State>;
+
+    /// A promise that this operation never changes any state: for every state `s`,
+    /// `step(s, input, output)` is `None` or `Some(s)`. The checker uses it to linearize such
+    /// operations as soon as they fit, without trying them anywhere else, and to drop them
+    /// entirely when their outcome is unknown. A wrong `true` makes the checker unsound, so the
+    /// default is `false`.
+    fn is_read_only(&self, input: &Self::Input, output: Option<&Self::Output>) -> bool {
+        let _ = (input, output);
+        false
+    }
+
+    /// Splits a history into independently checkable parts. The default keeps it whole.
+    fn partition(
+        &self,
+        history: &[Operation<Self::Input, Self::Output>],
+    ) -> Vec<Partition<Self::State>> {
+        vec![Partition {
+            key: "all".to_string(),
+            init: self.init(),
+            ops: (0..history.len()).collect(),
+        }]
+    }
+
+    /// One line for an operation in a counter-example.
+    fn describe_operation(&self, input: &Self::Input, output: &Outcome<Self::Output>) -> String {
+        match output {
+            Outcome::Ok(o) => format!("{input:?} -> {o:?}"),
+            Outcome::Unknown => format!("{input:?} -> ?"),
+        }
+    }
+
+    /// One line for a state in a counter-example.
+    fn describe_state(&self, state: &Self::State) -> String {
+        format!("{state:?}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Register
+// ---------------------------------------------------------------------------------------------
+
+/// A single register over `Option<i64>` that starts as `None` (nil, never written), with
+/// Jepsen's read/write/cas. The same rules as Porcupine's `etcdModel`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Register;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterInput {
+    Read,
+    Write(i64),
+    Cas { from: i64, to: i64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterOutput {
+    /// A read saw this value (`None`: never written).
+    ReadOk(Option<i64>),
+    WriteOk,
+    /// The register held `from` and now holds `to`.
+    CasOk,
+    /// The register did not hold `from`; nothing changed.
+    CasFail,
+}
+
+impl Model for Register {
+    type State = Option<i64>;
+    type Input = RegisterInput;
+    type Output = RegisterOutput;
+
+    fn init(&self) -> Option<i64> {
+        None
+    }
+
+    fn step(
+        &self,
+        state: &Option<i64>,
+        input: &RegisterInput,
+        output: Option<&RegisterOutput>,
+    ) -> Option<Option<i64>> {
+        // A mismatched input/output pair (a read answered with `CasOk`) is refused rather than
+        // ignored: it means the history was recorded wrong, and refusing makes it show up.
+        match (input, output) {
+            (RegisterInput::Read, None) => Some(*state),
+            (RegisterInput::Read, Some(RegisterOutput::ReadOk(v))) => (v == state).then_some(*v),
+            (RegisterInput::Write(v), None | Some(RegisterOutput::WriteOk)) => Some(Some(*v)),
+            (RegisterInput::Cas { from, to }, None) => {
+                Some(if *state == Some(*from) { Some(*to) } else { *state })
+            }
+            (RegisterInput::Cas { from, to }, Some(RegisterOutput::CasOk)) => {
+                (*state == Some(*from)).then_some(Some(*to))
+            }
+            (RegisterInput::Cas { from, .. }, Some(RegisterOutput::CasFail)) => {
+                (*state != Some(*from)).then_some(*state)
+            }
+            _ => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> bool {
+        matches!(
+            (input, output),
+            (RegisterInput::Read, _)
+                | (RegisterInput::Cas { .. }, Some(RegisterOutput::CasFail))
+        )
+    }
+
+    fn describe_operation(&self, input: &RegisterInput, output: &Outcome<RegisterOutput>) -> String {
+        let call = match input {
+            RegisterInput::Read => "read()".to_string(),
+            RegisterInput::Write(v) => format!("write({v})"),
+            RegisterInput::Cas { from, to } => format!("cas({from}, {to})"),
+        };
+        let ret = match output {
+            Outcome::Unknown => "?".to_string(),
+            Outcome::Ok(RegisterOutput::ReadOk(v)) => show_opt(*v),
+            Outcome::Ok(RegisterOutput::WriteOk) | Outcome::Ok(RegisterOutput::CasOk) => {
+                "ok".to_string()
+            }
+            Outcome::Ok(RegisterOutput::CasFail) => "fail".to_string(),
+        };
+        format!("{call} -> {ret}")
+    }
+
+    fn describe_state(&self, state: &Option<i64>) -> String {
+        show_opt(*state)
+    }
+}
+
+fn show_opt(v: Option<i64>) -> String {
+    v.map_or_else(|| "nil".to_string(), |v| v.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key-value
+// ---------------------------------------------------------------------------------------------
+
+/// String values per key, each starting as `""`: get returns the value, put replaces it,
+/// append concatenates. Partitioned by key, so each key is checked as its own register. The same
+/// rules as Porcupine's `kvModel`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyValue;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KvInput {
+    pub key: String,
+    pub op: KvOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOp {
+    Get,
+    Put(String),
+    Append(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOutput {
+    /// What a get returned (`""` for a key never written).
+    Value(String),
+    /// A put or append was acknowledged.
+    Done,
+}
+
+impl KvInput {
+    pub fn get(key: impl Into<String>) -> Self {
+        KvInput {
+            key: key.into(),
+            op: KvOp::Get,
+        }
+    }
+    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KvInput {
+            key: key.into(),
+            op: KvOp::Put(value.into()),
+        }
+    }
+    pub fn append(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KvInput {
+            key: key.into(),
+            op: KvOp::Append(value.into()),
+        }
+    }
+}
+
+impl Model for KeyValue {
+    /// The value of the partition's one key.
+    type State = String;
+    type Input = KvInput;
+    type Output = KvOutput;
+
+    fn init(&self) -> String {
+        String::new()
+    }
+
+    fn step(&self, state: &String, input: &KvInput, output: Option<&KvOutput>) -> Option<String> {
+        match (&input.op, output) {
+            (KvOp::Get, None) => Some(state.clone()),
+            (KvOp::Get, Some(KvOutput::Value(v))) => (v == state).then(|| state.clone()),
+            (KvOp::Put(v), None | Some(KvOutput::Done)) => Some(v.clone()),
+            (KvOp::Append(v), None | Some(KvOutput::Done)) => {
+                let mut next = String::with_capacity(state.len() + v.len());
+                next.push_str(state);
+                next.push_str(v);
+                Some(next)
+            }
+            _ => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &KvInput, _output: Option<&KvOutput>) -> bool {
+        matches!(input.op, KvOp::Get)
+    }
+
+    fn partition(&self, history: &[Operation<KvInput, KvOutput>]) -> Vec<Partition<String>> {
+        let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, op) in history.iter().enumerate() {
+            by_key.entry(op.input.key.as_str()).or_default().push(i);
+        }
+        by_key
+            .into_iter()
+            .map(|(key, ops)| Partition {
+                key: key.to_string(),
+                init: String::new(),
+                ops,
+            })
+            .collect()
+    }
+
+    fn describe_operation(&self, input: &KvInput, output: &Outcome<KvOutput>) -> String {
+        let ret = match output {
+            Outcome::Unknown => "?".to_string(),
+            Outcome::Ok(KvOutput::Value(v)) => format!("{v:?}"),
+            Outcome::Ok(KvOutput::Done) => "ok".to_string(),
+        };
+        match &input.op {
+            KvOp::Get => format!("get({:?}) -> {ret}", input.key),
+            KvOp::Put(v) => format!("put({:?}, {v:?}) -> {ret}", input.key),
+            KvOp::Append(v) => format!("append({:?}, {v:?}) -> {ret}", input.key),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------
+
+/// Token ids of the tokens system (0..60 in the default layout).
+pub type TokenId = u64;
+
+/// One token: its version grows by one with every pay, and it has exactly one owner.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TokenState {
+    pub version: u64,
+    pub owner: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenInput {
+    pub token: TokenId,
+    pub op: TokenOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenOp {
+    /// `from` gives the token to `to`. Only the current owner may pay.
+    Pay { from: String, to: String },
+    /// Reads the token's version and owner.
+    Read,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenOutput {
+    /// The pay was applied; the token now has this version (one more than before).
+    Paid { version: u64 },
+    /// The pay was refused because `from` did not own the token; nothing changed.
+    NotOwned,
+    /// What a read saw.
+    State(TokenState),
+}
+
+/// The tokens system: each token is an object with a version and an owner.
+///
+/// Operations touch one token each, so a history over many tokens is partitioned per token and
+/// each token is checked alone (that is exactly "per-token linearizable"). Each token starts
+/// from its entry in the initial table; a token missing from the table starts as `unlisted`.
+///
+/// Rules: `Pay{from,to}` answered `Paid{version}` needs `owner == from` and
+/// `version == old + 1`, then the owner is `to`. Answered `NotOwned` it needs `owner != from`
+/// and changes nothing. With an unknown outcome it pays if `from` owned the token and is a
+/// no-op otherwise. `Read` must see exactly the current (version, owner).
+///
+/// A multi-token read such as `gettokens` can be recorded as one `Read` per token in its reply
+/// (same call and return times); that checks each token, not an atomic snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    initial: BTreeMap<TokenId, TokenState>,
+    unlisted: TokenState,
+}
+
+impl Token {
+    pub fn new(
+        initial: impl IntoIterator<Item = (TokenId, TokenState)>,
+        unlisted: TokenState,
+    ) -> Self {
+        Token {
+            initial: initial.into_iter().collect(),
+            unlisted,
+        }
+    }
+
+    /// The tokens system's layout: `tokens` tokens at version 1, token `i` owned by client
+    /// `(i % clients) + 1` (owners are the client numbers as strings: "1", "2", ...).
+    /// Tokens outside the table start at version 0 with an empty owner, which no client is.
+    pub fn faultline(tokens: u64, clients: u64) -> Self {
+        let clients = clients.max(1);
+        Token::new(
+            (0..tokens).map(|i| {
+                (
+                    i,
+                    TokenState {
+                        version: 1,
+                        owner: ((i % clients) + 1).to_string(),
+                    },
+                )
+            }),
+            TokenState {
+                version: 0,
+                owner: String::new(),
+            },
+        )
+    }
+
+    /// The state `token` starts from.
+    pub fn initial_state(&self, token: TokenId) -> TokenState {
+        self.initial
+            .get(&token)
+            .cloned()
+            .unwrap_or_else(|| self.unlisted.clone())
+    }
+}
+
+impl Model for Token {
+    /// The state of the partition's one token.
+    type State = TokenState;
+    type Input = TokenInput;
+    type Output = TokenOutput;
+
+    /// Only meaningful for a history of a single unlisted token: [`Model::partition`] gives each
+    /// token its own initial state.
+    fn init(&self) -> TokenState {
+        self.unlisted.clone()
+    }
+
+    fn step(
+        &self,
+        state: &TokenState,
+        input: &TokenInput,
+        output: Option<&TokenOutput>,
+    ) -> Option<TokenState> {
+        match (&input.op, output) {
+            (TokenOp::Pay { from, to }, None) => Some(if state.owner == *from {
+                TokenState {
+                    version: state.version + 1,
+                    owner: to.clone(),
+                }
+            } else {
+                state.clone()
+            }),
+            (TokenOp::Pay { from, to }, Some(TokenOutput::Paid { version })) => (state.owner
+                == *from
+                && *version == state.version + 1)
+                .then(|| TokenState {
+                    version: *version,
+                    owner: to.clone(),
+                }),
+            (TokenOp::Pay { from, .. }, Some(TokenOutput::NotOwned)) => {
+                (state.owner != *from).then(|| state.clone())
+            }
+            (TokenOp::Read, None) => Some(state.clone()),
+            (TokenOp::Read, Some(TokenOutput::State(seen))) => {
+                (seen == state).then(|| state.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &TokenInput, output: Option<&TokenOutput>) -> bool {
+        matches!(
+            (&input.op, output),
+            (TokenOp::Read, _) | (TokenOp::Pay { .. }, Some(TokenOutput::NotOwned))
+        )
+    }
+
+    fn partition(&self, history: &[Operation<TokenInput, TokenOutput>]) -> Vec<Partition<TokenState>> {
+        let mut by_token: BTreeMap<TokenId, Vec<usize>> = BTreeMap::new();
+        for (i, op) in history.iter().enumerate() {
+            by_token.entry(op.input.token).or_default().push(i);
+        }
+        by_token
+            .into_iter()
+            .map(|(token, ops)| Partition {
+                key: format!("token {token}"),
+                init: self.initial_state(token),
+                ops,
+            })
+            .collect()
+    }
+
+    fn describe_operation(&self, input: &TokenInput, output: &Outcome<TokenOutput>) -> String {
+        let call = match &input.op {
+            TokenOp::Pay { from, to } => format!("pay(token {}, {from} -> {to})", input.token),
+            TokenOp::Read => format!("read(token {})", input.token),
+        };
+        let ret = match output {
+            Outcome::Unknown => "?".to_string(),
+            Outcome::Ok(TokenOutput::Paid { version }) => format!("paid v{version}"),
+            Outcome::Ok(TokenOutput::NotOwned) => "not owned".to_string(),
+            Outcome::Ok(TokenOutput::State(s)) => self.describe_state(s),
+        };
+        format!("{call} -> {ret}")
+    }
+
+    fn describe_state(&self, state: &TokenState) -> String {
+        format!("v{} owner {:?}", state.version, state.owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_rules_match_etcd_model() {
+        let m = Register;
+        use RegisterInput::*;
+        use RegisterOutput::*;
+        assert_eq!(m.step(&None, &Read, Some(&ReadOk(None))), Some(None));
+        assert_eq!(m.step(&None, &Read, Some(&ReadOk(Some(1)))), None);
+        assert_eq!(m.step(&Some(3), &Read, None), Some(Some(3)));
+        assert_eq!(m.step(&None, &Write(2), Some(&WriteOk)), Some(Some(2)));
+        assert_eq!(m.step(&None, &Write(2), None), Some(Some(2)));
+        let cas = Cas { from: 2, to: 5 };
+        assert_eq!(m.step(&Some(2), &cas, Some(&CasOk)), Some(Some(5)));
+        assert_eq!(m.step(&Some(1), &cas, Some(&CasOk)), None);
+        assert_eq!(m.step(&Some(1), &cas, Some(&CasFail)), Some(Some(1)));
+        assert_eq!(m.step(&Some(2), &cas, Some(&CasFail)), None);
+        assert_eq!(m.step(&None, &cas, Some(&CasFail)), Some(None));
+        assert_eq!(m.step(&Some(2), &cas, None), Some(Some(5)));
+        assert_eq!(m.step(&Some(1), &cas, None), Some(Some(1)));
+        assert_eq!(m.step(&Some(1), &Read, Some(&CasOk)), None);
+        assert_eq!(
+            m.describe_operation(&cas, &Outcome::Ok(CasFail)),
+            "cas(2, 5) -> fail"
+        );
+    }
+
+    #[test]
+    fn kv_rules_and_partitioning() {
+        let m = KeyValue;
+        let s = String::from("ab");
+        assert_eq!(
+            m.step(&s, &KvInput::get("k"), Some(&KvOutput::Value("ab".into()))),
+            Some(s.clone())
+        );
+        assert_eq!(
+            m.step(&s, &KvInput::get("k"), Some(&KvOutput::Value("a".into()))),
+            None
+        );
+        assert_eq!(
+            m.step(&s, &KvInput::append("k", "c"), Some(&KvOutput::Done)),
+            Some("abc".to_string())
+        );
+        assert_eq!(
+            m.step(&s, &KvInput::put("k", "z"), None),
+            Some("z".to_string())
+        );
+        let h = vec![
+            Operation::ok(0, KvInput::put("b", "1"), 0, 1, KvOutput::Done),
+            Operation::ok(1, KvInput::get("a"), 0, 1, KvOutput::Value(String::new())),
+            Operation::ok(0, KvInput::get("b"), 2, 3, KvOutput::Value("1".into())),
+        ];
+        let parts = m.partition(&h);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].key, "a");
+        assert_eq!(parts[0].ops, vec![1]);
+        assert_eq!(parts[1].ops, vec![0, 2]);
+    }
+
+    #[test]
+    fn token_rules_and_partitioning() {
+        let m = Token::faultline(12, 6);
+        let t0 = m.initial_state(0);
+        assert_eq!(
+            t0,
+            TokenState {
+                version: 1,
+                owner: "1".into()
+            }
+        );
+        assert_eq!(m.initial_state(7).owner, "2");
+        assert_eq!(m.initial_state(99).version, 0);
+        let pay = |from: &str, to: &str| TokenInput {
+            token: 0,
+            op: TokenOp::Pay {
+                from: from.into(),
+                to: to.into(),
+            },
+        };
+        let paid = m.step(&t0, &pay("1", "3"), Some(&TokenOutput::Paid { version: 2 }));
+        assert_eq!(
+            paid,
+            Some(TokenState {
+                version: 2,
+                owner: "3".into()
+            })
+        );
+        assert_eq!(
+            m.step(&t0, &pay("1", "3"), Some(&TokenOutput::Paid { version: 3 })),
+            None
+        );
+        assert_eq!(
+            m.step(&t0, &pay("2", "3"), Some(&TokenOutput::Paid { version: 2 })),
+            None
+        );
+        assert_eq!(
+            m.step(&t0, &pay("2", "3"), Some(&TokenOutput::NotOwned)),
+            Some(t0.clone())
+        );
+        assert_eq!(m.step(&t0, &pay("1", "3"), Some(&TokenOutput::NotOwned)), None);
+        assert_eq!(m.step(&t0, &pay("2", "3"), None), Some(t0.clone()));
+        assert_eq!(m.step(&t0, &pay("1", "3"), None), paid);
+        let read = TokenInput {
+            token: 0,
+            op: TokenOp::Read,
+        };
+        assert_eq!(
+            m.step(&t0, &read, Some(&TokenOutput::State(t0.clone()))),
+            Some(t0.clone())
+        );
+        assert_eq!(m.step(&t0, &read, Some(&TokenOutput::NotOwned)), None);
+
+        let h = vec![
+            Operation::ok(1, read.clone(), 0, 1, TokenOutput::State(t0.clone())),
+            Operation::ok(
+                2,
+                TokenInput {
+                    token: 7,
+                    op: TokenOp::Read,
+                },
+                0,
+                1,
+                TokenOutput::State(m.initial_state(7)),
+            ),
+        ];
+        let parts = m.partition(&h);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].init, m.initial_state(7));
+        assert_eq!(parts[1].key, "token 7");
+    }
+}

@@ -1,0 +1,597 @@
+//! The cluster file: one YAML document that describes a whole cluster (the
+//! system, every node's role and addresses, transport settings, the system's
+//! parameters). Every node reads the same file and picks its own entry.
+//!
+//! Loading is all-or-nothing: a bad file gives one [`ConfigError`] naming the
+//! file, line, field and the fix, and nothing starts.
+
+mod positions;
+
+use crate::faults::FaultRule;
+use crate::protocol::tokens::{self, Bugs};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use positions::Pos;
+
+pub const SYSTEMS: &[&str] = &["tokens", "smr", "active", "passive", "standby", "snapshot"];
+
+/// A cluster file that cannot be used, with where and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub pos: Option<Pos>,
+    pub field: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.pos {
+            write!(f, ":{}:{}", p.line, p.col)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if !self.fix.is_empty() {
+            write!(f, "\n  fix: {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub system: String,
+    /// Seeds the fault layer's RNGs so a run can be replayed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Bearer token for the admin APIs (`/faults`, `/ops`). The environment
+    /// variable `FAULTLINE_SECRET` overrides it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub transport: TransportFile,
+    /// Where nodes keep their durable logs, one subdirectory per node.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub tokens: Option<TokensFile>,
+    /// Message fault rules installed at start (each node applies those that
+    /// concern it); the controller replaces them at runtime.
+    #[serde(default)]
+    pub faults: Vec<FaultRule>,
+    pub nodes: Vec<NodeFile>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Holds `ca.pem` and `<id>.pem` / `<id>.key` per node; relative paths
+    /// are relative to the cluster file.
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportFile {
+    pub idle_timeout_ms: u64,
+    pub keep_alive_ms: u64,
+    pub initial_rtt_ms: u64,
+    pub max_frame_bytes: usize,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Frames queued for a peer that is not connected before new ones drop.
+    pub queue_limit: usize,
+}
+
+impl Default for TransportFile {
+    fn default() -> Self {
+        TransportFile {
+            idle_timeout_ms: 5_000,
+            keep_alive_ms: 1_000,
+            initial_rtt_ms: 20,
+            max_frame_bytes: 1 << 20,
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 2_000,
+            queue_limit: 65_536,
+        }
+    }
+}
+
+impl TransportFile {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+    pub fn initial_rtt(&self) -> Duration {
+        Duration::from_millis(self.initial_rtt_ms)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensFile {
+    pub tokens: usize,
+    /// Owner of each token at start; empty means token i starts at the
+    /// i-th client modulo the number of clients (the seed's default).
+    pub initial_owners: Vec<String>,
+    pub min_servers: usize,
+    pub max_servers: usize,
+    pub op_deadline_ms: u64,
+    pub retransmit_ms: u64,
+    pub retransmit_max_ms: u64,
+    pub reconfig_recovery_ms: u64,
+    pub bugs: Bugs,
+}
+
+impl Default for TokensFile {
+    fn default() -> Self {
+        TokensFile {
+            tokens: 60,
+            initial_owners: Vec::new(),
+            min_servers: 3,
+            max_servers: 7,
+            op_deadline_ms: 3_000,
+            retransmit_ms: 50,
+            retransmit_max_ms: 800,
+            reconfig_recovery_ms: 5_000,
+            bugs: Bugs::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    pub id: String,
+    pub role: String,
+    /// Where the node's QUIC endpoint binds (an IP socket address).
+    pub listen: String,
+    /// Where peers dial it (`host:port`; a proxy port or a DNS name is fine).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// HTTP admin address: `/metrics`, `/state`, `/faults`, `/history`, `/ops`.
+    pub admin: String,
+}
+
+/// A validated cluster file.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub path: PathBuf,
+    pub file: ClusterFile,
+    pub nodes: Vec<Node>,
+    pub tls_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub id: String,
+    pub role: String,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub admin: SocketAddr,
+}
+
+impl Cluster {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    pub fn with_role(&self, role: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// The token system's parameters, shared by every node.
+    pub fn tokens_params(&self) -> tokens::Params {
+        let t = self.file.tokens.clone().unwrap_or_default();
+        let clients = self.with_role("client");
+        let owners = if t.initial_owners.is_empty() {
+            tokens::Params::round_robin_owners(&clients, t.tokens)
+        } else {
+            t.initial_owners.clone()
+        };
+        let mut p = tokens::Params::with_defaults(self.ids(), self.with_role("server"), owners);
+        p.min_servers = t.min_servers;
+        p.max_servers = t.max_servers;
+        p.op_deadline_us = t.op_deadline_ms * 1000;
+        p.retransmit_us = t.retransmit_ms * 1000;
+        p.retransmit_max_us = t.retransmit_max_ms * 1000;
+        p.reconfig_recovery_us = t.reconfig_recovery_ms * 1000;
+        p.bugs = t.bugs;
+        p
+    }
+
+    pub fn cert_path(&self, id: &str) -> PathBuf {
+        self.tls_dir.join(format!("{id}.pem"))
+    }
+    pub fn key_path(&self, id: &str) -> PathBuf {
+        self.tls_dir.join(format!("{id}.key"))
+    }
+    pub fn ca_path(&self) -> PathBuf {
+        self.tls_dir.join("ca.pem")
+    }
+    pub fn node_data_dir(&self, id: &str) -> Option<PathBuf> {
+        self.data_dir.as_ref().map(|d| d.join(id))
+    }
+}
+
+/// Whether `load` insists that every node's certificate exists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Certs {
+    Required,
+    NotYet,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    positions: HashMap<String, Pos>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            pos: positions::lookup(&self.positions, field),
+            field: field.to_string(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Reads and validates a cluster file.
+pub fn load(path: &Path, certs: Certs) -> Result<Cluster, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        pos: None,
+        field: String::new(),
+        message: format!("cannot read the cluster file: {e}"),
+        fix: "pass an existing file with --cluster".into(),
+    })?;
+    parse(path, &text, certs)
+}
+
+/// Validates cluster file text; `path` names it in errors and anchors
+/// relative paths.
+pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigError> {
+    let file: ClusterFile = serde_yaml::from_str(text).map_err(|e| {
+        let pos = e.location().map(|l| Pos {
+            line: l.line(),
+            col: l.column(),
+        });
+        let msg = e.to_string();
+        // serde_yaml appends " at line L column C"; the position is printed already.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let (field, message) = match msg.split_once(": ") {
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+            _ => (String::new(), msg),
+        };
+        let fix = if message.contains("unknown field") {
+            "remove the field or correct its spelling (see the cluster file reference in README.md)"
+        } else if message.contains("missing field") {
+            "add the field (see the cluster file reference in README.md)"
+        } else {
+            "correct the YAML at that position"
+        };
+        ConfigError {
+            file: path.to_path_buf(),
+            pos,
+            field,
+            message,
+            fix: fix.into(),
+        }
+    })?;
+    let ctx = Ctx {
+        path,
+        positions: positions::positions(text),
+    };
+    validate(&ctx, file, certs)
+}
+
+fn roles_of(system: &str) -> &'static [&'static str] {
+    match system {
+        "tokens" => &["server", "client"],
+        "smr" => &["replica", "client"],
+        "active" | "passive" => &["replica", "client", "lfd", "gfd", "rm"],
+        "standby" => &["primary", "standby", "client"],
+        "snapshot" => &["node"],
+        _ => &[],
+    }
+}
+
+fn valid_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    !host.is_empty()
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+}
+
+fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, ConfigError> {
+    if !SYSTEMS.contains(&file.system.as_str()) {
+        return Err(ctx.err(
+            "system",
+            format!("unknown system {:?}", file.system),
+            format!("use one of: {}", SYSTEMS.join(", ")),
+        ));
+    }
+    if file.system != "tokens" {
+        return Err(ctx.err(
+            "system",
+            format!("system {:?} is not implemented by this build yet", file.system),
+            "use `system: tokens`",
+        ));
+    }
+    if file.nodes.is_empty() {
+        return Err(ctx.err("nodes", "the cluster has no nodes", "list every node under `nodes:`"));
+    }
+    let roles = roles_of(&file.system);
+    let mut seen_ids = HashSet::new();
+    let mut seen_addrs: HashMap<String, String> = HashMap::new();
+    let mut nodes = Vec::new();
+    for (i, n) in file.nodes.iter().enumerate() {
+        let f = |k: &str| format!("nodes[{i}].{k}");
+        if n.id.is_empty()
+            || !n
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ctx.err(
+                &f("id"),
+                format!("node id {:?} is not a simple name", n.id),
+                "use letters, digits, '-' and '_' only (e.g. s1, c4)",
+            ));
+        }
+        if !seen_ids.insert(n.id.clone()) {
+            return Err(ctx.err(
+                &f("id"),
+                format!("duplicate node id {:?}", n.id),
+                "give every node a distinct id",
+            ));
+        }
+        if !roles.contains(&n.role.as_str()) {
+            return Err(ctx.err(
+                &f("role"),
+                format!("{:?} is not a role of system {}", n.role, file.system),
+                format!("use one of: {}", roles.join(", ")),
+            ));
+        }
+        let listen: SocketAddr = n.listen.parse().map_err(|_| {
+            ctx.err(
+                &f("listen"),
+                format!("{:?} is not an IP socket address", n.listen),
+                "write IP:PORT, e.g. 127.0.0.1:7001 or 0.0.0.0:7001",
+            )
+        })?;
+        let admin: SocketAddr = n.admin.parse().map_err(|_| {
+            ctx.err(
+                &f("admin"),
+                format!("{:?} is not an IP socket address", n.admin),
+                "write IP:PORT, e.g. 127.0.0.1:9001",
+            )
+        })?;
+        let advertise = n.advertise.clone().unwrap_or_else(|| n.listen.clone());
+        if !valid_host_port(&advertise) {
+            return Err(ctx.err(
+                &f("advertise"),
+                format!("{advertise:?} is not HOST:PORT"),
+                "write HOST:PORT, e.g. 127.0.0.1:7001 or s1:7001",
+            ));
+        }
+        for (k, a) in [("listen", listen), ("admin", admin)] {
+            if a.port() == 0 {
+                return Err(ctx.err(&f(k), "port 0 is not allowed", "choose a fixed port"));
+            }
+            if !a.ip().is_unspecified() {
+                if let Some(other) = seen_addrs.insert(a.to_string(), format!("{} {k}", n.id)) {
+                    return Err(ctx.err(
+                        &f(k),
+                        format!("address {a} is already used by {other}"),
+                        "give every listen and admin address its own port",
+                    ));
+                }
+            }
+        }
+        nodes.push(Node {
+            id: n.id.clone(),
+            role: n.role.clone(),
+            listen,
+            advertise,
+            admin,
+        });
+    }
+    let t = file.tokens.clone().unwrap_or_default();
+    let servers = nodes.iter().filter(|n| n.role == "server").count();
+    let clients: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.role == "client")
+        .map(|n| n.id.as_str())
+        .collect();
+    if t.min_servers < 1 || t.min_servers > t.max_servers {
+        return Err(ctx.err(
+            "tokens.min_servers",
+            format!(
+                "min_servers {} and max_servers {} do not make a range",
+                t.min_servers, t.max_servers
+            ),
+            "use 1 <= min_servers <= max_servers (the seed uses 3 and 7)",
+        ));
+    }
+    if servers < t.min_servers || servers > t.max_servers {
+        return Err(ctx.err(
+            "nodes",
+            format!(
+                "the token system needs {}..{} servers, this file has {servers}",
+                t.min_servers, t.max_servers
+            ),
+            "change the role of some nodes (role: server / role: client)",
+        ));
+    }
+    if clients.is_empty() {
+        return Err(ctx.err("nodes", "the token system needs at least one client", "add a node with role: client"));
+    }
+    if t.tokens == 0 {
+        return Err(ctx.err("tokens.tokens", "there must be at least one token", "set tokens: 60"));
+    }
+    if !t.initial_owners.is_empty() {
+        if t.initial_owners.len() != t.tokens {
+            return Err(ctx.err(
+                "tokens.initial_owners",
+                format!(
+                    "{} owners listed for {} tokens",
+                    t.initial_owners.len(),
+                    t.tokens
+                ),
+                "list one owner per token, or remove the field for the round-robin default",
+            ));
+        }
+        if let Some((i, o)) = t
+            .initial_owners
+            .iter()
+            .enumerate()
+            .find(|(_, o)| !clients.contains(&o.as_str()))
+        {
+            return Err(ctx.err(
+                &format!("tokens.initial_owners[{i}]"),
+                format!("{o:?} is not a client"),
+                "every initial owner must be a node with role: client",
+            ));
+        }
+    }
+    if t.op_deadline_ms == 0 || t.retransmit_ms == 0 {
+        return Err(ctx.err(
+            "tokens",
+            "op_deadline_ms and retransmit_ms must be positive",
+            "use e.g. op_deadline_ms: 3000, retransmit_ms: 50",
+        ));
+    }
+    let tr = &file.transport;
+    if tr.keep_alive_ms >= tr.idle_timeout_ms || tr.idle_timeout_ms == 0 {
+        return Err(ctx.err(
+            "transport.keep_alive_ms",
+            format!(
+                "keep_alive_ms ({}) must be below idle_timeout_ms ({})",
+                tr.keep_alive_ms, tr.idle_timeout_ms
+            ),
+            "e.g. idle_timeout_ms: 5000 and keep_alive_ms: 1000",
+        ));
+    }
+    if tr.max_frame_bytes < 1024 {
+        return Err(ctx.err("transport.max_frame_bytes", "frames this small cannot carry a table", "use at least 65536"));
+    }
+    for (i, r) in file.faults.iter().enumerate() {
+        r.validate(&seen_ids, tokens::MESSAGE_KINDS)
+            .map_err(|m| ctx.err(&format!("faults[{i}]"), m, "see the fault rule reference in README.md"))?;
+    }
+    let base = ctx.path.parent().unwrap_or(Path::new("."));
+    let tls_dir = base.join(&file.tls.dir);
+    if certs == Certs::Required {
+        let mut needed = vec![("ca".to_string(), tls_dir.join("ca.pem"))];
+        for n in &nodes {
+            needed.push((n.id.clone(), tls_dir.join(format!("{}.pem", n.id))));
+            needed.push((n.id.clone(), tls_dir.join(format!("{}.key", n.id))));
+        }
+        if let Some((who, p)) = needed.iter().find(|(_, p)| !p.is_file()) {
+            return Err(ctx.err(
+                "tls.dir",
+                format!("missing certificate for {who}: {}", p.display()),
+                format!(
+                    "run `faultline-node certs --cluster {} --out {}`",
+                    ctx.path.display(),
+                    tls_dir.display()
+                ),
+            ));
+        }
+    }
+    let secret = std::env::var("FAULTLINE_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| file.secret.clone())
+        .unwrap_or_default();
+    if secret.len() < 8 {
+        return Err(ctx.err(
+            "secret",
+            "the admin secret is missing or shorter than 8 characters",
+            "set `secret:` in the file or the FAULTLINE_SECRET environment variable",
+        ));
+    }
+    let data_dir = file.data_dir.as_ref().map(|d| base.join(d));
+    Ok(Cluster {
+        path: ctx.path.to_path_buf(),
+        nodes,
+        tls_dir,
+        data_dir,
+        secret,
+        file,
+    })
+}
+
+/// A human summary for `faultline-node check`.
+pub fn describe(c: &Cluster) -> String {
+    let mut by_role: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for n in &c.nodes {
+        by_role.entry(&n.role).or_default().push(&n.id);
+    }
+    let mut s = format!("{}: system {}, {} nodes\n", c.path.display(), c.file.system, c.nodes.len());
+    for (role, ids) in &by_role {
+        s += &format!("  {role} ({}): {}\n", ids.len(), ids.join(", "));
+    }
+    if c.file.system == "tokens" {
+        let p = c.tokens_params();
+        let servers = p.initial_servers.len();
+        s += &format!(
+            "  tokens: {} tokens, quorum {} of {servers} servers (tolerates {} omission-faulty), servers {}..{}\n",
+            p.tokens(),
+            servers / 2 + 1,
+            (servers - 1) / 2,
+            p.min_servers,
+            p.max_servers
+        );
+        s += &format!("  op deadline {} ms, retransmit {} ms\n", p.op_deadline_us / 1000, p.retransmit_us / 1000);
+    }
+    let t = &c.file.transport;
+    s += &format!(
+        "  transport: idle timeout {} ms, keep-alive {} ms, initial RTT {} ms, max frame {} bytes\n",
+        t.idle_timeout_ms, t.keep_alive_ms, t.initial_rtt_ms, t.max_frame_bytes
+    );
+    s += &format!("  certificates: {}\n", c.tls_dir.display());
+    for n in &c.nodes {
+        s += &format!(
+            "  {:<6} {:<7} listen {:<21} advertise {:<21} admin {}\n",
+            n.id, n.role, n.listen, n.advertise, n.admin
+        );
+    }
+    if !c.file.faults.is_empty() {
+        s += &format!("  {} message fault rules at start\n", c.file.faults.len());
+    }
+    s
+}

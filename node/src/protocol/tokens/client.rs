@@ -1,0 +1,456 @@
+//! Client operations of the token system: pay and gettokens as quorum reads
+//! followed by quorum writes, retransmitted until a majority of the current
+//! configuration answers or the deadline passes.
+//!
+//! A pay is answered `Paid` only after a majority of servers acknowledged the
+//! new version; it is answered `Failed` only when it can no longer take effect
+//! (it never sent a write), and `Unknown` otherwise.
+
+use super::node::TokensNode;
+use super::*;
+use crate::protocol::{Outbox, ReqId, Time};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+#[derive(Default)]
+pub(super) struct ClientOps {
+    ops: HashMap<ReqId, Op>,
+    by_rid: HashMap<u64, ReqId>,
+    /// Tokens with a pay in flight; later pays of the same token wait, because
+    /// a client racing itself could write one version twice.
+    busy: HashSet<TokenId>,
+    waiting: HashMap<TokenId, VecDeque<(ReqId, Request)>>,
+}
+
+impl ClientOps {
+    pub(super) fn len(&self) -> usize {
+        self.ops.len() + self.waiting.values().map(|q| q.len()).sum::<usize>()
+    }
+
+    pub(super) fn next_tick(&self) -> Option<Time> {
+        self.ops
+            .values()
+            .map(|op| op.next_retx.min(op.deadline))
+            .min()
+    }
+}
+
+enum Goal {
+    Pay { token: TokenId, to: NodeId },
+    Get { owner: NodeId },
+}
+
+/// What a write phase completes.
+enum Then {
+    Paid { token: TokenId, tag: Tag },
+    NotOwned(TokenId),
+    Tokens { owner: NodeId, tokens: Vec<(TokenId, u64)> },
+}
+
+enum Phase {
+    Read {
+        sel: Selection,
+        replies: BTreeMap<NodeId, Vec<(TokenId, TokenState)>>,
+    },
+    Write {
+        entries: Vec<WriteEntry>,
+        acks: BTreeSet<NodeId>,
+        then: Then,
+    },
+}
+
+struct Op {
+    goal: Goal,
+    phase: Phase,
+    rid: u64,
+    /// The configuration the current phase runs in.
+    config: Config,
+    deadline: Time,
+    next_retx: Time,
+    backoff: u64,
+    /// A write that could change the abstract state was sent.
+    wrote: bool,
+}
+
+impl TokensNode {
+    pub(super) fn client_request(
+        &mut self,
+        now: Time,
+        req: ReqId,
+        request: Request,
+        out: &mut Outbox<Self>,
+    ) {
+        if let Err(error) = self.validate_request(&request) {
+            out.replies.push((req, Reply::Failed { error }));
+            return;
+        }
+        match request {
+            Request::Pay { token, to } => {
+                if self.ops.busy.contains(&token) {
+                    self.ops
+                        .waiting
+                        .entry(token)
+                        .or_default()
+                        .push_back((req, Request::Pay { token, to }));
+                    return;
+                }
+                self.ops.busy.insert(token);
+                self.start_op(now, req, Goal::Pay { token, to }, Selection::One(token), out);
+            }
+            Request::GetTokens { owner } => {
+                self.start_op(now, req, Goal::Get { owner }, Selection::All, out)
+            }
+            Request::Transform => {}
+        }
+    }
+
+    fn validate_request(&self, request: &Request) -> Result<(), OpError> {
+        let known = |n: &NodeId| self.params.nodes.contains(n);
+        match request {
+            Request::Pay { token, to } => {
+                if *token as usize >= self.params.tokens() {
+                    return Err(OpError::UnknownToken(*token));
+                }
+                if !known(to) {
+                    return Err(OpError::UnknownNode(to.clone()));
+                }
+                if self.config.is_server(&self.id) {
+                    return Err(OpError::ServersCannotPay);
+                }
+                if self.config.is_server(to) {
+                    return Err(OpError::NotAClient(to.clone()));
+                }
+            }
+            Request::GetTokens { owner } => {
+                if !known(owner) {
+                    return Err(OpError::UnknownNode(owner.clone()));
+                }
+                if self.config.is_server(&self.id) {
+                    return Err(OpError::ServersCannotGetTokens);
+                }
+            }
+            Request::Transform => {}
+        }
+        Ok(())
+    }
+
+    fn start_op(&mut self, now: Time, req: ReqId, goal: Goal, sel: Selection, out: &mut Outbox<Self>) {
+        let rid = self.rid();
+        let op = Op {
+            goal,
+            phase: Phase::Read {
+                sel,
+                replies: BTreeMap::new(),
+            },
+            rid,
+            config: self.config.clone(),
+            deadline: now + self.params.op_deadline_us,
+            next_retx: now,
+            backoff: self.params.retransmit_us,
+            wrote: false,
+        };
+        self.ops.by_rid.insert(rid, req);
+        self.ops.ops.insert(req, op);
+        self.transmit(now, req, out);
+    }
+
+    /// Sends the current phase to every server of its configuration that has
+    /// not answered yet, and schedules the next retransmission.
+    fn transmit(&mut self, now: Time, req: ReqId, out: &mut Outbox<Self>) {
+        let Some(op) = self.ops.ops.get_mut(&req) else {
+            return;
+        };
+        let epoch = op.config.epoch;
+        let rid = op.rid;
+        let (msg, targets) = match &op.phase {
+            Phase::Read { sel, replies } => (
+                Msg::Read {
+                    rid,
+                    epoch,
+                    sel: sel.clone(),
+                },
+                unanswered(&op.config.servers, |s| replies.contains_key(s)),
+            ),
+            Phase::Write { entries, acks, .. } => (
+                Msg::Write {
+                    rid,
+                    epoch,
+                    entries: entries.clone(),
+                },
+                unanswered(&op.config.servers, |s| acks.contains(s)),
+            ),
+        };
+        op.next_retx = now + op.backoff;
+        op.backoff = (op.backoff * 2).min(self.params.retransmit_max_us);
+        for s in targets {
+            self.send(&s, msg.clone(), out);
+        }
+    }
+
+    pub(super) fn client_read_ok(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        rid: u64,
+        entries: Vec<(TokenId, TokenState)>,
+        out: &mut Outbox<Self>,
+    ) {
+        let Some(&req) = self.ops.by_rid.get(&rid) else {
+            return;
+        };
+        let Some(op) = self.ops.ops.get_mut(&req) else {
+            return;
+        };
+        if !op.config.is_server(from) {
+            return;
+        }
+        let majority = op.config.majority();
+        let Phase::Read { replies, .. } = &mut op.phase else {
+            return;
+        };
+        replies.insert(from.clone(), entries);
+        if replies.len() >= majority {
+            self.finish_read(now, req, out);
+        }
+    }
+
+    pub(super) fn client_write_ok(&mut self, now: Time, from: &NodeId, rid: u64, out: &mut Outbox<Self>) {
+        let Some(&req) = self.ops.by_rid.get(&rid) else {
+            return;
+        };
+        let Some(op) = self.ops.ops.get_mut(&req) else {
+            return;
+        };
+        if !op.config.is_server(from) {
+            return;
+        }
+        let majority = op.config.majority();
+        let Phase::Write { acks, .. } = &mut op.phase else {
+            return;
+        };
+        acks.insert(from.clone());
+        if acks.len() >= majority {
+            self.finish_write(now, req, out);
+        }
+    }
+
+    pub(super) fn client_refused(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        rid: u64,
+        why: &Refusal,
+        out: &mut Outbox<Self>,
+    ) {
+        let Some(&req) = self.ops.by_rid.get(&rid) else {
+            return;
+        };
+        if self.params.bugs.errors_as_acks {
+            // Planted bug: the seed counted any reply toward the majority.
+            let is_write = matches!(
+                self.ops.ops.get(&req).map(|o| &o.phase),
+                Some(Phase::Write { .. })
+            );
+            if is_write {
+                return self.client_write_ok(now, from, rid, out);
+            }
+        }
+        // A stale epoch was handled by `learn`, which restarted the phase in
+        // the new configuration; other refusals are retried until the deadline.
+        let _ = why;
+    }
+
+    /// A new configuration restarts every operation's current phase in it.
+    /// Replies gathered in the old epoch are dropped: a quorum must come from
+    /// one configuration.
+    pub(super) fn client_config_changed(&mut self, now: Time, out: &mut Outbox<Self>) {
+        let reqs: Vec<ReqId> = self.ops.ops.keys().copied().collect();
+        for req in reqs {
+            let rid = self.rid();
+            let Some(op) = self.ops.ops.get_mut(&req) else {
+                continue;
+            };
+            self.ops.by_rid.remove(&op.rid);
+            self.ops.by_rid.insert(rid, req);
+            op.rid = rid;
+            op.config = self.config.clone();
+            op.backoff = self.params.retransmit_us;
+            match &mut op.phase {
+                Phase::Read { replies, .. } => replies.clear(),
+                Phase::Write { acks, .. } => acks.clear(),
+            }
+            self.transmit(now, req, out);
+        }
+    }
+
+    fn finish_read(&mut self, now: Time, req: ReqId, out: &mut Outbox<Self>) {
+        let Some(op) = self.ops.ops.get(&req) else {
+            return;
+        };
+        let Phase::Read { replies, .. } = &op.phase else {
+            return;
+        };
+        let majority = op.config.majority();
+        // Newest state per token, and whether a majority already holds it.
+        let mut best: BTreeMap<TokenId, (TokenState, usize)> = BTreeMap::new();
+        for entries in replies.values() {
+            for (t, s) in entries {
+                match best.get_mut(t) {
+                    Some((b, n)) if b.tag == s.tag => *n += 1,
+                    Some((b, n)) if s.tag > b.tag => {
+                        *b = s.clone();
+                        *n = 1;
+                    }
+                    Some(_) => {}
+                    None => {
+                        best.insert(*t, (s.clone(), 1));
+                    }
+                }
+            }
+        }
+        let write_back: Vec<WriteEntry> = if self.params.bugs.read_without_write_back {
+            Vec::new()
+        } else {
+            best.iter()
+                .filter(|(_, (_, n))| *n < majority)
+                .map(|(t, (s, _))| WriteEntry {
+                    token: *t,
+                    tag: s.tag.clone(),
+                    owner: s.owner.clone(),
+                    prev: None,
+                })
+                .collect()
+        };
+        let (entries, then, wrote) = match &op.goal {
+            Goal::Pay { token, to } => {
+                let (token, to) = (*token, to.clone());
+                let Some((state, _)) = best.get(&token) else {
+                    return;
+                };
+                if state.owner != self.id {
+                    (write_back, Then::NotOwned(token), false)
+                } else {
+                    let prev = state.tag.clone();
+                    let tag = Tag {
+                        version: prev.version + 1,
+                        writer: self.id.clone(),
+                        nonce: self.next_nonce(out),
+                    };
+                    let entry = WriteEntry {
+                        token,
+                        tag: tag.clone(),
+                        owner: to,
+                        prev: Some(prev),
+                    };
+                    (vec![entry], Then::Paid { token, tag }, true)
+                }
+            }
+            Goal::Get { owner } => {
+                let tokens = best
+                    .iter()
+                    .filter(|(_, (s, _))| s.owner == *owner)
+                    .map(|(t, (s, _))| (*t, s.tag.version))
+                    .collect();
+                let owner = owner.clone();
+                (write_back, Then::Tokens { owner, tokens }, false)
+            }
+        };
+        if entries.is_empty() {
+            return self.complete(now, req, then.into_reply(), out);
+        }
+        let rid = self.rid();
+        let backoff = self.params.retransmit_us;
+        let Some(op) = self.ops.ops.get_mut(&req) else {
+            return;
+        };
+        self.ops.by_rid.remove(&op.rid);
+        self.ops.by_rid.insert(rid, req);
+        op.rid = rid;
+        op.wrote |= wrote;
+        op.backoff = backoff;
+        op.phase = Phase::Write {
+            entries,
+            acks: BTreeSet::new(),
+            then,
+        };
+        self.transmit(now, req, out);
+    }
+
+    fn finish_write(&mut self, now: Time, req: ReqId, out: &mut Outbox<Self>) {
+        let Some(op) = self.ops.ops.get_mut(&req) else {
+            return;
+        };
+        let then = match &mut op.phase {
+            Phase::Write { then, .. } => std::mem::replace(then, Then::NotOwned(0)),
+            Phase::Read { .. } => return,
+        };
+        self.complete(now, req, then.into_reply(), out);
+    }
+
+    fn complete(&mut self, now: Time, req: ReqId, reply: Reply, out: &mut Outbox<Self>) {
+        let Some(op) = self.ops.ops.remove(&req) else {
+            return;
+        };
+        self.ops.by_rid.remove(&op.rid);
+        out.replies.push((req, reply));
+        if let Goal::Pay { token, .. } = op.goal {
+            self.ops.busy.remove(&token);
+            let next = self.ops.waiting.get_mut(&token).and_then(|q| q.pop_front());
+            if self.ops.waiting.get(&token).is_some_and(|q| q.is_empty()) {
+                self.ops.waiting.remove(&token);
+            }
+            if let Some((req, request)) = next {
+                self.client_request(now, req, request, out);
+            }
+        }
+    }
+
+    pub(super) fn tick_client(&mut self, now: Time, out: &mut Outbox<Self>) {
+        let due: Vec<(ReqId, bool)> = self
+            .ops
+            .ops
+            .iter()
+            .filter(|(_, op)| now >= op.next_retx || now >= op.deadline)
+            .map(|(r, op)| (*r, now >= op.deadline))
+            .collect();
+        for (req, expired) in due {
+            if !expired {
+                self.transmit(now, req, out);
+                continue;
+            }
+            let Some(op) = self.ops.ops.get(&req) else {
+                continue;
+            };
+            let phase = match op.phase {
+                Phase::Read { .. } => "read",
+                Phase::Write { .. } => "write",
+            };
+            let what = format!(
+                "{phase} phase in epoch {} ({} servers) before the deadline",
+                op.config.epoch,
+                op.config.servers.len()
+            );
+            let reply = if op.wrote {
+                Reply::Unknown {
+                    reason: format!("no majority acknowledged the write: {what}"),
+                }
+            } else {
+                Reply::Failed {
+                    error: OpError::NoQuorum(what),
+                }
+            };
+            self.complete(now, req, reply, out);
+        }
+    }
+}
+
+impl Then {
+    fn into_reply(self) -> Reply {
+        match self {
+            Then::Paid { token, tag } => Reply::Paid { token, tag },
+            Then::NotOwned(t) => Reply::Failed {
+                error: OpError::NotOwned(t),
+            },
+            Then::Tokens { owner, tokens } => Reply::Tokens { owner, tokens },
+        }
+    }
+}

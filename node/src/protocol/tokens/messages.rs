@@ -1,0 +1,248 @@
+//! Wire messages, client requests and replies, and durable records of the
+//! token system. Kept apart from the logic so the codec and the fault layer can
+//! name every kind.
+
+use super::{Config, Tag, TokenId, TokenState};
+use crate::protocol::{MessageKind, NodeId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which tokens a read asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    One(TokenId),
+    All,
+}
+
+/// One register write. `prev` is the tag the payer read; a write-back has none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteEntry {
+    pub token: TokenId,
+    pub tag: Tag,
+    pub owner: NodeId,
+    pub prev: Option<Tag>,
+}
+
+/// Why a server refused a request. None of these is an acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The sender's epoch is older than the server's; here is the newer one.
+    StaleEpoch(Config),
+    /// A reconfiguration froze this configuration; retry later.
+    Frozen,
+    /// The server is not (yet) a serving member of the sender's epoch.
+    NotReady { epoch: u64 },
+    /// The payer does not own the token at the version it read.
+    NotOwner { token: TokenId },
+    /// The new owner is not a client, or the token does not exist.
+    Invalid(String),
+}
+
+/// A Paxos ballot for choosing the next configuration: `(round, proposer)`.
+pub type BallotNo = (u64, NodeId);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Client -> server: quorum read. `rid` identifies the phase of one operation.
+    Read {
+        rid: u64,
+        epoch: u64,
+        sel: Selection,
+    },
+    ReadOk {
+        rid: u64,
+        entries: Vec<(TokenId, TokenState)>,
+    },
+    Write {
+        rid: u64,
+        epoch: u64,
+        entries: Vec<WriteEntry>,
+    },
+    WriteOk {
+        rid: u64,
+    },
+    Refused {
+        rid: u64,
+        why: Refusal,
+    },
+    /// Reconfiguration, phase 1: promise not to serve `epoch - 1` any more and
+    /// not to accept lower ballots for `epoch`.
+    Prepare {
+        rid: u64,
+        epoch: u64,
+        ballot: BallotNo,
+    },
+    Promise {
+        rid: u64,
+        epoch: u64,
+        tokens: Vec<TokenState>,
+        accepted: Option<(BallotNo, Config)>,
+    },
+    /// Reconfiguration, phase 2.
+    Accept {
+        rid: u64,
+        ballot: BallotNo,
+        config: Config,
+    },
+    Accepted {
+        rid: u64,
+    },
+    /// A higher ballot exists; retry above it.
+    Nack {
+        rid: u64,
+        promised: BallotNo,
+    },
+    /// Reconfiguration, phase 3: the chosen configuration and the state the new
+    /// servers start from.
+    Install {
+        rid: u64,
+        config: Config,
+        tokens: Vec<TokenState>,
+    },
+    Installed {
+        rid: u64,
+        epoch: u64,
+    },
+    /// A newer configuration exists (gossip; no reply).
+    News {
+        config: Config,
+    },
+    /// A member of `epoch` that has not installed it asks a peer for state.
+    Fetch {
+        epoch: u64,
+    },
+}
+
+impl MessageKind for Msg {
+    fn kind(&self) -> &'static str {
+        match self {
+            Msg::Read { .. } => "read",
+            Msg::ReadOk { .. } => "read_ok",
+            Msg::Write { .. } => "write",
+            Msg::WriteOk { .. } => "write_ok",
+            Msg::Refused { .. } => "refused",
+            Msg::Prepare { .. } => "prepare",
+            Msg::Promise { .. } => "promise",
+            Msg::Accept { .. } => "accept",
+            Msg::Accepted { .. } => "accepted",
+            Msg::Nack { .. } => "nack",
+            Msg::Install { .. } => "install",
+            Msg::Installed { .. } => "installed",
+            Msg::News { .. } => "news",
+            Msg::Fetch { .. } => "fetch",
+        }
+    }
+}
+
+/// Every message kind, for metrics and fault-rule validation.
+pub const MESSAGE_KINDS: &[&str] = &[
+    "read",
+    "read_ok",
+    "write",
+    "write_ok",
+    "refused",
+    "prepare",
+    "promise",
+    "accept",
+    "accepted",
+    "nack",
+    "install",
+    "installed",
+    "news",
+    "fetch",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    Pay { token: TokenId, to: NodeId },
+    GetTokens { owner: NodeId },
+    Transform,
+}
+
+impl Request {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Pay { .. } => "pay",
+            Request::GetTokens { .. } => "gettokens",
+            Request::Transform => "transform",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Reply {
+    /// The pay is durable at a majority: `tag` is the token's new version.
+    Paid { token: TokenId, tag: Tag },
+    /// The owner's tokens with their versions, read atomically.
+    Tokens { owner: NodeId, tokens: Vec<(TokenId, u64)> },
+    /// The node now has the role named, in the configuration given.
+    Transformed { role: String, config: Config },
+    Failed { error: OpError },
+    /// The operation may or may not have taken effect; it will never take
+    /// effect later than its next write by the same client.
+    Unknown { reason: String },
+}
+
+impl Reply {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Reply::Failed { .. } => "failed",
+            Reply::Unknown { .. } => "unknown",
+            _ => "ok",
+        }
+    }
+}
+
+/// A definite failure: the operation changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
+pub enum OpError {
+    UnknownToken(TokenId),
+    UnknownNode(NodeId),
+    NotOwned(TokenId),
+    NotAClient(NodeId),
+    ServersCannotPay,
+    ServersCannotGetTokens,
+    MinServers(usize),
+    MaxServers(usize),
+    NoQuorum(String),
+    Conflict(String),
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::UnknownToken(t) => write!(f, "unknown token {t}"),
+            OpError::UnknownNode(n) => write!(f, "unknown node {n:?}"),
+            OpError::NotOwned(t) => write!(f, "token {t} is not owned by this client"),
+            OpError::NotAClient(n) => write!(f, "{n} is not a client, so it cannot own tokens"),
+            OpError::ServersCannotPay => write!(f, "servers cannot initiate payments"),
+            OpError::ServersCannotGetTokens => write!(f, "servers cannot send gettokens requests"),
+            OpError::MinServers(n) => {
+                write!(f, "minimum server count ({n}) reached; cannot transform to client")
+            }
+            OpError::MaxServers(n) => {
+                write!(f, "maximum server count ({n}) reached; cannot transform to server")
+            }
+            OpError::NoQuorum(what) => write!(f, "no majority answered: {what}"),
+            OpError::Conflict(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// Durable state changes, replayed in order on restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A server applied a write.
+    Token { token: TokenId, state: TokenState },
+    /// This node installed `config` as a server with this full table.
+    Installed { config: Config, tokens: Vec<TokenState> },
+    /// This node learned `config` and is not one of its serving members.
+    Learned { config: Config },
+    Promised { epoch: u64, ballot: BallotNo },
+    Accepted { epoch: u64, ballot: BallotNo, config: Config },
+    /// Nonces below this value may have been used.
+    NonceReserved { upto: u64 },
+}

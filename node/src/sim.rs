@@ -1,0 +1,318 @@
+//! A seeded discrete-event simulator that runs any sans-IO [`Core`] on an
+//! in-memory network which drops, delays, duplicates and reorders messages.
+//!
+//! Everything random comes from one seed, so a failing run replays exactly:
+//! the test prints the seed and the same seed gives the same interleaving.
+//! The harness is generic so every system reuses it; the system supplies its
+//! nodes, a workload, and an invariant checker called after every event.
+
+use crate::protocol::{Core, NodeId, Outbox, ReqId, Time};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+/// Faults of the simulated network, applied to every message independently.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Delay is uniform in `[delay_min_us, delay_max_us]`; a wide range reorders.
+    pub delay_min_us: u64,
+    pub delay_max_us: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            drop: 0.0,
+            duplicate: 0.0,
+            delay_min_us: 100,
+            delay_max_us: 2_000,
+        }
+    }
+}
+
+/// One client operation as the simulator saw it.
+#[derive(Clone, Debug)]
+pub struct Entry<C: Core> {
+    pub node: NodeId,
+    pub request: C::Request,
+    pub invoked: Time,
+    pub completed: Option<(Time, C::Reply)>,
+}
+
+enum Event<C: Core> {
+    Deliver { from: NodeId, to: NodeId, msg: C::Msg },
+    Request { node: NodeId, index: usize },
+    Tick { node: NodeId },
+}
+
+/// What the simulator did in one step, for invariant checkers.
+#[derive(Clone, Debug, Default)]
+pub struct Step {
+    /// The node whose state the event may have changed.
+    pub node: Option<NodeId>,
+    /// History indexes completed by this step.
+    pub completed: Vec<usize>,
+    /// The node asked for another tick at or before now right after one.
+    pub stalled: bool,
+}
+
+pub struct Sim<C: Core> {
+    pub now: Time,
+    rng: ChaCha8Rng,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    events: HashMap<u64, Event<C>>,
+    nodes: BTreeMap<NodeId, C>,
+    node_rngs: BTreeMap<NodeId, ChaCha8Rng>,
+    tick_at: BTreeMap<NodeId, Time>,
+    durable: BTreeMap<NodeId, Vec<C::Record>>,
+    pub net: NetConfig,
+    /// Per node: probability that any message to or from it is lost.
+    pub omission: BTreeMap<NodeId, f64>,
+    crashed: BTreeSet<NodeId>,
+    pub history: Vec<Entry<C>>,
+    pub messages_delivered: u64,
+    pub messages_dropped: u64,
+    steps: u64,
+}
+
+impl<C: Core> Sim<C> {
+    pub fn new(seed: u64, nodes: Vec<C>, net: NetConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut map = BTreeMap::new();
+        let mut node_rngs = BTreeMap::new();
+        for n in nodes {
+            node_rngs.insert(n.id().clone(), ChaCha8Rng::seed_from_u64(rng.random()));
+            map.insert(n.id().clone(), n);
+        }
+        Sim {
+            now: 0,
+            rng,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            nodes: map,
+            node_rngs,
+            tick_at: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            net,
+            omission: BTreeMap::new(),
+            crashed: BTreeSet::new(),
+            history: Vec::new(),
+            messages_delivered: 0,
+            messages_dropped: 0,
+            steps: 0,
+        }
+    }
+
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    pub fn node(&self, id: &str) -> Option<&C> {
+        self.nodes.get(id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &C> {
+        self.nodes.values()
+    }
+
+    pub fn is_crashed(&self, id: &str) -> bool {
+        self.crashed.contains(id)
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn push(&mut self, at: Time, ev: Event<C>) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    /// Schedules a client request at `at`; returns its history index.
+    pub fn invoke_at(&mut self, at: Time, node: &str, request: C::Request) -> usize {
+        let index = self.history.len();
+        self.history.push(Entry {
+            node: node.to_string(),
+            request,
+            invoked: at,
+            completed: None,
+        });
+        self.push(
+            at.max(self.now),
+            Event::Request {
+                node: node.to_string(),
+                index,
+            },
+        );
+        index
+    }
+
+    /// Stops a node: it loses its volatile state and receives nothing.
+    pub fn crash(&mut self, id: &str) {
+        self.crashed.insert(id.to_string());
+        self.tick_at.remove(id);
+    }
+
+    /// Restarts a crashed node from its durable records.
+    pub fn restart(&mut self, mut fresh: C) {
+        let id = fresh.id().clone();
+        let records = self.durable.get(&id).cloned().unwrap_or_default();
+        fresh.recover(records);
+        self.nodes.insert(id.clone(), fresh);
+        self.crashed.remove(&id);
+        self.schedule_tick(&id);
+    }
+
+    fn lost(&mut self, from: &str, to: &str) -> bool {
+        let p_from = self.omission.get(from).copied().unwrap_or(0.0);
+        let p_to = self.omission.get(to).copied().unwrap_or(0.0);
+        let r = &mut self.rng;
+        r.random_bool(self.net.drop.clamp(0.0, 1.0))
+            || r.random_bool(p_from.clamp(0.0, 1.0))
+            || r.random_bool(p_to.clamp(0.0, 1.0))
+    }
+
+    fn delay(&mut self) -> Time {
+        let (lo, hi) = (self.net.delay_min_us, self.net.delay_max_us.max(self.net.delay_min_us));
+        self.rng.random_range(lo..=hi)
+    }
+
+    fn apply(&mut self, node: &NodeId, out: Outbox<C>, step: &mut Step) {
+        self.durable
+            .entry(node.clone())
+            .or_default()
+            .extend(out.records);
+        for (to, msg) in out.sends {
+            if self.lost(node, &to) {
+                self.messages_dropped += 1;
+                continue;
+            }
+            let copies = if self.rng.random_bool(self.net.duplicate.clamp(0.0, 1.0)) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let at = self.now + self.delay();
+                self.push(
+                    at,
+                    Event::Deliver {
+                        from: node.clone(),
+                        to: to.clone(),
+                        msg: msg.clone(),
+                    },
+                );
+            }
+        }
+        for (req, reply) in out.replies {
+            if let Some(e) = self.history.get_mut(req as usize) {
+                if e.completed.is_none() {
+                    e.completed = Some((self.now, reply));
+                    step.completed.push(req as usize);
+                }
+            }
+        }
+        self.schedule_tick(node);
+    }
+
+    fn schedule_tick(&mut self, node: &NodeId) {
+        let Some(t) = self.nodes.get(node).and_then(|n| n.next_tick()) else {
+            return;
+        };
+        let t = t.max(self.now);
+        if self.tick_at.get(node).is_some_and(|&at| at <= t) {
+            return;
+        }
+        self.tick_at.insert(node.clone(), t);
+        self.push(t, Event::Tick { node: node.clone() });
+    }
+
+    /// Runs one event; false when nothing is left to do.
+    pub fn step(&mut self) -> Option<Step> {
+        let Reverse((at, seq)) = self.queue.pop()?;
+        let ev = self.events.remove(&seq)?;
+        self.now = self.now.max(at);
+        self.steps += 1;
+        let mut step = Step::default();
+        let mut out = Outbox::<C>::default();
+        let node = match ev {
+            Event::Deliver { from, to, msg } => {
+                if self.crashed.contains(&to) {
+                    self.messages_dropped += 1;
+                    return Some(step);
+                }
+                let (Some(n), Some(r)) = (self.nodes.get_mut(&to), self.node_rngs.get_mut(&to)) else {
+                    return Some(step);
+                };
+                self.messages_delivered += 1;
+                n.on_message(self.now, &from, msg, r, &mut out);
+                to
+            }
+            Event::Request { node, index } => {
+                if self.crashed.contains(&node) {
+                    return Some(step);
+                }
+                let (Some(n), Some(r), Some(e)) = (
+                    self.nodes.get_mut(&node),
+                    self.node_rngs.get_mut(&node),
+                    self.history.get(index),
+                ) else {
+                    return Some(step);
+                };
+                n.on_request(self.now, index as ReqId, e.request.clone(), r, &mut out);
+                node
+            }
+            Event::Tick { node } => {
+                if self.tick_at.get(&node) != Some(&at) || self.crashed.contains(&node) {
+                    return Some(step);
+                }
+                self.tick_at.remove(&node);
+                let (Some(n), Some(r)) = (self.nodes.get_mut(&node), self.node_rngs.get_mut(&node)) else {
+                    return Some(step);
+                };
+                if n.next_tick().is_some_and(|t| t <= self.now) {
+                    n.on_tick(self.now, r, &mut out);
+                    // A core that still wants a tick now would spin forever.
+                    step.stalled = n.next_tick().is_some_and(|t| t <= self.now);
+                }
+                node
+            }
+        };
+        self.apply(&node, out, &mut step);
+        step.node = Some(node);
+        Some(step)
+    }
+
+    /// Runs events until simulated time `until` (or `max_steps` events),
+    /// calling `check` after each one. Stops at the first violation.
+    pub fn run_until(
+        &mut self,
+        until: Time,
+        max_steps: u64,
+        check: &mut dyn FnMut(&Self, &Step) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let limit = self.steps + max_steps;
+        while self.steps < limit {
+            match self.queue.peek() {
+                Some(Reverse((at, _))) if *at <= until => {}
+                _ => break,
+            }
+            let Some(step) = self.step() else { break };
+            if step.stalled {
+                return Err(format!(
+                    "at t={}us: {:?} wants a tick in the past after ticking (a busy loop)",
+                    self.now, step.node
+                ));
+            }
+            check(self, &step).map_err(|e| format!("at t={}us step {}: {e}", self.now, self.steps))?;
+        }
+        self.now = self.now.max(until);
+        Ok(())
+    }
+}
