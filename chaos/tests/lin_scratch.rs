@@ -5,7 +5,7 @@ use std::time::Instant;
 
 #[test]
 fn scratch() {
-    for f in ["c50-ok.txt", "c50-bad.txt"] {
+    for f in [] as [&str; 0] {
         let h = load_kv(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/porcupine/kv").join(f)).unwrap();
         let t = Instant::now();
         let r = check(&KeyValue, &h, &CheckOptions::default()).unwrap();

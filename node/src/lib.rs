@@ -12,7 +12,7 @@
 //!   client history, load generator.
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`cli`]: the `faultline-node client` verbs and prompt.
-// pub mod cli;
+pub mod cli;
 pub mod config;
 pub mod faults;
 pub mod metrics;

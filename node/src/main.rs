@@ -1,1 +1,192 @@
-fn main() {}
+//! `faultline-node`: one binary for every role. `run` starts a node from the
+//! cluster file, `check` validates a file, `certs` makes the cluster's
+//! certificates, `client` runs the client verbs against running nodes.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use faultline_node::cli;
+use faultline_node::config::{self, Certs, ConfigError};
+use faultline_node::runtime::{self, RunOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "faultline-node", version, about = "A faultline node: every role of every system, from one cluster file")]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run node ID of the cluster until Ctrl-C or SIGTERM.
+    Run {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// Where the durable log lives (default: the file's data_dir/ID, or data/ID beside the file).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// fsync the log before every acknowledgement (survives power loss; much slower).
+        #[arg(long)]
+        fsync: bool,
+    },
+    /// Validate a cluster file and print what it describes.
+    Check {
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Make a private CA and one certificate per node (default: the file's tls.dir).
+    Certs {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Client verbs against a running cluster; without a verb, an interactive prompt.
+    Client {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The client node that runs the operations (and records them).
+        #[arg(long)]
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// pay <token> <to> | gettokens [owner] | status | tokenstatus <server> | transform [node] | history | load <s> [workers]
+        verb: Vec<String>,
+    },
+}
+
+fn init_logs(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &PathBuf, certs: Certs) -> Result<config::Cluster, ExitCode> {
+    config::load(path, certs).map_err(|e: ConfigError| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    match args.cmd {
+        Cmd::Check { cluster } => match load(&cluster, Certs::Required) {
+            Ok(c) => {
+                print!("{}", config::describe(&c));
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Cmd::Certs { cluster, out } => {
+            let c = match load(&cluster, Certs::NotYet) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let dir = out.unwrap_or_else(|| c.tls_dir.clone());
+            match faultline_node::transport::tls::generate(&c, &dir) {
+                Ok(files) => {
+                    println!("wrote {} files to {} (a CA and {} node certificates)", files.len(), dir.display(), c.nodes.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run {
+            cluster,
+            id,
+            data_dir,
+            fsync,
+        } => {
+            init_logs(&args.log);
+            let c = match load(&cluster, Certs::Required) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if c.node(&id).is_none() {
+                eprintln!(
+                    "error: {}: no node with id {id:?}\n  fix: use one of: {}",
+                    cluster.display(),
+                    c.ids().join(", ")
+                );
+                return ExitCode::from(2);
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(runtime::run(c, &id, RunOptions { data_dir, fsync })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Client {
+            cluster,
+            id,
+            json,
+            verb,
+        } => {
+            let c = match load(&cluster, Certs::NotYet) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result: anyhow::Result<bool> = rt.block_on(async {
+                let client = cli::Client::new(c, &id).context("client")?;
+                if verb.is_empty() {
+                    client.prompt(json).await?;
+                    return Ok(true);
+                }
+                let out = client.run(&verb).await?;
+                let text = if json { out.json.to_string() } else { out.human };
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{text}");
+                Ok(out.ok)
+            });
+            match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -305,9 +305,9 @@ enum SearchOutcome {
     Stopped(Limit),
 }
 
-/// Heads of the two circular lists: known calls and returns, and unknown calls.
-const KNOWN_HEAD: u32 = 0;
-const UNKNOWN_HEAD: u32 = 1;
+/// Head of the circular list of known calls and returns (node 0; events are nodes 1.., in time
+/// order, so comparing node ids compares times).
+const HEAD: u32 = 0;
 const NO_NODE: u32 = u32::MAX;
 
 struct LocalOp<'h, I, O> {
@@ -318,6 +318,9 @@ struct LocalOp<'h, I, O> {
     read_only: bool,
     call_node: u32,
     ret_node: u32,
+    /// Position in the bitset. Known operations come first in call order and unknown ones
+    /// start on a word of their own (see [`Bits`]).
+    bit: u32,
     /// Group of operations with equal input and output (see the symmetry rules), and this
     /// operation's place in the group's list.
     class: u32,
@@ -337,20 +340,25 @@ struct Frame<S> {
     limit: u32,
 }
 
+/// Local operation ids: known operations `0..known_ops` in call order, then unknown ones in call
+/// order.
 struct Search<'m, 'h, M: Model> {
     model: &'m M,
     history: &'h [Operation<M::Input, M::Output>],
     key: &'h str,
     init: &'h M::State,
     ops: Vec<LocalOp<'h, M::Input, M::Output>>,
-    /// Per node: list links, owning operation, and whether it is a return. A node's position in
-    /// time order is `node - 2`.
+    /// Per node: list links (known operations only), owning operation, whether it is a return.
     next: Vec<u32>,
     prev: Vec<u32>,
     node_op: Vec<u32>,
     node_is_ret: Vec<bool>,
     zobrist: Vec<u64>,
-    known_ops: usize,
+    known_ops: u32,
+    /// Call nodes of the unknown operations, in order (so ascending).
+    unknown_calls: Vec<u32>,
+    known_words: usize,
+    unknown_words: usize,
     /// Groups of interchangeable operations: known ones sorted by return, unknown ones by call.
     classes: Vec<Vec<u32>>,
     /// Per group of unknown operations, how many are linearized (always a prefix).
@@ -363,7 +371,8 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         history: &'h [Operation<M::Input, M::Output>],
         partition: &'h Partition<M::State>,
     ) -> Self {
-        let mut ops = Vec::with_capacity(partition.ops.len());
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
         for &global in &partition.ops {
             let op = &history[global];
             let output = op.output.known();
@@ -374,16 +383,37 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             if read_only && output.is_none() {
                 continue;
             }
-            ops.push(LocalOp {
+            let local = LocalOp {
                 global,
                 input: &op.input,
                 output,
                 read_only,
                 call_node: NO_NODE,
                 ret_node: NO_NODE,
+                bit: 0,
                 class: 0,
                 class_pos: 0,
-            });
+            };
+            if output.is_some() {
+                known.push(local);
+            } else {
+                unknown.push(local);
+            }
+        }
+        known.sort_by_key(|o| history[o.global].call);
+        unknown.sort_by_key(|o| history[o.global].call);
+        let known_ops = known.len() as u32;
+        let known_words = known.len().div_ceil(64);
+        let unknown_words = unknown.len().div_ceil(64);
+        let mut ops = known;
+        ops.append(&mut unknown);
+        for (i, op) in ops.iter_mut().enumerate() {
+            let i = i as u32;
+            op.bit = if i < known_ops {
+                i
+            } else {
+                (known_words * 64) as u32 + (i - known_ops)
+            };
         }
 
         // Time order; at equal times calls go first, so touching intervals are concurrent.
@@ -397,37 +427,35 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         }
         events.sort_unstable();
 
-        let nodes = events.len() + 2;
+        let nodes = events.len() + 1;
         let mut next = vec![NO_NODE; nodes];
         let mut prev = vec![NO_NODE; nodes];
         let mut node_op = vec![NO_NODE; nodes];
         let mut node_is_ret = vec![false; nodes];
-        let mut known_tail = KNOWN_HEAD;
-        let mut unknown_tail = UNKNOWN_HEAD;
+        let mut tail = HEAD;
         for (rank, &(_, kind, op)) in events.iter().enumerate() {
-            let node = rank as u32 + 2;
+            let node = rank as u32 + 1;
             node_op[node as usize] = op;
             let local = &mut ops[op as usize];
-            let tail = if kind == 1 {
+            if kind == 1 {
                 node_is_ret[node as usize] = true;
                 local.ret_node = node;
-                &mut known_tail
             } else {
                 local.call_node = node;
-                if local.output.is_some() {
-                    &mut known_tail
-                } else {
-                    &mut unknown_tail
+                if local.output.is_none() {
+                    continue;
                 }
-            };
-            next[*tail as usize] = node;
-            prev[node as usize] = *tail;
-            *tail = node;
+            }
+            next[tail as usize] = node;
+            prev[node as usize] = tail;
+            tail = node;
         }
-        next[known_tail as usize] = KNOWN_HEAD;
-        prev[KNOWN_HEAD as usize] = known_tail;
-        next[unknown_tail as usize] = UNKNOWN_HEAD;
-        prev[UNKNOWN_HEAD as usize] = unknown_tail;
+        next[tail as usize] = HEAD;
+        prev[HEAD as usize] = tail;
+        let unknown_calls = ops[known_ops as usize..]
+            .iter()
+            .map(|o| o.call_node)
+            .collect();
 
         let mut class_ids: HashMap<(&M::Input, Option<&M::Output>), u32> = HashMap::new();
         let mut classes: Vec<Vec<u32>> = Vec::new();
@@ -441,7 +469,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             classes[id as usize].push(i as u32);
         }
         for members in &mut classes {
-            // Known groups by return, unknown ones by call; node ids are in time order.
+            // Known groups by return, unknown ones by call.
             members.sort_unstable_by_key(|&m| {
                 let o = &ops[m as usize];
                 if o.ret_node != NO_NODE {
@@ -458,7 +486,6 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
 
         let mut seed = 0x5eed_1a7e_u64 ^ (ops.len() as u64);
         let zobrist = (0..ops.len()).map(|_| splitmix64(&mut seed)).collect();
-        let known_ops = ops.iter().filter(|o| o.output.is_some()).count();
         Search {
             model,
             history,
@@ -471,6 +498,9 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             node_is_ret,
             zobrist,
             known_ops,
+            unknown_calls,
+            known_words,
+            unknown_words,
             classes,
             class_done,
         }
@@ -492,36 +522,51 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         self.prev[n as usize] = node;
     }
 
-    fn lift(&mut self, op: u32) {
-        let (call, ret) = {
-            let o = &self.ops[op as usize];
-            (o.call_node, o.ret_node)
-        };
-        self.unlink(call);
-        if ret != NO_NODE {
+    fn lift(&mut self, op: u32, bits: &mut Bits) {
+        let o = &self.ops[op as usize];
+        let (call, ret, bit, class) = (o.call_node, o.ret_node, o.bit, o.class);
+        bits.set(bit, self.zobrist[op as usize]);
+        if op < self.known_ops {
+            self.unlink(call);
             self.unlink(ret);
         } else {
-            self.class_done[self.ops[op as usize].class as usize] += 1;
+            self.class_done[class as usize] += 1;
         }
     }
 
-    fn unlift(&mut self, op: u32) {
-        let (call, ret) = {
-            let o = &self.ops[op as usize];
-            (o.call_node, o.ret_node)
-        };
-        if ret != NO_NODE {
+    fn unlift(&mut self, op: u32, bits: &mut Bits) {
+        let o = &self.ops[op as usize];
+        let (call, ret, bit, class) = (o.call_node, o.ret_node, o.bit, o.class);
+        bits.clear(bit, self.zobrist[op as usize]);
+        if op < self.known_ops {
             self.relink(ret);
+            self.relink(call);
         } else {
-            self.class_done[self.ops[op as usize].class as usize] -= 1;
+            self.class_done[class as usize] -= 1;
         }
-        self.relink(call);
     }
 
     #[inline]
     fn step(&self, state: &M::State, op: u32) -> Option<M::State> {
         let o = &self.ops[op as usize];
         self.model.step(state, o.input, o.output)
+    }
+
+    /// Adds the configuration reached by linearizing `op` from `bits` into state `next` to
+    /// the cache; false if it was there already (explored, and failed).
+    #[inline]
+    fn try_visit(
+        &self,
+        cache: &mut Cache<M::State>,
+        bits: &mut Bits,
+        op: u32,
+        next: &M::State,
+    ) -> bool {
+        let (bit, z) = (self.ops[op as usize].bit, self.zobrist[op as usize]);
+        bits.set(bit, z);
+        let fresh = cache.insert(mix(bits.hash, next), bits, next);
+        bits.clear(bit, z);
+        fresh
     }
 
     fn run(mut self, budget: &mut Budget) -> SearchOutcome {
@@ -539,7 +584,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
     /// that returns first is tried. Twins that return before `limit` are all linearized
     /// already (`limit` is the earliest unlinearized return), which bounds the walk.
     #[inline]
-    fn known_is_representative(&self, x: u32, limit: u32, bits: &[u64]) -> bool {
+    fn known_is_representative(&self, x: u32, limit: u32, bits: &Bits) -> bool {
         let o = &self.ops[x as usize];
         let twins = &self.classes[o.class as usize];
         if twins.len() == 1 {
@@ -550,7 +595,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             if y_op.ret_node < limit {
                 break;
             }
-            if !get_bit(bits, y) && y_op.call_node < limit {
+            if !bits.get(y_op.bit) && y_op.call_node < limit {
                 return false;
             }
         }
@@ -568,16 +613,14 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
     }
 
     /// Depth-first search. `Ok(None)`: linearizable. `Ok(Some(prefix))`: not, with the longest
-    /// linearized prefix found (local op indices).
+    /// linearized prefix found (local op ids).
     fn search(&mut self, budget: &mut Budget) -> Result<Option<Vec<u32>>, Limit> {
         let mut known_left = self.known_ops;
         if known_left == 0 {
             return Ok(None);
         }
-        let words = self.ops.len().div_ceil(64);
-        let mut bits = vec![0u64; words];
-        let mut bits_hash = 0u64;
-        let mut cache: Cache<M::State> = Cache::new(words);
+        let mut bits = Bits::new(self.known_words, self.unknown_words);
+        let mut cache: Cache<M::State> = Cache::new(self.known_words, self.unknown_words);
         let mut state = self.init.clone();
         let mut stack: Vec<Frame<M::State>> = Vec::new();
         // The longest prefix so far is copied out lazily, only when the search is about to
@@ -588,8 +631,8 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         let mut common = 0usize;
         let mut dirty = false;
         // Where to continue scanning candidates at the current configuration: `None` for a fresh
-        // configuration, else the node of the candidate just undone and the configuration's
-        // limit (the node of its earliest unlinearized return).
+        // configuration, else the candidate just undone and the configuration's limit (the
+        // node of its earliest unlinearized return).
         let mut resume: Option<(u32, u32)> = None;
 
         loop {
@@ -597,8 +640,10 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             let mut chosen: Option<(u32, Option<M::State>, bool)> = None;
             let mut backtrack = false;
             let mut scan_known = true;
-            let mut known_from = self.next[KNOWN_HEAD as usize];
-            let mut unknown_from = self.next[UNKNOWN_HEAD as usize];
+            let mut known_from = self.next[HEAD as usize];
+            // Unknown candidates are scanned from the latest call backwards, starting below
+            // this index into `unknown_calls`.
+            let mut unknown_below: Option<u32> = None;
             let mut limit = NO_NODE;
 
             match resume.take() {
@@ -610,7 +655,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     // that must precede x is already linearized, or x would not be a
                     // candidate). So x is the only child worth trying.
                     let mut e = known_from;
-                    while e != KNOWN_HEAD {
+                    while e != HEAD {
                         if self.node_is_ret[e as usize] {
                             limit = e;
                             break;
@@ -619,15 +664,11 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         if self.ops[op as usize].read_only {
                             budget.charge_step()?;
                             if self.step(&state, op).is_some() {
-                                set_bit(&mut bits, op);
-                                bits_hash ^= self.zobrist[op as usize];
-                                if cache.insert(mix(bits_hash, &state), &bits, &state) {
+                                if self.try_visit(&mut cache, &mut bits, op, &state) {
                                     chosen = Some((op, None, true));
                                 } else {
                                     // Explored before and failed; by the rule above so does
                                     // this configuration.
-                                    clear_bit(&mut bits, op);
-                                    bits_hash ^= self.zobrist[op as usize];
                                     backtrack = true;
                                 }
                                 break;
@@ -636,13 +677,13 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         e = self.next[e as usize];
                     }
                 }
-                Some((node, node_limit)) => {
+                Some((op, node_limit)) => {
                     limit = node_limit;
-                    if self.ops[self.node_op[node as usize] as usize].output.is_some() {
-                        known_from = self.next[node as usize];
+                    if op < self.known_ops {
+                        known_from = self.next[self.ops[op as usize].call_node as usize];
                     } else {
                         scan_known = false;
-                        unknown_from = self.next[node as usize];
+                        unknown_below = Some(op - self.known_ops);
                     }
                 }
             }
@@ -650,7 +691,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             if chosen.is_none() && !backtrack {
                 if scan_known {
                     let mut e = known_from;
-                    while e != limit {
+                    while e != limit && e != HEAD {
                         let op = self.node_op[e as usize];
                         // Read-only candidates were tried by the read-only rule on arrival here
                         // and none fit, so they are skipped.
@@ -659,42 +700,40 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         {
                             budget.charge_step()?;
                             if let Some(next) = self.step(&state, op) {
-                                set_bit(&mut bits, op);
-                                bits_hash ^= self.zobrist[op as usize];
-                                if cache.insert(mix(bits_hash, &next), &bits, &next) {
+                                if self.try_visit(&mut cache, &mut bits, op, &next) {
                                     chosen = Some((op, Some(next), false));
                                     break;
                                 }
-                                clear_bit(&mut bits, op);
-                                bits_hash ^= self.zobrist[op as usize];
                             }
                         }
                         e = self.next[e as usize];
                     }
                 }
                 if chosen.is_none() {
-                    let mut u = unknown_from;
-                    // Node ids follow time order, so `u < limit` means "called before the
-                    // earliest unlinearized return".
-                    while u != UNKNOWN_HEAD && u < limit {
-                        let op = self.node_op[u as usize];
-                        if self.unknown_is_representative(op) {
-                            budget.charge_step()?;
-                            // An unknown operation that would not change the state here is not
-                            // tried: whatever follows it also follows without it, and leaving it
-                            // out is allowed since it may never have happened.
-                            if let Some(next) = self.step(&state, op).filter(|n| *n != state) {
-                                set_bit(&mut bits, op);
-                                bits_hash ^= self.zobrist[op as usize];
-                                if cache.insert(mix(bits_hash, &next), &bits, &next) {
-                                    chosen = Some((op, Some(next), false));
-                                    break;
-                                }
-                                clear_bit(&mut bits, op);
-                                bits_hash ^= self.zobrist[op as usize];
+                    // Latest call first: a request that was lost recently is a likelier
+                    // explanation of what the known operations saw than one lost long ago, and
+                    // trying it first keeps valid histories with many lost requests fast.
+                    let mut j = unknown_below.unwrap_or_else(|| {
+                        self.unknown_calls.partition_point(|&c| c < limit) as u32
+                    });
+                    while j > 0 {
+                        j -= 1;
+                        let op = self.known_ops + j;
+                        if bits.get(self.ops[op as usize].bit)
+                            || !self.unknown_is_representative(op)
+                        {
+                            continue;
+                        }
+                        budget.charge_step()?;
+                        // An unknown operation that would not change the state here is not
+                        // tried: whatever follows it also follows without it, and leaving it
+                        // out is allowed since it may never have happened.
+                        if let Some(next) = self.step(&state, op).filter(|n| *n != state) {
+                            if self.try_visit(&mut cache, &mut bits, op, &next) {
+                                chosen = Some((op, Some(next), false));
+                                break;
                             }
                         }
-                        u = self.next[u as usize];
                     }
                 }
             }
@@ -704,8 +743,8 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     return Err(Limit::Cache);
                 }
                 let prev = next_state.map(|s| std::mem::replace(&mut state, s));
-                self.lift(op);
-                if self.ops[op as usize].output.is_some() {
+                self.lift(op, &mut bits);
+                if op < self.known_ops {
                     known_left -= 1;
                 }
                 stack.push(Frame {
@@ -736,17 +775,15 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     return Ok(Some(best));
                 };
                 common = common.min(stack.len());
-                self.unlift(frame.op);
-                clear_bit(&mut bits, frame.op);
-                bits_hash ^= self.zobrist[frame.op as usize];
+                self.unlift(frame.op, &mut bits);
                 if let Some(prev) = frame.prev {
                     state = prev;
                 }
-                if self.ops[frame.op as usize].output.is_some() {
+                if frame.op < self.known_ops {
                     known_left += 1;
                 }
                 if !frame.forced {
-                    resume = Some((self.ops[frame.op as usize].call_node, frame.limit));
+                    resume = Some((frame.op, frame.limit));
                     break;
                 }
             }
@@ -827,27 +864,92 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
     }
 }
 
-#[inline]
-fn set_bit(bits: &mut [u64], op: u32) {
-    bits[(op / 64) as usize] |= 1 << (op % 64);
-}
-
-#[inline]
-fn get_bit(bits: &[u64], op: u32) -> bool {
-    bits[(op / 64) as usize] & (1 << (op % 64)) != 0
-}
-
-#[inline]
-fn clear_bit(bits: &mut [u64], op: u32) {
-    bits[(op / 64) as usize] &= !(1 << (op % 64));
-}
-
 fn splitmix64(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *seed;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// The set of linearized operations, with what the cache needs to store it compactly.
+///
+/// In any configuration every known operation that returned before the earliest unlinearized
+/// return is linearized, and none called after it is. With known operations numbered in call
+/// order, the known part of the bitset is therefore all ones up to some word `lo` and all
+/// zeros from some word `end`, and only `lo..end` (about the concurrency, in bits) needs
+/// storing. Unknown operations have no return to close that window, so they get words of their
+/// own after the known ones and are stored whole. A 6,000-operation partition then costs a few
+/// words per cached configuration instead of a hundred.
+struct Bits {
+    words: Vec<u64>,
+    known_words: usize,
+    lo: usize,
+    end: usize,
+    /// Zobrist hash of the set.
+    hash: u64,
+}
+
+impl Bits {
+    fn new(known_words: usize, unknown_words: usize) -> Self {
+        Bits {
+            words: vec![0; known_words + unknown_words],
+            known_words,
+            lo: 0,
+            end: 0,
+            hash: 0,
+        }
+    }
+
+    #[inline]
+    fn get(&self, bit: u32) -> bool {
+        self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+
+    #[inline]
+    fn set(&mut self, bit: u32, zobrist: u64) {
+        let w = (bit / 64) as usize;
+        self.words[w] |= 1 << (bit % 64);
+        self.hash ^= zobrist;
+        if w < self.known_words {
+            if w >= self.end {
+                self.end = w + 1;
+            }
+            if w == self.lo {
+                while self.lo < self.known_words && self.words[self.lo] == u64::MAX {
+                    self.lo += 1;
+                }
+                self.end = self.end.max(self.lo);
+            }
+        }
+    }
+
+    #[inline]
+    fn clear(&mut self, bit: u32, zobrist: u64) {
+        let w = (bit / 64) as usize;
+        self.words[w] &= !(1 << (bit % 64));
+        self.hash ^= zobrist;
+        if w < self.known_words {
+            if w < self.lo {
+                self.lo = w;
+            }
+            if w + 1 == self.end {
+                while self.end > self.lo && self.words[self.end - 1] == 0 {
+                    self.end -= 1;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn known_window(&self) -> &[u64] {
+        &self.words[self.lo..self.end]
+    }
+
+    #[inline]
+    fn unknown_part(&self) -> &[u64] {
+        &self.words[self.known_words..]
+    }
 }
 
 /// Hash of a configuration: the bitset's Zobrist hash combined with the state's hash, then
@@ -914,26 +1016,34 @@ impl Hasher for FxHasher {
     }
 }
 
-/// The set of explored configurations: open addressing over an arena, so inserting costs no
+/// The set of explored configurations: open addressing over arenas, so inserting costs no
 /// allocation of its own (std's `HashSet<(Vec<u64>, S)>` would allocate a bitset per entry and
 /// need one built for every lookup).
 struct Cache<S> {
-    words: usize,
-    bits: Vec<u64>,
-    hashes: Vec<u64>,
+    unknown_words: usize,
+    /// Per entry: its known window then its unknown words.
+    arena: Vec<u64>,
+    entries: Vec<CacheEntry>,
     states: Vec<S>,
     slots: Vec<u32>,
     mask: usize,
 }
 
+struct CacheEntry {
+    hash: u64,
+    offset: usize,
+    lo: u32,
+    len: u32,
+}
+
 const EMPTY_SLOT: u32 = u32::MAX;
 
 impl<S: Eq + Clone> Cache<S> {
-    fn new(words: usize) -> Self {
+    fn new(_known_words: usize, unknown_words: usize) -> Self {
         Cache {
-            words,
-            bits: Vec::new(),
-            hashes: Vec::new(),
+            unknown_words,
+            arena: Vec::new(),
+            entries: Vec::new(),
             states: Vec::new(),
             slots: vec![EMPTY_SLOT; 256],
             mask: 255,
@@ -946,8 +1056,9 @@ impl<S: Eq + Clone> Cache<S> {
 
     /// Adds the configuration; false if it was already there.
     #[inline]
-    fn insert(&mut self, hash: u64, bits: &[u64], state: &S) -> bool {
-        let w = self.words;
+    fn insert(&mut self, hash: u64, bits: &Bits, state: &S) -> bool {
+        let known = bits.known_window();
+        let unknown = bits.unknown_part();
         let mut i = hash as usize & self.mask;
         loop {
             let slot = self.slots[i];
@@ -955,8 +1066,13 @@ impl<S: Eq + Clone> Cache<S> {
                 break;
             }
             let s = slot as usize;
-            if self.hashes[s] == hash
-                && self.bits[s * w..(s + 1) * w] == *bits
+            let e = &self.entries[s];
+            if e.hash == hash
+                && e.lo as usize == bits.lo
+                && e.len as usize == known.len()
+                && self.arena[e.offset..e.offset + known.len()] == *known
+                && self.arena[e.offset + known.len()..e.offset + known.len() + self.unknown_words]
+                    == *unknown
                 && self.states[s] == *state
             {
                 return false;
@@ -964,8 +1080,14 @@ impl<S: Eq + Clone> Cache<S> {
             i = (i + 1) & self.mask;
         }
         self.slots[i] = self.states.len() as u32;
-        self.hashes.push(hash);
-        self.bits.extend_from_slice(bits);
+        self.entries.push(CacheEntry {
+            hash,
+            offset: self.arena.len(),
+            lo: bits.lo as u32,
+            len: known.len() as u32,
+        });
+        self.arena.extend_from_slice(known);
+        self.arena.extend_from_slice(unknown);
         self.states.push(state.clone());
         // Half full at most keeps probe sequences short. The entry count stays below
         // `EMPTY_SLOT` because memory runs out long before 2^32 configurations.
@@ -979,8 +1101,8 @@ impl<S: Eq + Clone> Cache<S> {
         let size = self.slots.len() * 2;
         self.slots = vec![EMPTY_SLOT; size];
         self.mask = size - 1;
-        for (s, &hash) in self.hashes.iter().enumerate() {
-            let mut i = hash as usize & self.mask;
+        for (s, e) in self.entries.iter().enumerate() {
+            let mut i = e.hash as usize & self.mask;
             while self.slots[i] != EMPTY_SLOT {
                 i = (i + 1) & self.mask;
             }

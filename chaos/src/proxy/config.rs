@@ -297,7 +297,10 @@ links:
     fn doc_example_loads() {
         let cfg = ProxyConfig::from_yaml_str(DOC_EXAMPLE).expect("doc example loads");
         assert_eq!(cfg.node_order().len(), 3);
-        assert_eq!(cfg.control.as_ref().map(|c| c.token.as_str()), Some("change-me"));
+        assert_eq!(
+            cfg.control.as_ref().map(|c| c.token.as_str()),
+            Some("change-me")
+        );
     }
 
     #[test]

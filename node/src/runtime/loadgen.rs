@@ -78,15 +78,18 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
         others
     };
     let pool: Arc<Mutex<Vec<TokenId>>> = Arc::default();
+    // Tokens with a pay in flight must not be handed out again by a refresh.
+    let flying: Arc<Mutex<std::collections::HashSet<TokenId>>> = Arc::default();
     let refreshing = Arc::new(tokio::sync::Mutex::new(()));
     let tally: Arc<Mutex<Tally>> = Arc::default();
     let start = Instant::now();
     let end = start + Duration::from_millis(spec.duration_ms);
     let mut tasks = Vec::new();
     for w in 0..spec.concurrency {
-        let (h, pool, refreshing, tally, targets, me) = (
+        let (h, pool, flying, refreshing, tally, targets, me) = (
             h.clone(),
             pool.clone(),
+            flying.clone(),
             refreshing.clone(),
             tally.clone(),
             targets.clone(),
@@ -109,9 +112,10 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
                     }
                     match reply {
                         Some(Reply::Tokens { tokens, .. }) if !tokens.is_empty() => {
+                            let busy = flying.lock().map(|f| f.clone()).unwrap_or_default();
                             if let Ok(mut p) = pool.lock() {
                                 p.clear();
-                                p.extend(tokens.iter().map(|(t, _)| *t));
+                                p.extend(tokens.iter().map(|(t, _)| *t).filter(|t| !busy.contains(t)));
                             }
                         }
                         Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -121,7 +125,13 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
                 };
                 let to = targets.choose(&mut rng).cloned().unwrap_or_default();
                 let t0 = Instant::now();
+                if let Ok(mut f) = flying.lock() {
+                    f.insert(token);
+                }
                 let reply = call(&h, record, Request::Pay { token, to }).await;
+                if let Ok(mut f) = flying.lock() {
+                    f.remove(&token);
+                }
                 let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 let Ok(mut t) = tally.lock() else { return };
                 match reply {

@@ -115,8 +115,8 @@ pub struct Done<'a> {
 }
 
 /// Every pay acknowledged before a read of the new owner began is in that
-/// read, unless some pay of the token started in between (which may have
-/// moved it on).
+/// read, unless another pay of the token that had not finished by then
+/// (which may have moved it on) started before the read ended.
 pub fn check_reads(ops: &[Done<'_>]) -> Result<(), String> {
     let pays: Vec<(&Done, TokenId, &NodeId, &Tag, u64)> = ops
         .iter()
@@ -135,9 +135,12 @@ pub fn check_reads(ops: &[Done<'_>]) -> Result<(), String> {
             if *to != owner || *p_end >= r.invoked {
                 continue;
             }
+            // Another pay of the token that had not finished when this one
+            // did (queued behind it, concurrent, or later) may have moved it.
             let moved = ops.iter().any(|o| {
-                matches!(o.request, Request::Pay { token: t, .. } if *t == *token)
-                    && o.invoked >= *p_end
+                !std::ptr::eq(o, *p)
+                    && matches!(o.request, Request::Pay { token: t, .. } if *t == *token)
+                    && o.completed.is_none_or(|(end, _)| end >= *p_end)
                     && o.invoked <= r_end
             });
             if moved {

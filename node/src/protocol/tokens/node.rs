@@ -184,7 +184,7 @@ impl TokensNode {
                 accepted,
             } => self.coord_promise(now, from, rid, epoch, tokens, accepted, out),
             Msg::Accepted { rid } => self.coord_accepted(now, from, rid, out),
-            Msg::Nack { rid, promised } => self.coord_nack(now, rid, promised, out),
+            Msg::Nack { rid, promised } => self.coord_nack(now, rid, promised),
             Msg::Installed { rid, epoch } => self.coord_installed(now, from, rid, epoch, out),
             Msg::News { config } => self.learn(now, config, out),
             Msg::Fetch { epoch } => self.on_fetch(from, epoch, out),

@@ -275,7 +275,7 @@ impl TokensNode {
         self.coord_finish(now, Some(value), out);
     }
 
-    pub(super) fn coord_nack(&mut self, now: Time, rid: u64, promised: BallotNo, out: &mut Outbox<Self>) {
+    pub(super) fn coord_nack(&mut self, now: Time, rid: u64, promised: BallotNo) {
         let me = self.id.clone();
         let Some(c) = self.coord_for(rid) else { return };
         if matches!(c.phase, Phase::Install { .. }) || promised <= c.ballot {
