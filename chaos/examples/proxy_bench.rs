@@ -5,7 +5,8 @@
 //! direct and proxied blocks so machine noise hits both alike. A proxied round
 //! trip crosses the proxy twice (forward and reverse), so the added time per
 //! crossing is half the added round-trip time. Throughput is measured with a
-//! fixed window of datagrams in flight.
+//! fixed window of datagrams in flight. A third column repeats the proxied
+//! runs with the fault engine engaged (a drop probability that never fires).
 //!
 //! Run: `cargo run --release -p faultline-chaos --example proxy_bench -- [samples] [proxy_threads]`
 //! (`proxy_threads` 0 = current-thread runtime; default 2 workers, one per core here).
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_chaos::proxy::{Link, Proxy, ProxyConfig, ProxyController};
+use faultline_chaos::proxy::{FaultSpec, Link, Proxy, ProxyConfig, ProxyController};
 
 const SIZE: usize = 1200;
 const ROUNDS: usize = 10;
@@ -173,23 +174,34 @@ fn main() -> anyhow::Result<()> {
     ping_pong(&sock, echo, 1000);
     ping_pong(&sock, via, 1000);
 
+    // The third mode engages the fault engine on the forward direction with a
+    // drop probability that never fires: the cost of the per-direction lock and RNG.
+    let engine = FaultSpec {
+        drop: 1e-12,
+        ..FaultSpec::default()
+    };
+    let lease = Some(Duration::from_secs(3600));
     let per_round = (samples / ROUNDS).max(1);
-    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-    let (mut lost_d, mut lost_p) = (0, 0);
+    let (mut direct, mut proxied, mut engaged) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lost_d, mut lost_p, mut lost_e) = (0, 0, 0);
+    // Rounds interleave the three modes so machine noise hits them alike.
     for _ in 0..ROUNDS {
+        proxy.clear_faults("client", "echo")?;
         let (r, l) = ping_pong(&sock, echo, per_round);
         direct.extend(r);
         lost_d += l;
         let (r, l) = ping_pong(&sock, via, per_round);
         proxied.extend(r);
         lost_p += l;
+        proxy.set_faults("client", "echo", engine.clone(), lease)?;
+        let (r, l) = ping_pong(&sock, via, per_round);
+        engaged.extend(r);
+        lost_e += l;
     }
-    direct.sort_by(f64::total_cmp);
-    proxied.sort_by(f64::total_cmp);
-
+    let pps_engaged = throughput(&sock, via);
+    proxy.clear_faults("client", "echo")?;
     let pps_direct = throughput(&sock, echo);
     let pps_proxy = throughput(&sock, via);
-
     let stats = proxy.stats();
     let link = stats.links.first();
     let internal_fwd = link.map_or(f64::NAN, |l| l.counters.added_delay_mean_ms * 1000.0);
@@ -197,8 +209,12 @@ fn main() -> anyhow::Result<()> {
         l.reverse_counters.added_delay_mean_ms * 1000.0
     });
 
+    direct.sort_by(f64::total_cmp);
+    proxied.sort_by(f64::total_cmp);
+    engaged.sort_by(f64::total_cmp);
     let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
     let (p50, p99) = (percentile(&proxied, 0.5), percentile(&proxied, 0.99));
+    let (e50, e99) = (percentile(&engaged, 0.5), percentile(&engaged, 0.99));
     let runtime = if threads == 0 {
         "current-thread".to_string()
     } else {
@@ -206,37 +222,57 @@ fn main() -> anyhow::Result<()> {
     };
     println!("proxy_bench: {SIZE}-byte UDP datagrams on 127.0.0.1, proxy runtime: {runtime}");
     println!(
-        "round trips: {} direct ({lost_d} lost), {} proxied ({lost_p} lost)",
+        "round trips: {} direct ({lost_d} lost), {} proxied ({lost_p} lost), {} proxied with engine ({lost_e} lost)",
         direct.len(),
-        proxied.len()
+        proxied.len(),
+        engaged.len()
     );
     println!();
-    println!("{:<28}{:>14}{:>14}", "", "direct", "via proxy");
-    println!("{:<28}{:>14.1}{:>14.1}", "RTT p50 (us)", d50, p50);
-    println!("{:<28}{:>14.1}{:>14.1}", "RTT p99 (us)", d99, p99);
     println!(
-        "{:<28}{:>14.0}{:>14.0}",
-        "throughput (datagrams/s)", pps_direct, pps_proxy
+        "{:<28}{:>12}{:>12}{:>16}",
+        "", "direct", "via proxy", "proxy+engine"
     );
     println!(
-        "{:<28}{:>14.1}{:>14.1}",
+        "{:<28}{:>12.1}{:>12.1}{:>16.1}",
+        "RTT p50 (us)", d50, p50, e50
+    );
+    println!(
+        "{:<28}{:>12.1}{:>12.1}{:>16.1}",
+        "RTT p99 (us)", d99, p99, e99
+    );
+    println!(
+        "{:<28}{:>12.1}{:>12.1}{:>16.1}",
+        "added RTT p50 (us)",
+        0.0,
+        p50 - d50,
+        e50 - d50
+    );
+    println!(
+        "{:<28}{:>12.1}{:>12.1}{:>16.1}",
+        "added RTT p99 (us)",
+        0.0,
+        p99 - d99,
+        e99 - d99
+    );
+    println!(
+        "{:<28}{:>12.0}{:>12.0}{:>16.0}",
+        "throughput (datagrams/s)", pps_direct, pps_proxy, pps_engaged
+    );
+    println!(
+        "{:<28}{:>12.1}{:>12.1}{:>16.1}",
         "throughput (MB/s)",
         pps_direct * SIZE as f64 / 1e6,
-        pps_proxy * SIZE as f64 / 1e6
+        pps_proxy * SIZE as f64 / 1e6,
+        pps_engaged * SIZE as f64 / 1e6
     );
     println!();
     println!(
-        "added RTT p50 / p99 (us):           {:.1} / {:.1}",
-        p50 - d50,
-        p99 - d99
-    );
-    println!(
-        "added per proxy crossing p50 / p99: {:.1} / {:.1}  (a round trip crosses twice)",
+        "added per proxy crossing p50 / p99 (us): {:.1} / {:.1}  (a round trip crosses twice; no faults)",
         (p50 - d50) / 2.0,
         (p99 - d99) / 2.0
     );
     println!(
-        "proxy-internal mean receive-to-send (us): forward {internal_fwd:.1}, reverse {internal_rev:.1}"
+        "proxy-internal mean receive-to-send over the whole run (us): forward {internal_fwd:.1}, reverse {internal_rev:.1}"
     );
 
     let _ = stop.send(());

@@ -1,1 +1,260 @@
+//! Helpers for end-to-end tests: a cluster of real `faultline-node`
+//! processes on 127.0.0.1 with free ports, certificates and a cluster file in
+//! a fresh directory, and cleanup that kills every process it started, even
+//! when a test fails.
 
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "e2e-test-secret-0123456789";
+
+/// The directory holding the workspace's built binaries. `make test` builds
+/// them before running the tests; `FAULTLINE_BIN_DIR` overrides.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("FAULTLINE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test binary> or target/<profile>/<binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().expect("binary directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub fn node_bin() -> PathBuf {
+    let p = bin_dir().join("faultline-node");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (`make test` does, or `cargo build --bins`)",
+        p.display()
+    );
+    p
+}
+
+/// A fresh scratch directory under the target directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = bin_dir()
+        .join("e2e")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (probed, then released).
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(a) = u.local_addr() else { continue };
+        if TcpListener::bind(a).is_ok() {
+            return a.port();
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+pub struct NodeSpec {
+    pub id: String,
+    pub role: String,
+    pub listen: u16,
+    pub admin: u16,
+}
+
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub nodes: Vec<NodeSpec>,
+    procs: BTreeMap<String, Child>,
+    http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// Writes a token cluster file with `servers` servers and `clients`
+    /// clients plus `extra` YAML (top-level keys), and makes certificates.
+    pub fn tokens(name: &str, servers: usize, clients: usize, extra: &str) -> Self {
+        let dir = scratch(name);
+        let mut nodes = Vec::new();
+        for (role, n, p) in [("server", servers, "s"), ("client", clients, "c")] {
+            for i in 1..=n {
+                nodes.push(NodeSpec {
+                    id: format!("{p}{i}"),
+                    role: role.into(),
+                    listen: free_port(),
+                    admin: free_port(),
+                });
+            }
+        }
+        let mut yaml = format!(
+            "system: tokens\nsecret: {SECRET}\ntls:\n  dir: certs\ndata_dir: data\n{extra}\nnodes:\n"
+        );
+        for n in &nodes {
+            yaml += &format!(
+                "  - {{ id: {}, role: {}, listen: 127.0.0.1:{}, admin: 127.0.0.1:{} }}\n",
+                n.id, n.role, n.listen, n.admin
+            );
+        }
+        let file = dir.join("cluster.yaml");
+        std::fs::write(&file, yaml).expect("write cluster file");
+        let out = Command::new(node_bin())
+            .args(["certs", "--cluster"])
+            .arg(&file)
+            .output()
+            .expect("run certs");
+        assert!(out.status.success(), "certs failed: {}", String::from_utf8_lossy(&out.stderr));
+        TestCluster {
+            dir,
+            file,
+            nodes,
+            procs: BTreeMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn ids(&self, role: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    pub fn admin(&self, id: &str) -> String {
+        let n = self.nodes.iter().find(|n| n.id == id).expect("known node");
+        format!("http://127.0.0.1:{}", n.admin)
+    }
+
+    pub fn start(&mut self, id: &str) {
+        let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).expect("log file");
+        let child = Command::new(node_bin())
+            .args(["run", "--cluster"])
+            .arg(&self.file)
+            .args(["--id", id])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        self.procs.insert(id.to_string(), child);
+    }
+
+    pub fn start_all(&mut self) {
+        let ids: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
+        for id in ids {
+            self.start(&id);
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self, id: &str) {
+        if let Some(mut c) = self.procs.remove(id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self, id: &str) -> bool {
+        self.procs
+            .get_mut(id)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub async fn get(&self, id: &str, path: &str) -> Option<Value> {
+        let r = self.http.get(format!("{}{path}", self.admin(id))).send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    pub async fn get_text(&self, id: &str, path: &str) -> Option<String> {
+        let r = self.http.get(format!("{}{path}", self.admin(id))).send().await.ok()?;
+        r.text().await.ok()
+    }
+
+    /// POST with the cluster secret; returns (status, body).
+    pub async fn post(&self, id: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, id, path, Some(body), Some(SECRET)).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        id: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.admin(id)));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        match rb.send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
+    /// Runs one operation on a client node.
+    pub async fn op(&self, client: &str, body: Value) -> Value {
+        let (status, v) = self.post(client, "/ops", &body).await;
+        assert_eq!(status, 200, "POST /ops on {client}: {v}");
+        v
+    }
+
+    /// Waits until every started node answers and every server serves.
+    pub async fn wait_ready(&self, within: Duration) {
+        let t0 = Instant::now();
+        'outer: while t0.elapsed() < within {
+            for id in self.procs.keys() {
+                match self.get(id, "/state").await {
+                    Some(s) if s["role"] == "client" || s["serving"] == true => {}
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue 'outer;
+                    }
+                }
+            }
+            return;
+        }
+        panic!("cluster not ready within {within:?}; logs in {}", self.dir.display());
+    }
+
+    /// Runs `faultline-node client` with arguments.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(node_bin())
+            .args(["client", "--cluster"])
+            .arg(&self.file)
+            .args(args)
+            .output()
+            .expect("run client")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `faultline-node` with arguments (for `check` and `certs`).
+pub fn node(args: &[&str]) -> Output {
+    Command::new(node_bin()).args(args).output().expect("run faultline-node")
+}

@@ -194,11 +194,13 @@ impl Pipe {
         };
         let mut errors: u32 = 0;
         loop {
-            let deadline = self.next_deadline();
+            let wake = self
+                .next_deadline()
+                .map(|d| d.checked_sub(TIMER_SLACK).unwrap_or(d));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = tokio::time::sleep_until(deadline.map_or_else(Instant::now, |d| d.checked_sub(TIMER_SLACK).unwrap_or(d))), if deadline.is_some() => {
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     self.release_due().await;
                 }
                 r = socket.recv_from(&mut buf) => match r {

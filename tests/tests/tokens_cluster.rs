@@ -1,0 +1,249 @@
+//! Real processes over QUIC on 127.0.0.1: a 5-server, 6-client token cluster
+//! that keeps working with 2 servers down, answers within its deadline with 3
+//! down, and resumes when they come back; transforms under load; the message
+//! fault layer through the admin API; metrics that pass `promtool`.
+
+use faultline_e2e::TestCluster;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const FAST: &str = "tokens:\n  op_deadline_ms: 1500\n  retransmit_ms: 30\ntransport:\n  idle_timeout_ms: 3000\n  keep_alive_ms: 500\n  initial_rtt_ms: 10\n  reconnect_min_ms: 20\n  reconnect_max_ms: 300";
+
+fn outcome(v: &Value) -> &str {
+    v["outcome"].as_str().unwrap_or("?")
+}
+
+/// Retries an operation until it is ok or `within` passes (servers that just
+/// restarted need a moment to reconnect).
+async fn until_ok(c: &TestCluster, client: &str, body: Value, within: Duration) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let v = c.op(client, body.clone()).await;
+        if outcome(&v) == "ok" || t0.elapsed() > within {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
+    let v = until_ok(c, client, json!({"op": "gettokens", "owner": client}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "gettokens({client}): {v}");
+    v["reply"]["tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t[0].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
+    let mut c = TestCluster::tokens("survive", 5, 6, FAST);
+    c.start_all();
+    c.wait_ready(Duration::from_secs(20)).await;
+
+    // The seed's initial state: client i owns the tokens i-1, i+5, ...
+    assert_eq!(owned(&c, "c1").await, vec![0, 6, 12, 18, 24, 30, 36, 42, 48, 54]);
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    assert_eq!(v["reply"]["tag"]["version"], 2);
+    assert!(owned(&c, "c2").await.contains(&0));
+
+    // Bad input changes nothing: a token c1 no longer owns, an unknown token.
+    let v = c.op("c1", json!({"op": "pay", "token": 0, "to": "c3"})).await;
+    assert_eq!(v["reply"]["error"]["error"], "not_owned", "{v}");
+    let v = c.op("c1", json!({"op": "pay", "token": 600, "to": "c3"})).await;
+    assert_eq!(v["reply"]["error"]["error"], "unknown_token", "{v}");
+    let v = c.op("s1", json!({"op": "pay", "token": 1, "to": "c3"})).await;
+    assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
+    assert!(owned(&c, "c2").await.contains(&0));
+
+    // Two of five servers down: still a majority.
+    c.kill("s4");
+    c.kill("s5");
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 6, "to": "c3"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    assert!(owned(&c, "c3").await.contains(&6));
+
+    // Three down: no majority. The answer comes within the deadline and is
+    // never a success.
+    c.kill("s3");
+    let t0 = Instant::now();
+    let v = c.op("c1", json!({"op": "pay", "token": 12, "to": "c3"})).await;
+    let took = t0.elapsed();
+    assert!(matches!(outcome(&v), "failed" | "unknown"), "{v}");
+    assert!(took < Duration::from_millis(1500 + 2000), "took {took:?}");
+    let v = c.op("c2", json!({"op": "gettokens", "owner": "c2"})).await;
+    assert_ne!(outcome(&v), "ok", "{v}");
+    for id in ["s1", "s2", "c1", "c2", "c3", "c4", "c5", "c6"] {
+        assert!(c.alive(id), "{id} crashed");
+    }
+
+    // They come back (with their durable logs) and progress resumes.
+    for id in ["s3", "s4", "s5"] {
+        c.start(id);
+    }
+    c.wait_ready(Duration::from_secs(20)).await;
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 18, "to": "c4"}), Duration::from_secs(15)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    // Token 0 went to c2 before any crash; it is still there.
+    assert!(owned(&c, "c2").await.contains(&0));
+    assert!(owned(&c, "c4").await.contains(&18));
+
+    // Every operation is in c1's history with times and a result.
+    let h = c.get("c1", "/history").await.expect("history");
+    let ops = h["ops"].as_array().expect("ops");
+    assert!(ops.len() >= 7, "{h}");
+    for o in ops {
+        assert!(o["invoke_us"].as_u64().is_some() && o["complete_us"].as_u64().is_some(), "{o}");
+        assert!(matches!(o["outcome"].as_str(), Some("ok" | "failed" | "unknown")), "{o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_moves_roles_and_keeps_every_token() {
+    let mut c = TestCluster::tokens("transform", 3, 4, FAST);
+    c.start_all();
+    c.wait_ready(Duration::from_secs(20)).await;
+    // A server cannot leave a 3-server cluster.
+    let v = c.op("s1", json!({"op": "transform"})).await;
+    assert_eq!(v["reply"]["error"]["error"], "min_servers", "{v}");
+
+    let v = until_ok(&c, "c4", json!({"op": "transform"}), Duration::from_secs(10)).await;
+    assert_eq!(v["reply"]["role"], "server", "{v}");
+    assert_eq!(v["reply"]["config"]["servers"].as_array().map(|a| a.len()), Some(4));
+    let v = until_ok(&c, "s1", json!({"op": "transform"}), Duration::from_secs(10)).await;
+    assert_eq!(v["reply"]["role"], "client", "{v}");
+    // s1 is a client now and may pay; c4 is a server and may not.
+    let v = c.op("c4", json!({"op": "pay", "token": 3, "to": "c1"})).await;
+    assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "s1"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    let v = until_ok(&c, "s1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+
+    // Every token is still owned by exactly one node.
+    let mut seen = vec![0; 60];
+    for owner in ["s1", "s2", "s3", "c1", "c2", "c3", "c4"] {
+        let v = until_ok(&c, "c1", json!({"op": "gettokens", "owner": owner}), Duration::from_secs(10)).await;
+        for t in v["reply"]["tokens"].as_array().expect("tokens") {
+            seen[t[0].as_u64().expect("id") as usize] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+    // The status verb sees the new roles.
+    let out = c.cli(&["--id", "c1", "--json", "status"]);
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let role = |id: &str| {
+        status
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["node"] == id))
+            .map(|n| n["role"].clone())
+    };
+    assert_eq!(role("c4"), Some(json!("server")));
+    assert_eq!(role("s1"), Some(json!("client")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_layer_is_programmed_through_the_admin_api() {
+    let mut c = TestCluster::tokens("faults", 3, 2, FAST);
+    c.start_all();
+    c.wait_ready(Duration::from_secs(20)).await;
+
+    // Without the bearer token nothing changes.
+    let rules = json!({"rules": [{"id": "omit-all", "drop": 1.0}, {"id": "omit-in", "at": "receive", "drop": 1.0}], "lease_ms": 3000});
+    let (status, _) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), Some("wrong-token-xyz")).await;
+    assert_eq!(status, 401);
+    let (status, body) = c
+        .send(reqwest::Method::PUT, "s1", "/faults", Some(&json!({"rules": [{"to": "nobody", "drop": 0.5}]})), Some(faultline_e2e::SECRET))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(c.get("s1", "/faults").await.expect("faults")["rules"], json!([]));
+
+    // Omission of s1 (one of three servers) both ways: pays still succeed.
+    let (status, body) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), Some(faultline_e2e::SECRET)).await;
+    assert_eq!(status, 200, "{body}");
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    let metrics = c.get_text("s1", "/metrics").await.expect("metrics");
+    let injected: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("faultline_faults_injected_total") && l.contains("omit-"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(injected >= 1.0, "no injected faults counted:\n{metrics}");
+    // s1 saw the write but, omitting everything, never applied it.
+    let s1 = c.get("s1", "/state").await.expect("state");
+    assert_eq!(s1["tokens"][0]["version"], 1, "{s1}");
+
+    // The lease runs out and the fault heals by itself.
+    let t0 = Instant::now();
+    loop {
+        let f = c.get("s1", "/faults").await.expect("faults");
+        if f["rules"] == json!([]) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "lease did not expire: {f}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A later read writes the newer version back everywhere, s1 included.
+    let v = until_ok(&c, "c2", json!({"op": "gettokens", "owner": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_prometheus_conventions() {
+    let mut c = TestCluster::tokens("metrics", 3, 2, FAST);
+    c.start_all();
+    c.wait_ready(Duration::from_secs(20)).await;
+    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(outcome(&v), "ok", "{v}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for id in ["s1", "c1"] {
+        let text = c.get_text(id, "/metrics").await.expect("metrics");
+        for name in [
+            "faultline_messages_sent_total",
+            "faultline_messages_received_total",
+            "faultline_connections",
+            "faultline_config_epoch",
+            "faultline_build_info",
+        ] {
+            assert!(text.contains(name), "{id} lacks {name}");
+        }
+        // A sample whose name is `name`, whose labels include all of
+        // `labels` (in any order), and whose value is `value`.
+        let has = |name: &str, labels: &[&str], value: &str| {
+            text.lines().any(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && labels.iter().all(|lab| l.contains(lab))
+                    && l.ends_with(&format!(" {value}"))
+            })
+        };
+        if id == "s1" {
+            assert!(has("faultline_token_version", &["token=\"0\"", "node=\"s1\""], "2"), "{text}");
+        } else {
+            assert!(has("faultline_ops_total", &["kind=\"pay\"", "outcome=\"ok\"", "node=\"c1\""], "1"), "{text}");
+            assert!(text.contains("faultline_op_duration_seconds_bucket"), "{text}");
+        }
+        let promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut p) = promtool else {
+            panic!("promtool is not installed (Debian's prometheus package); .ci/run installs it");
+        };
+        use std::io::Write;
+        p.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        let out = p.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed for {id}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
