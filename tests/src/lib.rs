@@ -163,6 +163,10 @@ impl TestCluster {
         }
     }
 
+    pub fn pid(&self, id: &str) -> Option<u32> {
+        self.procs.get(id).map(|c| c.id())
+    }
+
     /// True while the process has not exited.
     pub fn alive(&mut self, id: &str) -> bool {
         self.procs
