@@ -8,7 +8,7 @@
 use faultline_chaos::check::generate::{token_history, TokenWorkload};
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, Model, Operation, Register,
+    check, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Register,
     Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -73,7 +73,7 @@ fn run<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> CheckResult
 struct KvWhole;
 
 impl Model for KvWhole {
-    type State = BTreeMap<String, String>;
+    type State = BTreeMap<String, KvValue>;
     type Input = KvInput;
     type Output = KvOutput;
 
@@ -87,7 +87,7 @@ impl Model for KvWhole {
         input: &KvInput,
         output: Option<&KvOutput>,
     ) -> Option<Self::State> {
-        let empty = String::new();
+        let empty = KvValue::default();
         let current = state.get(&input.key).unwrap_or(&empty);
         let next = KeyValue.step(current, input, output)?;
         if next == *current {

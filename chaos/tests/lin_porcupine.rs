@@ -4,7 +4,7 @@
 
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, CheckOptions, KeyValue, KvInput, KvOutput, Model, Operation, Outcome, Register, Verdict,
+    check, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -182,7 +182,7 @@ fn every_kv_history_gets_its_known_verdict() {
 struct KvWhole;
 
 impl Model for KvWhole {
-    type State = BTreeMap<String, String>;
+    type State = BTreeMap<String, KvValue>;
     type Input = KvInput;
     type Output = KvOutput;
 
@@ -196,7 +196,7 @@ impl Model for KvWhole {
         input: &KvInput,
         output: Option<&KvOutput>,
     ) -> Option<Self::State> {
-        let empty = String::new();
+        let empty = KvValue::default();
         let current = state.get(&input.key).unwrap_or(&empty);
         let next = KeyValue.step(current, input, output)?;
         if next == *current {

@@ -22,6 +22,6 @@ pub use linearizability::{
     Verdict,
 };
 pub use model::{
-    KeyValue, KvInput, KvOp, KvOutput, Model, Partition, Register, RegisterInput, RegisterOutput,
+    KeyValue, KvInput, KvOp, KvOutput, KvValue, Model, Partition, Register, RegisterInput, RegisterOutput,
     Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState,
 };

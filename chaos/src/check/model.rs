@@ -12,7 +12,8 @@ use crate::check::history::{Operation, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A part of a history that can be checked on its own (P-compositionality: a history is
 /// linearizable iff every part is, when parts touch disjoint objects).
@@ -244,27 +245,97 @@ impl KvInput {
     }
 }
 
+/// The value of one key, as the checker holds it.
+///
+/// Values grow by appends to kilobytes, and the checker clones and hashes the state at every
+/// step, so the text is shared (cloning is a reference count) and its hash is a polynomial
+/// hash kept up to date by appends in O(appended length) rather than rehashed whole.
+/// Equality still compares the text, so hash collisions cost time, never correctness.
+#[derive(Clone)]
+pub struct KvValue {
+    text: Arc<str>,
+    hash: u64,
+}
+
+/// Multiplier of the polynomial hash: `hash(s) = sum of s[i] * P^(len-1-i)` (mod 2^64).
+const KV_HASH_P: u64 = 0x0000_0100_0000_01b3;
+
+impl KvValue {
+    pub fn new(text: &str) -> Self {
+        KvValue {
+            hash: poly_hash(0, text),
+            text: Arc::from(text),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn appended(&self, suffix: &str) -> Self {
+        let mut text = String::with_capacity(self.text.len() + suffix.len());
+        text.push_str(&self.text);
+        text.push_str(suffix);
+        KvValue {
+            hash: poly_hash(self.hash, suffix),
+            text: Arc::from(text),
+        }
+    }
+}
+
+fn poly_hash(seed: u64, text: &str) -> u64 {
+    text.bytes().fold(seed, |h, b| {
+        h.wrapping_mul(KV_HASH_P).wrapping_add(u64::from(b))
+    })
+}
+
+impl Default for KvValue {
+    fn default() -> Self {
+        KvValue::new("")
+    }
+}
+
+impl PartialEq for KvValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for KvValue {}
+
+impl Hash for KvValue {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Debug for KvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Debug::fmt(&*self.text, f)
+    }
+}
+
 impl Model for KeyValue {
     /// The value of the partition's one key.
-    type State = String;
+    type State = KvValue;
     type Input = KvInput;
     type Output = KvOutput;
 
-    fn init(&self) -> String {
-        String::new()
+    fn init(&self) -> KvValue {
+        KvValue::default()
     }
 
-    fn step(&self, state: &String, input: &KvInput, output: Option<&KvOutput>) -> Option<String> {
+    fn step(
+        &self,
+        state: &KvValue,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Option<KvValue> {
         match (&input.op, output) {
             (KvOp::Get, None) => Some(state.clone()),
-            (KvOp::Get, Some(KvOutput::Value(v))) => (v == state).then(|| state.clone()),
-            (KvOp::Put(v), None | Some(KvOutput::Done)) => Some(v.clone()),
-            (KvOp::Append(v), None | Some(KvOutput::Done)) => {
-                let mut next = String::with_capacity(state.len() + v.len());
-                next.push_str(state);
-                next.push_str(v);
-                Some(next)
-            }
+            (KvOp::Get, Some(KvOutput::Value(v))) => (**v == *state.text).then(|| state.clone()),
+            (KvOp::Put(v), None | Some(KvOutput::Done)) => Some(KvValue::new(v)),
+            (KvOp::Append(v), None | Some(KvOutput::Done)) => Some(state.appended(v)),
             _ => None,
         }
     }
@@ -273,7 +344,7 @@ impl Model for KeyValue {
         matches!(input.op, KvOp::Get)
     }
 
-    fn partition(&self, history: &[Operation<KvInput, KvOutput>]) -> Vec<Partition<String>> {
+    fn partition(&self, history: &[Operation<KvInput, KvOutput>]) -> Vec<Partition<KvValue>> {
         let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, op) in history.iter().enumerate() {
             by_key.entry(op.input.key.as_str()).or_default().push(i);
@@ -282,7 +353,7 @@ impl Model for KeyValue {
             .into_iter()
             .map(|(key, ops)| Partition {
                 key: key.to_string(),
-                init: String::new(),
+                init: KvValue::default(),
                 ops,
             })
             .collect()
@@ -521,7 +592,7 @@ mod tests {
     #[test]
     fn kv_rules_and_partitioning() {
         let m = KeyValue;
-        let s = String::from("ab");
+        let s = KvValue::new("ab");
         assert_eq!(
             m.step(&s, &KvInput::get("k"), Some(&KvOutput::Value("ab".into()))),
             Some(s.clone())
@@ -530,14 +601,18 @@ mod tests {
             m.step(&s, &KvInput::get("k"), Some(&KvOutput::Value("a".into()))),
             None
         );
-        assert_eq!(
-            m.step(&s, &KvInput::append("k", "c"), Some(&KvOutput::Done)),
-            Some("abc".to_string())
-        );
+        let abc = m.step(&s, &KvInput::append("k", "c"), Some(&KvOutput::Done));
+        assert_eq!(abc, Some(KvValue::new("abc")));
+        assert_eq!(abc.map(|v| v.as_str().to_string()), Some("abc".to_string()));
         assert_eq!(
             m.step(&s, &KvInput::put("k", "z"), None),
-            Some("z".to_string())
+            Some(KvValue::new("z"))
         );
+        // The incrementally kept hash is the hash of the whole text.
+        let built = KvValue::new("x").appended("yz").appended("").appended("w");
+        assert_eq!(built, KvValue::new("xyzw"));
+        assert_eq!(built.hash, KvValue::new("xyzw").hash);
+        assert_ne!(KvValue::new("ab"), KvValue::new("ba"));
         let h = vec![
             Operation::ok(0, KvInput::put("b", "1"), 0, 1, KvOutput::Done),
             Operation::ok(1, KvInput::get("a"), 0, 1, KvOutput::Value(String::new())),

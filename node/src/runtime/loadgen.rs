@@ -55,6 +55,14 @@ pub struct LoadStats {
     pub pay_max_ms: f64,
 }
 
+/// Pays in flight now, and every pay in flight at any time since the
+/// current refresh began.
+#[derive(Default)]
+struct Busy {
+    flying: std::collections::HashSet<TokenId>,
+    touched: std::collections::HashSet<TokenId>,
+}
+
 #[derive(Default)]
 struct Tally {
     ok: u64,
@@ -78,18 +86,20 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
         others
     };
     let pool: Arc<Mutex<Vec<TokenId>>> = Arc::default();
-    // Tokens with a pay in flight must not be handed out again by a refresh.
-    let flying: Arc<Mutex<std::collections::HashSet<TokenId>>> = Arc::default();
+    // Tokens whose pay started since the current refresh began: the refresh
+    // may have read them before that pay moved them, so it must not hand
+    // them out again.
+    let touched: Arc<Mutex<Busy>> = Arc::default();
     let refreshing = Arc::new(tokio::sync::Mutex::new(()));
     let tally: Arc<Mutex<Tally>> = Arc::default();
     let start = Instant::now();
     let end = start + Duration::from_millis(spec.duration_ms);
     let mut tasks = Vec::new();
     for w in 0..spec.concurrency {
-        let (h, pool, flying, refreshing, tally, targets, me) = (
+        let (h, pool, touched, refreshing, tally, targets, me) = (
             h.clone(),
             pool.clone(),
-            flying.clone(),
+            touched.clone(),
             refreshing.clone(),
             tally.clone(),
             targets.clone(),
@@ -106,13 +116,16 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         continue;
                     };
+                    if let Ok(mut b) = touched.lock() {
+                        b.touched = b.flying.clone();
+                    }
                     let reply = call(&h, record, Request::GetTokens { owner: me.clone() }).await;
                     if let Ok(mut t) = tally.lock() {
                         t.reads += 1;
                     }
                     match reply {
                         Some(Reply::Tokens { tokens, .. }) if !tokens.is_empty() => {
-                            let busy = flying.lock().map(|f| f.clone()).unwrap_or_default();
+                            let busy = touched.lock().map(|b| b.touched.clone()).unwrap_or_default();
                             if let Ok(mut p) = pool.lock() {
                                 p.clear();
                                 p.extend(tokens.iter().map(|(t, _)| *t).filter(|t| !busy.contains(t)));
@@ -125,12 +138,13 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
                 };
                 let to = targets.choose(&mut rng).cloned().unwrap_or_default();
                 let t0 = Instant::now();
-                if let Ok(mut f) = flying.lock() {
-                    f.insert(token);
+                if let Ok(mut b) = touched.lock() {
+                    b.flying.insert(token);
+                    b.touched.insert(token);
                 }
                 let reply = call(&h, record, Request::Pay { token, to }).await;
-                if let Ok(mut f) = flying.lock() {
-                    f.remove(&token);
+                if let Ok(mut b) = touched.lock() {
+                    b.flying.remove(&token);
                 }
                 let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 let Ok(mut t) = tally.lock() else { return };

@@ -12,6 +12,7 @@ use super::tls::{self, Identity};
 use crate::config::{Cluster, TransportFile};
 use crate::metrics::Metrics;
 use crate::protocol::MessageKind;
+use prometheus::IntCounter;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -54,6 +55,9 @@ struct Peer {
     id: String,
     queue: mpsc::Sender<Vec<u8>>,
     conn: watch::Sender<Option<quinn::Connection>>,
+    /// Counters by message kind, resolved once: label lookups per message
+    /// would cost more than the send itself.
+    sent: std::sync::Mutex<HashMap<&'static str, IntCounter>>,
 }
 
 pub struct Mesh<M> {
@@ -127,6 +131,7 @@ where
                 id: n.id.clone(),
                 queue: qtx,
                 conn: ctx,
+                sent: Default::default(),
             });
             tokio::spawn(writer(peer.clone(), qrx, crx, metrics.clone()));
             if me < n.id.as_str() {
@@ -173,13 +178,15 @@ where
         self.send_frame(peer, msg.kind(), frame);
     }
 
-    fn send_frame(&self, peer: &Peer, kind: &str, frame: Vec<u8>) {
+    fn send_frame(&self, peer: &Peer, kind: &'static str, frame: Vec<u8>) {
         match peer.queue.try_send(frame) {
-            Ok(()) => self
-                .metrics
-                .messages_sent
-                .with_label_values(&[&peer.id, kind])
-                .inc(),
+            Ok(()) => {
+                if let Ok(mut m) = peer.sent.lock() {
+                    m.entry(kind)
+                        .or_insert_with(|| self.metrics.messages_sent.with_label_values(&[&peer.id, kind]))
+                        .inc();
+                }
+            }
             Err(_) => self
                 .metrics
                 .messages_dropped
@@ -328,13 +335,14 @@ where
 {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
     let mut scratch = Vec::new();
+    let mut received: HashMap<&'static str, IntCounter> = HashMap::new();
     loop {
         match codec::read_frame::<M, _>(&mut r, shared.max_frame, &mut scratch).await {
             Ok(Some(msg)) => {
-                shared
-                    .metrics
-                    .messages_received
-                    .with_label_values(&[&peer, msg.kind()])
+                let kind = msg.kind();
+                received
+                    .entry(kind)
+                    .or_insert_with(|| shared.metrics.messages_received.with_label_values(&[&peer, kind]))
                     .inc();
                 if shared
                     .inbound

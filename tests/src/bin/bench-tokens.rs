@@ -27,9 +27,8 @@ fn peak_rss_mb(pid: u32) -> f64 {
 
 async fn load_all(c: &TestCluster, ms: u64, workers: usize) -> Vec<Value> {
     let clients = c.ids("client");
-    let runs = clients.iter().map(|id| {
-        c.post(id, "/load", &json!({"duration_ms": ms, "concurrency": workers, "record": false}))
-    });
+    let body = json!({"duration_ms": ms, "concurrency": workers, "record": false});
+    let runs = clients.iter().map(|id| c.post(id, "/load", &body));
     futures::future::join_all(runs).await.into_iter().map(|(_, v)| v).collect()
 }
 

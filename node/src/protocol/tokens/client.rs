@@ -5,6 +5,14 @@
 //! A pay is answered `Paid` only after a majority of servers acknowledged the
 //! new version; it is answered `Failed` only when it can no longer take effect
 //! (it never sent a write), and `Unknown` otherwise.
+//!
+//! Two rules keep a client from forking a token's history. A pay that ended
+//! `unknown` is remembered (durably): its write may still land, so before
+//! the client writes that token again it completes the old write first;
+//! otherwise a second write of the same version could be overtaken by a pay
+//! built on the first. And a client that read its own token's tag, with no
+//! pay of that token in flight since, may skip the read phase of its next
+//! pay of it: only the owner writes a token, so the tag cannot have moved.
 
 use super::node::TokensNode;
 use super::*;
@@ -19,6 +27,14 @@ pub(super) struct ClientOps {
     /// a client racing itself could write one version twice.
     busy: HashSet<TokenId>,
     waiting: HashMap<TokenId, VecDeque<(ReqId, Request)>>,
+    /// Writes of pays that ended unknown; completed before the next write.
+    pub(super) unresolved: HashMap<TokenId, WriteEntry>,
+    /// Tags of tokens this client owns, read with no pay of them in flight.
+    owned: HashMap<TokenId, Tag>,
+    /// Counts pay starts and ends; `touched[t]` is its value at the last
+    /// start or end of a pay of t, so a read knows whether one overlapped it.
+    clock: u64,
+    touched: HashMap<TokenId, u64>,
 }
 
 impl ClientOps {
@@ -43,7 +59,15 @@ enum Goal {
 enum Then {
     Paid { token: TokenId, tag: Tag },
     NotOwned(TokenId),
-    Tokens { owner: NodeId, tokens: Vec<(TokenId, u64)> },
+    Tokens {
+        owner: NodeId,
+        tokens: Vec<(TokenId, u64)>,
+        /// Tags of this client's own tokens, to cache on success.
+        mine: Vec<(TokenId, Tag)>,
+    },
+    /// An earlier unknown write of the pay's token is now at a majority; the
+    /// pay continues with its read phase.
+    Resolved(TokenId),
 }
 
 enum Phase {
@@ -69,6 +93,10 @@ struct Op {
     backoff: u64,
     /// A write that could change the abstract state was sent.
     wrote: bool,
+    /// The pay's own write, kept to resolve it later if it ends unknown.
+    pay_write: Option<WriteEntry>,
+    /// `ClientOps::clock` when the operation started.
+    started: u64,
 }
 
 impl TokensNode {
@@ -94,10 +122,25 @@ impl TokensNode {
                     return;
                 }
                 self.ops.busy.insert(token);
-                self.start_op(now, req, Goal::Pay { token, to }, Selection::One(token), out);
+                self.touch(token);
+                let goal = Goal::Pay { token, to };
+                if let Some(w) = self.ops.unresolved.get(&token).cloned() {
+                    let then = Then::Resolved(token);
+                    self.start_op(now, req, goal, write_phase(vec![w], then), false, out);
+                } else if let Some(prev) = self.ops.owned.remove(&token) {
+                    let Goal::Pay { to, .. } = &goal else { return };
+                    let (phase, entry) = self.pay_phase(token, to.clone(), prev, out);
+                    let rid = self.start_op(now, req, goal, phase, true, out);
+                    if let Some(op) = self.ops.by_rid.get(&rid).and_then(|r| self.ops.ops.get_mut(r)) {
+                        op.pay_write = Some(entry);
+                    }
+                } else {
+                    self.start_op(now, req, goal, read_phase(Selection::One(token)), false, out);
+                }
             }
             Request::GetTokens { owner } => {
-                self.start_op(now, req, Goal::Get { owner }, Selection::All, out)
+                let phase = read_phase(Selection::All);
+                self.start_op(now, req, Goal::Get { owner }, phase, false, out);
             }
             Request::Transform => {}
         }
@@ -133,24 +176,55 @@ impl TokensNode {
         Ok(())
     }
 
-    fn start_op(&mut self, now: Time, req: ReqId, goal: Goal, sel: Selection, out: &mut Outbox<Self>) {
+    /// Marks a pay of `token` starting or ending, for the owned-tag cache.
+    fn touch(&mut self, token: TokenId) {
+        self.ops.clock += 1;
+        self.ops.touched.insert(token, self.ops.clock);
+    }
+
+    /// The write phase of a pay of `token` to `to` whose current tag is `prev`.
+    fn pay_phase(&mut self, token: TokenId, to: NodeId, prev: Tag, out: &mut Outbox<Self>) -> (Phase, WriteEntry) {
+        let tag = Tag {
+            version: prev.version + 1,
+            writer: self.id.clone(),
+            nonce: self.next_nonce(out),
+        };
+        let entry = WriteEntry {
+            token,
+            tag: tag.clone(),
+            owner: to,
+            prev: Some(prev),
+        };
+        (write_phase(vec![entry.clone()], Then::Paid { token, tag }), entry)
+    }
+
+    /// Registers an operation in its first phase and sends it; returns its rid.
+    fn start_op(
+        &mut self,
+        now: Time,
+        req: ReqId,
+        goal: Goal,
+        phase: Phase,
+        wrote: bool,
+        out: &mut Outbox<Self>,
+    ) -> u64 {
         let rid = self.rid();
         let op = Op {
             goal,
-            phase: Phase::Read {
-                sel,
-                replies: BTreeMap::new(),
-            },
+            phase,
             rid,
             config: self.config.clone(),
             deadline: now + self.params.op_deadline_us,
             next_retx: now,
             backoff: self.params.retransmit_us,
-            wrote: false,
+            wrote,
+            pay_write: None,
+            started: self.ops.clock,
         };
         self.ops.by_rid.insert(rid, req);
         self.ops.ops.insert(req, op);
         self.transmit(now, req, out);
+        rid
     }
 
     /// Sends the current phase to every server of its configuration that has
@@ -320,28 +394,18 @@ impl TokensNode {
                 })
                 .collect()
         };
-        let (entries, then, wrote) = match &op.goal {
+        let started = op.started;
+        let (phase, wrote, pay_write) = match &op.goal {
             Goal::Pay { token, to } => {
                 let (token, to) = (*token, to.clone());
                 let Some((state, _)) = best.get(&token) else {
                     return;
                 };
                 if state.owner != self.id {
-                    (write_back, Then::NotOwned(token), false)
+                    (write_phase(write_back, Then::NotOwned(token)), false, None)
                 } else {
-                    let prev = state.tag.clone();
-                    let tag = Tag {
-                        version: prev.version + 1,
-                        writer: self.id.clone(),
-                        nonce: self.next_nonce(out),
-                    };
-                    let entry = WriteEntry {
-                        token,
-                        tag: tag.clone(),
-                        owner: to,
-                        prev: Some(prev),
-                    };
-                    (vec![entry], Then::Paid { token, tag }, true)
+                    let (phase, entry) = self.pay_phase(token, to, state.tag.clone(), out);
+                    (phase, true, Some(entry))
                 }
             }
             Goal::Get { owner } => {
@@ -350,13 +414,54 @@ impl TokensNode {
                     .filter(|(_, (s, _))| s.owner == *owner)
                     .map(|(t, (s, _))| (*t, s.tag.version))
                     .collect();
+                // Cache our own tokens' tags only if no pay of them overlapped
+                // this read: such a pay may have moved them after we read.
+                let mine = best
+                    .iter()
+                    .filter(|(t, (s, _))| {
+                        s.owner == self.id
+                            && !self.ops.busy.contains(t)
+                            && self.ops.touched.get(t).is_none_or(|&c| c <= started)
+                    })
+                    .map(|(t, (s, _))| (*t, s.tag.clone()))
+                    .collect();
                 let owner = owner.clone();
-                (write_back, Then::Tokens { owner, tokens }, false)
+                let then = Then::Tokens { owner, tokens, mine };
+                (write_phase(write_back, then), false, None)
             }
         };
-        if entries.is_empty() {
-            return self.complete(now, req, then.into_reply(), out);
+        self.enter_phase(now, req, phase, wrote, pay_write, out);
+    }
+
+    /// Moves an operation to its next phase, or completes it when that phase
+    /// has nothing to write.
+    fn enter_phase(
+        &mut self,
+        now: Time,
+        req: ReqId,
+        phase: Phase,
+        wrote: bool,
+        pay_write: Option<WriteEntry>,
+        out: &mut Outbox<Self>,
+    ) {
+        if let Phase::Write { entries, then, .. } = phase {
+            if entries.is_empty() {
+                return self.finish_then(now, req, then, out);
+            }
+            return self.enter_phase_raw(now, req, write_phase(entries, then), wrote, pay_write, out);
         }
+        self.enter_phase_raw(now, req, phase, wrote, pay_write, out);
+    }
+
+    fn enter_phase_raw(
+        &mut self,
+        now: Time,
+        req: ReqId,
+        phase: Phase,
+        wrote: bool,
+        pay_write: Option<WriteEntry>,
+        out: &mut Outbox<Self>,
+    ) {
         let rid = self.rid();
         let backoff = self.params.retransmit_us;
         let Some(op) = self.ops.ops.get_mut(&req) else {
@@ -366,13 +471,35 @@ impl TokensNode {
         self.ops.by_rid.insert(rid, req);
         op.rid = rid;
         op.wrote |= wrote;
+        if pay_write.is_some() {
+            op.pay_write = pay_write;
+        }
         op.backoff = backoff;
-        op.phase = Phase::Write {
-            entries,
-            acks: BTreeSet::new(),
-            then,
-        };
+        op.phase = phase;
         self.transmit(now, req, out);
+    }
+
+    /// A write phase is done: answer, or go on after a resolved write.
+    fn finish_then(&mut self, now: Time, req: ReqId, then: Then, out: &mut Outbox<Self>) {
+        match then {
+            Then::Resolved(token) => {
+                self.ops.unresolved.remove(&token);
+                out.records.push(Record::Resolved { token });
+                let phase = read_phase(Selection::One(token));
+                self.enter_phase(now, req, phase, false, None, out);
+            }
+            Then::Tokens { owner, tokens, mine } => {
+                if owner == self.id {
+                    self.ops.owned.extend(mine);
+                }
+                self.complete(now, req, Reply::Tokens { owner, tokens }, out);
+            }
+            Then::Paid { token, tag } => self.complete(now, req, Reply::Paid { token, tag }, out),
+            Then::NotOwned(t) => {
+                let error = OpError::NotOwned(t);
+                self.complete(now, req, Reply::Failed { error }, out)
+            }
+        }
     }
 
     fn finish_write(&mut self, now: Time, req: ReqId, out: &mut Outbox<Self>) {
@@ -383,7 +510,7 @@ impl TokensNode {
             Phase::Write { then, .. } => std::mem::replace(then, Then::NotOwned(0)),
             Phase::Read { .. } => return,
         };
-        self.complete(now, req, then.into_reply(), out);
+        self.finish_then(now, req, then, out);
     }
 
     fn complete(&mut self, now: Time, req: ReqId, reply: Reply, out: &mut Outbox<Self>) {
@@ -391,8 +518,14 @@ impl TokensNode {
             return;
         };
         self.ops.by_rid.remove(&op.rid);
+        if let (Goal::Pay { token, .. }, Reply::Unknown { .. }, Some(w)) = (&op.goal, &reply, op.pay_write) {
+            self.ops.unresolved.insert(*token, w.clone());
+            out.records.push(Record::Unresolved { entry: w });
+        }
         out.replies.push((req, reply));
         if let Goal::Pay { token, .. } = op.goal {
+            self.touch(token);
+            self.ops.owned.remove(&token);
             self.ops.busy.remove(&token);
             let next = self.ops.waiting.get_mut(&token).and_then(|q| q.pop_front());
             if self.ops.waiting.get(&token).is_some_and(|q| q.is_empty()) {
@@ -443,14 +576,17 @@ impl TokensNode {
     }
 }
 
-impl Then {
-    fn into_reply(self) -> Reply {
-        match self {
-            Then::Paid { token, tag } => Reply::Paid { token, tag },
-            Then::NotOwned(t) => Reply::Failed {
-                error: OpError::NotOwned(t),
-            },
-            Then::Tokens { owner, tokens } => Reply::Tokens { owner, tokens },
-        }
+fn read_phase(sel: Selection) -> Phase {
+    Phase::Read {
+        sel,
+        replies: BTreeMap::new(),
+    }
+}
+
+fn write_phase(entries: Vec<WriteEntry>, then: Then) -> Phase {
+    Phase::Write {
+        entries,
+        acks: BTreeSet::new(),
+        then,
     }
 }

@@ -245,4 +245,9 @@ pub enum Record {
     Accepted { epoch: u64, ballot: BallotNo, config: Config },
     /// Nonces below this value may have been used.
     NonceReserved { upto: u64 },
+    /// A pay ended unknown; its write must be completed before the client
+    /// writes the token again.
+    Unresolved { entry: WriteEntry },
+    /// That write is now at a majority.
+    Resolved { token: TokenId },
 }

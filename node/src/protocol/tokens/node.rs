@@ -540,6 +540,12 @@ impl TokensNode {
                 self.nonce_reserved = self.nonce_reserved.max(upto);
                 self.nonce = self.nonce_reserved;
             }
+            Record::Unresolved { entry } => {
+                self.ops.unresolved.insert(entry.token, entry);
+            }
+            Record::Resolved { token } => {
+                self.ops.unresolved.remove(&token);
+            }
         }
     }
 
@@ -646,6 +652,12 @@ impl Core for TokensNode {
         out.push(Record::NonceReserved {
             upto: self.nonce_reserved,
         });
+        out.extend(
+            self.ops
+                .unresolved
+                .values()
+                .map(|entry| Record::Unresolved { entry: entry.clone() }),
+        );
         out
     }
 
