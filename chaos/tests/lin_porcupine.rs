@@ -4,7 +4,7 @@
 
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register, Verdict,
+    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,16 @@ fn every_kv_history_gets_its_known_verdict() {
             Verdict::Invalid
         };
         assert_eq!(result.verdict, expected, "{name}");
+        let parallel = match check_parallel(&KeyValue, &history, &CheckOptions::default(), 2) {
+            Ok(r) => r,
+            Err(e) => panic!("{name}: {e}"),
+        };
+        assert_eq!(parallel.verdict, expected, "{name} on two threads");
+        assert_eq!(
+            parallel.counterexample.as_ref().map(|c| &c.partition),
+            result.counterexample.as_ref().map(|c| &c.partition),
+            "{name}: same smallest failing key on two threads"
+        );
         if !linearizable {
             let Some(cx) = result.counterexample else {
                 panic!("{name}: no counter-example");

@@ -11,7 +11,7 @@
 //! domains so that identical operations, ties and refusals are common.
 
 use faultline_chaos::check::{
-    check, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register,
+    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register,
     RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput, TokenState, Verdict,
 };
 use proptest::prelude::*;
@@ -352,6 +352,27 @@ fn search<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> bool {
     verdicts[0]
 }
 
+/// `check_parallel` must agree with `check`, down to the reported partition.
+fn same_in_parallel<M>(model: &M, h: &[Operation<M::Input, M::Output>])
+where
+    M: Model + Sync,
+    M::State: Sync,
+    M::Input: Sync,
+    M::Output: Sync,
+{
+    let (Ok(one), Ok(two)) = (
+        check(model, h, &CheckOptions::default()),
+        check_parallel(model, h, &CheckOptions::default(), 2),
+    ) else {
+        panic!("check failed");
+    };
+    assert_eq!(one.verdict, two.verdict);
+    assert_eq!(
+        one.counterexample.map(|c| c.partition),
+        two.counterexample.map(|c| c.partition)
+    );
+}
+
 fn search_with<M: Model>(
     model: &M,
     h: &[Operation<M::Input, M::Output>],
@@ -419,11 +440,13 @@ proptest! {
     #[test]
     fn token_search_matches_brute_force(h in token_history(false)) {
         prop_assert_eq!(search(&token_model(), &h), brute_token(&h), "history: {:#?}", h);
+        same_in_parallel(&token_model(), &h);
     }
 
     #[test]
     fn kv_search_matches_brute_force(h in kv_history()) {
         prop_assert_eq!(search(&KeyValue, &h), brute_kv(&h), "history: {:#?}", h);
+        same_in_parallel(&KeyValue, &h);
     }
 }
 

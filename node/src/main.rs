@@ -11,6 +11,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Nodes allocate many small, short-lived buffers (messages, frames);
+/// mimalloc handles that pattern far better than glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "faultline-node", version, about = "A faultline node: every role of every system, from one cluster file")]
 struct Cli {
@@ -128,11 +133,22 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            // One thread by default: a node's work is one protocol loop plus
+            // the transport, and on a small machine shared by many nodes
+            // cross-thread wake-ups cost more than a second core gains.
+            let threads: usize = std::env::var("FAULTLINE_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let built = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread().enable_all().build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            };
+            let rt = match built {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

@@ -35,6 +35,8 @@ use crate::check::model::{Model, Partition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -201,61 +203,167 @@ pub fn check<M: Model>(
     options: &CheckOptions,
 ) -> Result<CheckResult, CheckError> {
     let started = Instant::now();
+    let partitions = prepare(model, history)?;
+    let shared = Shared::new();
+    let mut outcomes: Vec<Option<SearchOutcome>> = (0..partitions.len()).map(|_| None).collect();
+    for (index, partition) in partitions.iter().enumerate() {
+        let outcome = check_partition(model, history, partition, index, options, started, &shared);
+        // Partitions come smallest first, so the first invalid one is the one to report. A
+        // global bound ends the check; the cache bound is per partition, so later partitions
+        // may still be decided (and an invalid one beats unknown).
+        let done = match &outcome {
+            SearchOutcome::NotLinearizable(_) => true,
+            SearchOutcome::Stopped(limit) => *limit != Limit::Cache,
+            SearchOutcome::Linearizable | SearchOutcome::Cancelled => false,
+        };
+        outcomes[index] = Some(outcome);
+        if done {
+            break;
+        }
+    }
+    Ok(summarize(outcomes, &shared, started))
+}
+
+/// [`check`] with partitions searched on `threads` threads at once (each partition on one
+/// thread). The verdict and counter-example are the same as [`check`]'s: when a partition fails,
+/// searches of larger partitions are abandoned but smaller ones finish, so the smallest
+/// failing partition is still the one reported. The step bound is shared, so with several
+/// threads it may be overrun by about a thousand steps per thread.
+pub fn check_parallel<M>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    options: &CheckOptions,
+    threads: usize,
+) -> Result<CheckResult, CheckError>
+where
+    M: Model + Sync,
+    M::State: Sync,
+    M::Input: Sync,
+    M::Output: Sync,
+{
+    if threads <= 1 {
+        return check(model, history, options);
+    }
+    let started = Instant::now();
+    let partitions = prepare(model, history)?;
+    let shared = Shared::new();
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<SearchOutcome>>> =
+        Mutex::new((0..partitions.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(partitions.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(partition) = partitions.get(index) else {
+                    break;
+                };
+                if index > shared.first_invalid.load(Ordering::Relaxed)
+                    || shared.stopped.load(Ordering::Relaxed)
+                {
+                    break;
+                }
+                let outcome =
+                    check_partition(model, history, partition, index, options, started, &shared);
+                match &outcome {
+                    SearchOutcome::NotLinearizable(_) => {
+                        shared.first_invalid.fetch_min(index, Ordering::Relaxed);
+                    }
+                    SearchOutcome::Stopped(limit) if *limit != Limit::Cache => {
+                        shared.stopped.store(true, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                // A poisoned lock means another worker panicked; the scope re-raises that
+                // panic when it ends, so whatever is stored here is never read.
+                let mut slots = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                slots[index] = Some(outcome);
+            });
+        }
+    });
+    let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(summarize(outcomes, &shared, started))
+}
+
+/// Validates the history and its partitioning; partitions come back smallest first (cheap
+/// ones fail fast, and the first failure is then the smallest).
+fn prepare<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+) -> Result<Vec<Partition<M::State>>, CheckError> {
     for (index, op) in history.iter().enumerate() {
         op.validate()
             .map_err(|source| CheckError::InvalidOperation { index, source })?;
     }
     let mut partitions = model.partition(history);
     validate_partitions(&partitions, history.len())?;
-    // Smallest first: cheap partitions fail fast, and the first failure is the smallest one.
     partitions.sort_by_key(|p| p.ops.len());
+    Ok(partitions)
+}
 
+fn check_partition<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    partition: &Partition<M::State>,
+    index: usize,
+    options: &CheckOptions,
+    started: Instant,
+    shared: &Shared,
+) -> SearchOutcome {
     let mut budget = Budget {
         deadline: options.time_limit.map(|d| started + d),
         step_limit: options.step_limit.unwrap_or(u64::MAX),
         cache_limit: options.cache_limit.unwrap_or(usize::MAX),
         first_chain_bound: options.unknown_run_bound,
-        steps: 0,
+        shared,
+        index,
+        base: shared.steps.load(Ordering::Relaxed),
+        unflushed: 0,
     };
+    // Checked here too, not only every 1024 steps, so a spent budget is honoured even when
+    // every partition is tiny.
+    let outcome = match budget.sync() {
+        Err(Stop::Limit(limit)) => SearchOutcome::Stopped(limit),
+        Err(Stop::Cancelled) => SearchOutcome::Cancelled,
+        Ok(()) => Search::new(model, history, partition).run(&mut budget),
+    };
+    shared.steps.fetch_add(budget.unflushed, Ordering::Relaxed);
+    outcome
+}
+
+fn summarize(outcomes: Vec<Option<SearchOutcome>>, shared: &Shared, started: Instant) -> CheckResult {
     let mut result = CheckResult {
         verdict: Verdict::Valid,
-        partitions_total: partitions.len(),
+        partitions_total: outcomes.len(),
         partitions_checked: 0,
-        steps: 0,
+        steps: shared.steps.load(Ordering::Relaxed),
         limit_hit: None,
         counterexample: None,
         elapsed: Duration::ZERO,
     };
-    for partition in &partitions {
-        // Also checked here, not only every 1024 steps, so a spent budget is honoured even
-        // when every partition is tiny.
-        if budget.deadline.is_some_and(|d| Instant::now() >= d) {
-            result.verdict = Verdict::Unknown;
-            result.limit_hit.get_or_insert(Limit::Time);
-            break;
-        }
-        match Search::new(model, history, partition).run(&mut budget) {
-            SearchOutcome::Linearizable => result.partitions_checked += 1,
-            SearchOutcome::NotLinearizable(cx) => {
+    for outcome in outcomes {
+        match outcome {
+            Some(SearchOutcome::Linearizable) => result.partitions_checked += 1,
+            Some(SearchOutcome::NotLinearizable(cx)) => {
                 result.partitions_checked += 1;
-                result.verdict = Verdict::Invalid;
-                result.counterexample = Some(*cx);
-                break;
-            }
-            SearchOutcome::Stopped(limit) => {
-                result.verdict = Verdict::Unknown;
-                result.limit_hit.get_or_insert(limit);
-                // The cache bound is per partition, so later partitions may still be decided
-                // (and one of them may be invalid, which beats unknown). The others are global.
-                if limit != Limit::Cache {
-                    break;
+                if result.counterexample.is_none() {
+                    result.counterexample = Some(*cx);
                 }
             }
+            Some(SearchOutcome::Stopped(limit)) => {
+                result.limit_hit.get_or_insert(limit);
+            }
+            Some(SearchOutcome::Cancelled) | None => {}
         }
     }
-    result.steps = budget.steps;
+    result.verdict = if result.counterexample.is_some() {
+        Verdict::Invalid
+    } else if result.partitions_checked < result.partitions_total {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
     result.elapsed = started.elapsed();
-    Ok(result)
+    result
 }
 
 fn validate_partitions<S>(partitions: &[Partition<S>], len: usize) -> Result<(), CheckError> {
@@ -294,28 +402,76 @@ fn validate_partitions<S>(partitions: &[Partition<S>], len: usize) -> Result<(),
 /// Nodes are u32 indices and every operation has up to two nodes plus two list heads.
 const MAX_PARTITION: usize = (u32::MAX as usize - 8) / 2;
 
-struct Budget {
+/// What all searches of one check share.
+struct Shared {
+    /// Steps flushed by all searches.
+    steps: AtomicU64,
+    /// Index (in size order) of the smallest partition found invalid so far.
+    first_invalid: AtomicUsize,
+    /// A global bound was hit.
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            steps: AtomicU64::new(0),
+            first_invalid: AtomicUsize::new(usize::MAX),
+            stopped: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Why a search stopped early.
+enum Stop {
+    Limit(Limit),
+    /// A smaller partition failed (parallel checks only), so this one no longer matters.
+    Cancelled,
+}
+
+impl From<Limit> for Stop {
+    fn from(limit: Limit) -> Self {
+        Stop::Limit(limit)
+    }
+}
+
+/// One search's view of the bounds. Steps are counted locally and flushed to the shared count
+/// every 1024 steps, which is also when the clock and cancellation are looked at: doing either
+/// on every step would cost more than many steps do.
+struct Budget<'a> {
     deadline: Option<Instant>,
     step_limit: u64,
     cache_limit: usize,
-    steps: u64,
     first_chain_bound: u32,
+    shared: &'a Shared,
+    index: usize,
+    /// The shared count at the last flush, this search's flushed steps included.
+    base: u64,
+    unflushed: u64,
 }
 
-impl Budget {
+impl Budget<'_> {
     #[inline]
-    fn charge_step(&mut self) -> Result<(), Limit> {
-        self.steps += 1;
-        if self.steps > self.step_limit {
-            return Err(Limit::Steps);
+    fn charge_step(&mut self) -> Result<(), Stop> {
+        self.unflushed += 1;
+        // Exact when one search runs at a time.
+        if self.base + self.unflushed > self.step_limit {
+            return Err(Stop::Limit(Limit::Steps));
         }
-        // Reading the clock on every step would cost more than many steps do.
-        if self.steps & 0x3ff == 0 {
-            if let Some(deadline) = self.deadline {
-                if Instant::now() >= deadline {
-                    return Err(Limit::Time);
-                }
-            }
+        if self.unflushed == 1024 {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Stop> {
+        self.base = self.shared.steps.fetch_add(self.unflushed, Ordering::Relaxed) + self.unflushed;
+        self.unflushed = 0;
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Stop::Limit(Limit::Time));
+        }
+        if self.shared.first_invalid.load(Ordering::Relaxed) < self.index {
+            return Err(Stop::Cancelled);
         }
         Ok(())
     }
@@ -325,6 +481,7 @@ enum SearchOutcome {
     Linearizable,
     NotLinearizable(Box<Counterexample>),
     Stopped(Limit),
+    Cancelled,
 }
 
 /// Head of the circular list of known calls and returns (node 0; events are nodes 1.., in time
@@ -633,7 +790,8 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         (bound * 2).max(1)
                     };
                 }
-                Err(limit) => return SearchOutcome::Stopped(limit),
+                Err(Stop::Limit(limit)) => return SearchOutcome::Stopped(limit),
+                Err(Stop::Cancelled) => return SearchOutcome::Cancelled,
             }
         }
     }
@@ -675,7 +833,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
 
     /// Depth-first search linearizing at most `bound` unknown operations in a row
     /// (`u32::MAX`: no bound).
-    fn search(&mut self, budget: &mut Budget, bound: u32) -> Result<Found, Limit> {
+    fn search(&mut self, budget: &mut Budget, bound: u32) -> Result<Found, Stop> {
         let mut known_left = self.known_ops;
         if known_left == 0 {
             return Ok(Found::Linearization);
@@ -815,7 +973,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
 
             if let Some((op, next_state, forced)) = chosen {
                 if cache.len() > budget.cache_limit {
-                    return Err(Limit::Cache);
+                    return Err(Stop::Limit(Limit::Cache));
                 }
                 let prev = next_state.map(|s| std::mem::replace(&mut state, s));
                 self.lift(op, &mut bits);
@@ -1101,7 +1259,10 @@ struct Cache<S> {
     arena: Vec<u64>,
     entries: Vec<CacheEntry>,
     states: Vec<S>,
-    slots: Vec<u32>,
+    /// Entry index in the low half, the high half of the entry's hash in the high half: a
+    /// probe that does not match is rejected without touching the entry, which on a large
+    /// table saves a cache miss per probe.
+    slots: Vec<u64>,
     mask: usize,
 }
 
@@ -1113,7 +1274,8 @@ struct CacheEntry {
     chain: u32,
 }
 
-const EMPTY_SLOT: u32 = u32::MAX;
+const EMPTY_SLOT: u64 = u64::MAX;
+const TAG_MASK: u64 = 0xffff_ffff_0000_0000;
 
 impl<S: Eq + Clone> Cache<S> {
     fn new(unknown_words: usize) -> Self {
@@ -1137,13 +1299,18 @@ impl<S: Eq + Clone> Cache<S> {
     fn insert(&mut self, hash: u64, bits: &Bits, state: &S, chain: u32) -> bool {
         let known = bits.known_window();
         let unknown = bits.unknown_part();
+        let tag = hash & TAG_MASK;
         let mut i = hash as usize & self.mask;
         loop {
             let slot = self.slots[i];
             if slot == EMPTY_SLOT {
                 break;
             }
-            let s = slot as usize;
+            if slot & TAG_MASK != tag {
+                i = (i + 1) & self.mask;
+                continue;
+            }
+            let s = (slot & !TAG_MASK) as usize;
             let e = &self.entries[s];
             if e.hash == hash
                 && e.lo as usize == bits.lo
@@ -1161,7 +1328,7 @@ impl<S: Eq + Clone> Cache<S> {
             }
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = self.states.len() as u32;
+        self.slots[i] = tag | self.states.len() as u64;
         self.entries.push(CacheEntry {
             hash,
             offset: self.arena.len(),
@@ -1172,8 +1339,8 @@ impl<S: Eq + Clone> Cache<S> {
         self.arena.extend_from_slice(known);
         self.arena.extend_from_slice(unknown);
         self.states.push(state.clone());
-        // Half full at most keeps probe sequences short. The entry count stays below
-        // `EMPTY_SLOT` because memory runs out long before 2^32 configurations.
+        // Half full at most keeps probe sequences short. The entry count stays below 2^32
+        // because memory runs out long before that many configurations.
         if self.states.len() * 2 > self.slots.len() {
             self.grow();
         }
@@ -1189,7 +1356,7 @@ impl<S: Eq + Clone> Cache<S> {
             while self.slots[i] != EMPTY_SLOT {
                 i = (i + 1) & self.mask;
             }
-            self.slots[i] = s as u32;
+            self.slots[i] = (e.hash & TAG_MASK) | s as u64;
         }
     }
 }
@@ -1368,6 +1535,12 @@ mod tests {
         let cx = r.counterexample.expect("counter-example");
         assert_eq!(cx.partition, "c");
         assert_eq!(cx.partition_ops, 2);
+        for threads in [2, 3, 8] {
+            let p = check_parallel(&KeyValue, &h, &CheckOptions::default(), threads)
+                .expect("well formed");
+            assert_eq!(p.verdict, Verdict::Invalid);
+            assert_eq!(p.counterexample.map(|c| c.partition), Some("c".to_string()));
+        }
         assert_eq!(run(&KeyValue, &h[..6]).counterexample.map(|c| c.partition), Some("b".into()));
         assert_eq!(run(&KeyValue, &h[..3]).verdict, Verdict::Valid);
     }

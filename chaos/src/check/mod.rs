@@ -18,7 +18,7 @@ pub mod porcupine;
 
 pub use history::{ClientId, Event, HistoryError, Operation, Outcome, Time};
 pub use linearizability::{
-    check, CheckError, CheckOptions, CheckResult, Counterexample, Limit, StepReport, UnplacedOp,
+    check, check_parallel, CheckError, CheckOptions, CheckResult, Counterexample, Limit, StepReport, UnplacedOp,
     Verdict,
 };
 pub use model::{

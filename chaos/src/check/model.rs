@@ -247,57 +247,168 @@ impl KvInput {
 
 /// The value of one key, as the checker holds it.
 ///
-/// Values grow by appends to kilobytes, and the checker clones and hashes the state at every
-/// step, so the text is shared (cloning is a reference count) and its hash is a polynomial
-/// hash kept up to date by appends in O(appended length) rather than rehashed whole.
-/// Equality still compares the text, so hash collisions cost time, never correctness.
-#[derive(Clone)]
+/// Values grow by appends to kilobytes, and the checker keeps a state per explored
+/// configuration (hundreds of thousands on a 50-client history), clones it and hashes it at
+/// every step. So a value is a persistent list of appended chunks: an append is a new node
+/// pointing at the old value, cloning is a reference count, and a polynomial hash is carried
+/// along in O(appended length). Equality still compares the text (chunk by chunk from the end,
+/// stopping at a shared tail), so hash collisions cost time, never correctness.
+#[derive(Clone, Default)]
 pub struct KvValue {
-    text: Arc<str>,
+    last: Option<Arc<KvChunk>>,
+}
+
+struct KvChunk {
+    before: Option<Arc<KvChunk>>,
+    text: ChunkText,
+    /// Length and hash of the whole value up to and including this chunk.
+    len: usize,
     hash: u64,
+}
+
+/// Appended text, inline when short (most appends are a few bytes), saving an allocation per
+/// append.
+enum ChunkText {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl ChunkText {
+    fn new(text: &str) -> Self {
+        let src = text.as_bytes();
+        if src.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..src.len()].copy_from_slice(src);
+            ChunkText::Inline {
+                len: src.len() as u8,
+                bytes,
+            }
+        } else {
+            ChunkText::Heap(src.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ChunkText::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            ChunkText::Heap(b) => b,
+        }
+    }
 }
 
 /// Multiplier of the polynomial hash: `hash(s) = sum of s[i] * P^(len-1-i)` (mod 2^64).
 const KV_HASH_P: u64 = 0x0000_0100_0000_01b3;
 
+fn poly_hash(seed: u64, text: &str) -> u64 {
+    text.bytes()
+        .fold(seed, |h, b| h.wrapping_mul(KV_HASH_P).wrapping_add(u64::from(b)))
+}
+
 impl KvValue {
     pub fn new(text: &str) -> Self {
-        KvValue {
-            hash: poly_hash(0, text),
-            text: Arc::from(text),
-        }
+        KvValue::default().appended(text)
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.text
+    pub fn len(&self) -> usize {
+        self.last.as_ref().map_or(0, |c| c.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn hash_value(&self) -> u64 {
+        self.last.as_ref().map_or(0, |c| c.hash)
     }
 
     fn appended(&self, suffix: &str) -> Self {
-        let mut text = String::with_capacity(self.text.len() + suffix.len());
-        text.push_str(&self.text);
-        text.push_str(suffix);
-        KvValue {
-            hash: poly_hash(self.hash, suffix),
-            text: Arc::from(text),
+        if suffix.is_empty() {
+            return self.clone();
         }
+        KvValue {
+            last: Some(Arc::new(KvChunk {
+                before: self.last.clone(),
+                text: ChunkText::new(suffix),
+                len: self.len() + suffix.len(),
+                hash: poly_hash(self.hash_value(), suffix),
+            })),
+        }
+    }
+
+    /// Chunks from the last one back.
+    fn chunks(&self) -> impl Iterator<Item = &KvChunk> {
+        std::iter::successors(self.last.as_deref(), |c| c.before.as_deref())
+    }
+
+    /// Whether the value is exactly `text`, without building it.
+    pub fn equals_str(&self, text: &str) -> bool {
+        if self.len() != text.len() {
+            return false;
+        }
+        let mut end = text.len();
+        for chunk in self.chunks() {
+            let bytes = chunk.text.bytes();
+            let start = end - bytes.len();
+            if text.as_bytes()[start..end] != *bytes {
+                return false;
+            }
+            end = start;
+        }
+        true
     }
 }
 
-fn poly_hash(seed: u64, text: &str) -> u64 {
-    text.bytes().fold(seed, |h, b| {
-        h.wrapping_mul(KV_HASH_P).wrapping_add(u64::from(b))
-    })
+impl std::fmt::Display for KvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut bytes = Vec::with_capacity(self.len());
+        let chunks: Vec<&KvChunk> = self.chunks().collect();
+        for chunk in chunks.iter().rev() {
+            bytes.extend_from_slice(chunk.text.bytes());
+        }
+        // Chunks are whole appended strings, so the bytes are UTF-8.
+        f.write_str(&String::from_utf8_lossy(&bytes))
+    }
 }
 
-impl Default for KvValue {
-    fn default() -> Self {
-        KvValue::new("")
+impl Debug for KvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Debug::fmt(&self.to_string(), f)
     }
 }
 
 impl PartialEq for KvValue {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        if self.len() != other.len() || self.hash_value() != other.hash_value() {
+            return false;
+        }
+        // Walk both from the end, comparing the overlapping parts of the current chunks.
+        let (mut a, mut b) = (self.last.as_deref(), other.last.as_deref());
+        let chunk_len = |c: Option<&KvChunk>| c.map_or(0, |c| c.text.bytes().len());
+        let (mut ai, mut bi) = (chunk_len(a), chunk_len(b));
+        loop {
+            while let Some(c) = a.filter(|_| ai == 0) {
+                a = c.before.as_deref();
+                ai = chunk_len(a);
+            }
+            while let Some(c) = b.filter(|_| bi == 0) {
+                b = c.before.as_deref();
+                bi = chunk_len(b);
+            }
+            let (Some(x), Some(y)) = (a, b) else {
+                // Equal lengths, so both ran out together.
+                return a.is_none() && b.is_none();
+            };
+            if std::ptr::eq(x, y) && ai == bi {
+                // The rest is a shared tail.
+                return true;
+            }
+            let k = ai.min(bi);
+            if x.text.bytes()[ai - k..ai] != y.text.bytes()[bi - k..bi] {
+                return false;
+            }
+            ai -= k;
+            bi -= k;
+        }
     }
 }
 
@@ -305,13 +416,21 @@ impl Eq for KvValue {}
 
 impl Hash for KvValue {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u64(self.hash_value());
     }
 }
 
-impl Debug for KvValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Debug::fmt(&*self.text, f)
+impl Drop for KvChunk {
+    /// Iterative, because the default drop of a long chain of appends would recurse once per
+    /// chunk and overflow the stack.
+    fn drop(&mut self) {
+        let mut next = self.before.take();
+        while let Some(chunk) = next {
+            match Arc::try_unwrap(chunk) {
+                Ok(mut chunk) => next = chunk.before.take(),
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -333,7 +452,7 @@ impl Model for KeyValue {
     ) -> Option<KvValue> {
         match (&input.op, output) {
             (KvOp::Get, None) => Some(state.clone()),
-            (KvOp::Get, Some(KvOutput::Value(v))) => (**v == *state.text).then(|| state.clone()),
+            (KvOp::Get, Some(KvOutput::Value(v))) => state.equals_str(v).then(|| state.clone()),
             (KvOp::Put(v), None | Some(KvOutput::Done)) => Some(KvValue::new(v)),
             (KvOp::Append(v), None | Some(KvOutput::Done)) => Some(state.appended(v)),
             _ => None,
@@ -603,16 +722,29 @@ mod tests {
         );
         let abc = m.step(&s, &KvInput::append("k", "c"), Some(&KvOutput::Done));
         assert_eq!(abc, Some(KvValue::new("abc")));
-        assert_eq!(abc.map(|v| v.as_str().to_string()), Some("abc".to_string()));
+        assert_eq!(abc.map(|v| v.to_string()), Some("abc".to_string()));
         assert_eq!(
             m.step(&s, &KvInput::put("k", "z"), None),
             Some(KvValue::new("z"))
         );
-        // The incrementally kept hash is the hash of the whole text.
+        // Values built by different appends compare and hash by their text.
         let built = KvValue::new("x").appended("yz").appended("").appended("w");
-        assert_eq!(built, KvValue::new("xyzw"));
-        assert_eq!(built.hash, KvValue::new("xyzw").hash);
+        let whole = KvValue::new("xyzw");
+        assert_eq!(built, whole);
+        assert_eq!(built.hash_value(), whole.hash_value());
+        assert_eq!(built, KvValue::new("xy").appended("zw"));
+        assert_ne!(built, KvValue::new("xy").appended("wz"));
         assert_ne!(KvValue::new("ab"), KvValue::new("ba"));
+        assert!(built.equals_str("xyzw") && !built.equals_str("xyz") && !built.equals_str("xyzv"));
+        assert_eq!(format!("{built:?}"), "\"xyzw\"");
+        assert!(KvValue::default().equals_str("") && KvValue::default().is_empty());
+        // A long chain drops without recursing.
+        let mut long = KvValue::default();
+        for _ in 0..200_000 {
+            long = long.appended("a");
+        }
+        assert_eq!(long.len(), 200_000);
+        drop(long);
         let h = vec![
             Operation::ok(0, KvInput::put("b", "1"), 0, 1, KvOutput::Done),
             Operation::ok(1, KvInput::get("a"), 0, 1, KvOutput::Value(String::new())),
@@ -623,6 +755,49 @@ mod tests {
         assert_eq!(parts[0].key, "a");
         assert_eq!(parts[0].ops, vec![1]);
         assert_eq!(parts[1].ops, vec![0, 2]);
+    }
+
+    #[test]
+    fn kv_value_equality_matches_string_equality() {
+        // Random texts over a tiny alphabet, built from random chunkings, sometimes sharing a
+        // prefix value: equality and hashing must follow the text alone.
+        struct Lcg(u64);
+        impl Lcg {
+            fn next(&mut self) -> u64 {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                self.0 >> 33
+            }
+        }
+        let mut rng = Lcg(1);
+        let build = |rng: &mut Lcg, base: &KvValue| {
+            let mut v = base.clone();
+            for _ in 0..rng.next() % 4 {
+                let chunk: String = (0..rng.next() % 4)
+                    .map(|_| if rng.next() % 2 == 0 { 'a' } else { 'b' })
+                    .collect();
+                v = v.appended(&chunk);
+            }
+            v
+        };
+        let shared = KvValue::new("ab");
+        for _ in 0..20_000 {
+            let x = build(&mut rng, &shared);
+            let y = if rng.next() % 2 == 0 {
+                build(&mut rng, &shared)
+            } else {
+                build(&mut rng, &KvValue::default())
+            };
+            let (xs, ys) = (x.to_string(), y.to_string());
+            assert_eq!(x == y, xs == ys, "{xs:?} vs {ys:?}");
+            assert!(x.equals_str(&xs) && y.equals_str(&ys));
+            assert_eq!(x.equals_str(&ys), xs == ys);
+            if xs == ys {
+                assert_eq!(x.hash_value(), y.hash_value());
+            }
+        }
     }
 
     #[test]

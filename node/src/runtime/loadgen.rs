@@ -1,6 +1,7 @@
 //! A closed-loop load generator inside a client node: `concurrency` workers
 //! each keep one operation in flight for `duration_ms`, paying tokens this
-//! client owns to other clients and re-reading its tokens when it runs out.
+//! client owns to other clients, while one refresher re-reads the client's
+//! tokens (those others paid to it) whenever the pool runs low.
 //! Running inside the node (rather than one HTTP call per operation) is what
 //! lets a benchmark measure the protocol instead of the admin API.
 
@@ -8,7 +9,9 @@ use super::{Exports, Handle};
 use crate::protocol::tokens::{Reply, Request, TokenId, TokensNode};
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -55,14 +58,6 @@ pub struct LoadStats {
     pub pay_max_ms: f64,
 }
 
-/// Pays in flight now, and every pay in flight at any time since the
-/// current refresh began.
-#[derive(Default)]
-struct Busy {
-    flying: std::collections::HashSet<TokenId>,
-    touched: std::collections::HashSet<TokenId>,
-}
-
 #[derive(Default)]
 struct Tally {
     ok: u64,
@@ -70,6 +65,20 @@ struct Tally {
     unknown: u64,
     reads: u64,
     latencies_us: Vec<u32>,
+}
+
+/// Shared between the refresher and the workers.
+#[derive(Default)]
+struct Shared {
+    /// Tokens known to be ours and free to pay.
+    pool: Vec<TokenId>,
+    pooled: HashSet<TokenId>,
+    /// Pays in flight now, and every pay in flight at any time since the
+    /// current refresh began: the refresh may have read those before the pay
+    /// moved them, so it must not hand them out again.
+    flying: HashSet<TokenId>,
+    touched: HashSet<TokenId>,
+    tally: Tally,
 }
 
 pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
@@ -85,76 +94,83 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
     } else {
         others
     };
-    let pool: Arc<Mutex<Vec<TokenId>>> = Arc::default();
-    // Tokens whose pay started since the current refresh began: the refresh
-    // may have read them before that pay moved them, so it must not hand
-    // them out again.
-    let touched: Arc<Mutex<Busy>> = Arc::default();
-    let refreshing = Arc::new(tokio::sync::Mutex::new(()));
-    let tally: Arc<Mutex<Tally>> = Arc::default();
+    let shared: Arc<Mutex<Shared>> = Arc::default();
+    let refilled = Arc::new(Notify::new());
+    let hungry = Arc::new(Notify::new());
     let start = Instant::now();
     let end = start + Duration::from_millis(spec.duration_ms);
     let mut tasks = Vec::new();
+    // One refresher keeps the pool topped up with tokens paid to us.
+    {
+        let (h, shared, refilled, hungry, me) = (h.clone(), shared.clone(), refilled.clone(), hungry.clone(), me.clone());
+        let (record, low) = (spec.record, spec.concurrency.div_ceil(2));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                let enough = shared.lock().map(|s| s.pool.len() >= low).unwrap_or(true);
+                if enough {
+                    let _ = tokio::time::timeout(Duration::from_millis(5), hungry.notified()).await;
+                    continue;
+                }
+                if let Ok(mut s) = shared.lock() {
+                    s.touched = s.flying.clone();
+                }
+                let reply = call(&h, record, Request::GetTokens { owner: me.clone() }).await;
+                let got = match reply {
+                    Some(Reply::Tokens { tokens, .. }) => tokens,
+                    Some(_) => Vec::new(),
+                    None => return,
+                };
+                let refreshed = match shared.lock() {
+                    Ok(mut s) => {
+                        s.tally.reads += 1;
+                        for (t, _) in &got {
+                            if !s.touched.contains(t) && s.pooled.insert(*t) {
+                                s.pool.push(*t);
+                            }
+                        }
+                        !s.pool.is_empty()
+                    }
+                    Err(_) => return,
+                };
+                if refreshed {
+                    refilled.notify_waiters();
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
     for w in 0..spec.concurrency {
-        let (h, pool, touched, refreshing, tally, targets, me) = (
-            h.clone(),
-            pool.clone(),
-            touched.clone(),
-            refreshing.clone(),
-            tally.clone(),
-            targets.clone(),
-            me.clone(),
-        );
+        let (h, shared, refilled, hungry, targets) = (h.clone(), shared.clone(), refilled.clone(), hungry.clone(), targets.clone());
         let record = spec.record;
         tasks.push(tokio::spawn(async move {
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(w as u64);
             while Instant::now() < end {
-                let token = pool.lock().ok().and_then(|mut p| p.pop());
+                let token = shared.lock().ok().and_then(|mut s| {
+                    let t = s.pool.pop()?;
+                    s.pooled.remove(&t);
+                    s.flying.insert(t);
+                    s.touched.insert(t);
+                    Some(t)
+                });
                 let Some(token) = token else {
-                    // Only one worker re-reads; the others wait for its result.
-                    let Ok(_guard) = refreshing.try_lock() else {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        continue;
-                    };
-                    if let Ok(mut b) = touched.lock() {
-                        b.touched = b.flying.clone();
-                    }
-                    let reply = call(&h, record, Request::GetTokens { owner: me.clone() }).await;
-                    if let Ok(mut t) = tally.lock() {
-                        t.reads += 1;
-                    }
-                    match reply {
-                        Some(Reply::Tokens { tokens, .. }) if !tokens.is_empty() => {
-                            let busy = touched.lock().map(|b| b.touched.clone()).unwrap_or_default();
-                            if let Ok(mut p) = pool.lock() {
-                                p.clear();
-                                p.extend(tokens.iter().map(|(t, _)| *t).filter(|t| !busy.contains(t)));
-                            }
-                        }
-                        Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        None => return,
-                    }
+                    hungry.notify_one();
+                    let _ = tokio::time::timeout(Duration::from_millis(5), refilled.notified()).await;
                     continue;
                 };
                 let to = targets.choose(&mut rng).cloned().unwrap_or_default();
                 let t0 = Instant::now();
-                if let Ok(mut b) = touched.lock() {
-                    b.flying.insert(token);
-                    b.touched.insert(token);
-                }
                 let reply = call(&h, record, Request::Pay { token, to }).await;
-                if let Ok(mut b) = touched.lock() {
-                    b.flying.remove(&token);
-                }
                 let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                let Ok(mut t) = tally.lock() else { return };
+                let Ok(mut s) = shared.lock() else { return };
+                s.flying.remove(&token);
                 match reply {
                     Some(Reply::Paid { .. }) => {
-                        t.ok += 1;
-                        t.latencies_us.push(us);
+                        s.tally.ok += 1;
+                        s.tally.latencies_us.push(us);
                     }
-                    Some(Reply::Unknown { .. }) => t.unknown += 1,
-                    Some(_) => t.failed += 1,
+                    Some(Reply::Unknown { .. }) => s.tally.unknown += 1,
+                    Some(_) => s.tally.failed += 1,
                     None => return,
                 }
             }
@@ -164,7 +180,10 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
         let _ = t.await;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let mut t = tally.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+    let mut t = shared
+        .lock()
+        .map(|mut s| std::mem::take(&mut s.tally))
+        .unwrap_or_default();
     t.latencies_us.sort_unstable();
     let q = |p: f64| -> f64 {
         if t.latencies_us.is_empty() {

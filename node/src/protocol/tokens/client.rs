@@ -35,6 +35,9 @@ pub(super) struct ClientOps {
     /// start or end of a pay of t, so a read knows whether one overlapped it.
     clock: u64,
     touched: HashMap<TokenId, u64>,
+    /// The highest tag this client wrote per token (paid or resolved), so a
+    /// late gift can never bring back a tag it already wrote over.
+    written: HashMap<TokenId, Tag>,
 }
 
 impl ClientOps {
@@ -174,6 +177,30 @@ impl TokensNode {
             Request::Transform => {}
         }
         Ok(())
+    }
+
+    fn note_written(&mut self, token: TokenId, tag: Tag) {
+        let e = self.ops.written.entry(token).or_insert_with(|| tag.clone());
+        if tag > *e {
+            *e = tag;
+        }
+    }
+
+    /// A payer tells us we own `token` at `tag`. Cached only if it is newer
+    /// than anything we wrote or know, and no pay of ours is in the way.
+    pub(super) fn on_gift(&mut self, from: &NodeId, token: TokenId, tag: Tag) {
+        let newer = |t: Option<&Tag>| t.is_none_or(|t| tag > *t);
+        if tag.writer != *from
+            || token as usize >= self.params.tokens()
+            || self.config.is_server(&self.id)
+            || self.ops.busy.contains(&token)
+            || self.ops.unresolved.contains_key(&token)
+            || !newer(self.ops.written.get(&token))
+            || !newer(self.ops.owned.get(&token))
+        {
+            return;
+        }
+        self.ops.owned.insert(token, tag);
     }
 
     /// Marks a pay of `token` starting or ending, for the owned-tag cache.
@@ -483,7 +510,9 @@ impl TokensNode {
     fn finish_then(&mut self, now: Time, req: ReqId, then: Then, out: &mut Outbox<Self>) {
         match then {
             Then::Resolved(token) => {
-                self.ops.unresolved.remove(&token);
+                if let Some(w) = self.ops.unresolved.remove(&token) {
+                    self.note_written(token, w.tag);
+                }
                 out.records.push(Record::Resolved { token });
                 let phase = read_phase(Selection::One(token));
                 self.enter_phase(now, req, phase, false, None, out);
@@ -494,7 +523,19 @@ impl TokensNode {
                 }
                 self.complete(now, req, Reply::Tokens { owner, tokens }, out);
             }
-            Then::Paid { token, tag } => self.complete(now, req, Reply::Paid { token, tag }, out),
+            Then::Paid { token, tag } => {
+                self.note_written(token, tag.clone());
+                let to = match self.ops.ops.get(&req).map(|o| &o.goal) {
+                    Some(Goal::Pay { to, .. }) => to.clone(),
+                    _ => return,
+                };
+                self.complete(now, req, Reply::Paid { token, tag: tag.clone() }, out);
+                if to == self.id {
+                    self.on_gift(&to, token, tag);
+                } else {
+                    self.send(&to, Msg::Gift { token, tag }, out);
+                }
+            }
             Then::NotOwned(t) => {
                 let error = OpError::NotOwned(t);
                 self.complete(now, req, Reply::Failed { error }, out)

@@ -111,6 +111,12 @@ pub enum Msg {
     Fetch {
         epoch: u64,
     },
+    /// Payer -> new owner after a pay is at a majority: the token's tag, so
+    /// the new owner can pay it on without reading it first. A hint only.
+    Gift {
+        token: TokenId,
+        tag: Tag,
+    },
 }
 
 impl MessageKind for Msg {
@@ -130,6 +136,7 @@ impl MessageKind for Msg {
             Msg::Installed { .. } => "installed",
             Msg::News { .. } => "news",
             Msg::Fetch { .. } => "fetch",
+            Msg::Gift { .. } => "gift",
         }
     }
 }
@@ -150,6 +157,7 @@ pub const MESSAGE_KINDS: &[&str] = &[
     "installed",
     "news",
     "fetch",
+    "gift",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

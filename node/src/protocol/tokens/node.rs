@@ -188,6 +188,7 @@ impl TokensNode {
             Msg::Installed { rid, epoch } => self.coord_installed(now, from, rid, epoch, out),
             Msg::News { config } => self.learn(now, config, out),
             Msg::Fetch { epoch } => self.on_fetch(from, epoch, out),
+            Msg::Gift { token, tag } => self.on_gift(from, token, tag),
         }
     }
 
