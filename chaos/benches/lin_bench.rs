@@ -8,8 +8,8 @@
 use faultline_chaos::check::generate::{token_history, TokenWorkload};
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Register,
-    Verdict,
+    check, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model, Operation,
+    Register, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -240,7 +240,11 @@ fn main() {
         let (model, h) = token_history(&w, 42);
         let unknown = h.iter().filter(|o| !o.output.is_known()).count();
         let (t, r) = measure(|| run(&model, &h));
-        assert_eq!(r.verdict, Verdict::Valid, "{label}: generated history must be valid");
+        assert_eq!(
+            r.verdict,
+            Verdict::Valid,
+            "{label}: generated history must be valid"
+        );
         let secs = t.as_secs_f64();
         println!(
             "{:<44} {:>8} {:>8} {:>9.2} {:>12.0} {:>14.0} {:>12}",

@@ -4,7 +4,8 @@
 
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register, Verdict,
+    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation,
+    Outcome, Register, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

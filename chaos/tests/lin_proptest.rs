@@ -11,8 +11,9 @@
 //! domains so that identical operations, ties and refusals are common.
 
 use faultline_chaos::check::{
-    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register,
-    RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput, TokenState, Verdict,
+    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation,
+    Outcome, Register, RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput,
+    TokenState, Verdict,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -92,19 +93,21 @@ fn raw<I: std::fmt::Debug + Clone>(
         any::<bool>(),
         any::<u8>(),
     )
-        .prop_map(move |(input, call, len, lin, fate, report_ret, corrupt)| Raw {
-            input,
-            call,
-            len,
-            lin,
-            fate: if lossy {
-                [0, 1, 6, 8, 8, 8, 8, 9, 9, 9][usize::from(fate)]
-            } else {
-                fate
+        .prop_map(
+            move |(input, call, len, lin, fate, report_ret, corrupt)| Raw {
+                input,
+                call,
+                len,
+                lin,
+                fate: if lossy {
+                    [0, 1, 6, 8, 8, 8, 8, 9, 9, 9][usize::from(fate)]
+                } else {
+                    fate
+                },
+                report_ret,
+                corrupt,
             },
-            report_ret,
-            corrupt,
-        })
+        )
 }
 
 /// Builds a history: applies the operations in linearization-point order against `truth`,
@@ -348,7 +351,10 @@ fn search<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> bool {
         .iter()
         .map(|options| search_with(model, h, options))
         .collect();
-    assert_eq!(verdicts[0], verdicts[1], "verdict depends on unknown_run_bound");
+    assert_eq!(
+        verdicts[0], verdicts[1],
+        "verdict depends on unknown_run_bound"
+    );
     verdicts[0]
 }
 
@@ -468,10 +474,19 @@ fn generators_cover_both_verdicts() {
         f64::from(ok) / f64::from(n)
     }
     for (name, frac) in [
-        ("register", share(register_history(false), |h| brute_register(h))),
-        ("register lossy", share(register_history(true), |h| brute_register(h))),
+        (
+            "register",
+            share(register_history(false), |h| brute_register(h)),
+        ),
+        (
+            "register lossy",
+            share(register_history(true), |h| brute_register(h)),
+        ),
         ("token", share(token_history(false), |h| brute_token(h))),
-        ("token lossy", share(token_history(true), |h| brute_token(h))),
+        (
+            "token lossy",
+            share(token_history(true), |h| brute_token(h)),
+        ),
         ("kv", share(kv_history(), |h| brute_kv(h))),
     ] {
         eprintln!("{name}: {frac:.2} valid");

@@ -69,7 +69,8 @@ impl Client {
     }
 
     async fn op(&self, node: &str, body: Value) -> anyhow::Result<Value> {
-        let url = admin_url(&self.cluster, node).ok_or_else(|| anyhow::anyhow!("unknown node {node:?}"))?;
+        let url = admin_url(&self.cluster, node)
+            .ok_or_else(|| anyhow::anyhow!("unknown node {node:?}"))?;
         let resp = self
             .http
             .post(format!("{url}/ops"))
@@ -81,13 +82,17 @@ impl Client {
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            anyhow::bail!("{node} refused the request: {}", v["error"].as_str().unwrap_or("?"));
+            anyhow::bail!(
+                "{node} refused the request: {}",
+                v["error"].as_str().unwrap_or("?")
+            );
         }
         Ok(v)
     }
 
     async fn state(&self, node: &str) -> anyhow::Result<Value> {
-        let url = admin_url(&self.cluster, node).ok_or_else(|| anyhow::anyhow!("unknown node {node:?}"))?;
+        let url = admin_url(&self.cluster, node)
+            .ok_or_else(|| anyhow::anyhow!("unknown node {node:?}"))?;
         let v = self
             .http
             .get(format!("{url}/state"))
@@ -143,11 +148,7 @@ impl Client {
                 Ok(render_op(&v, |r| {
                     let list: Vec<String> = r["tokens"]
                         .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|t| format!("{} (v{})", t[0], t[1]))
-                                .collect()
-                        })
+                        .map(|a| a.iter().map(|t| format!("{} (v{})", t[0], t[1])).collect())
                         .unwrap_or_default();
                     format!("{owner} owns {} tokens: {}", list.len(), list.join(", "))
                 }))
@@ -236,12 +237,23 @@ impl Client {
                     .as_array()
                     .map(|ops| {
                         ops.iter()
-                            .map(|o| format!("{} {} -> {}", o["kind"].as_str().unwrap_or("?"), o["request"], o["outcome"].as_str().unwrap_or("?")))
+                            .map(|o| {
+                                format!(
+                                    "{} {} -> {}",
+                                    o["kind"].as_str().unwrap_or("?"),
+                                    o["request"],
+                                    o["outcome"].as_str().unwrap_or("?")
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join("\n")
                     })
                     .unwrap_or_default();
-                Ok(Output { ok: true, human, json: v })
+                Ok(Output {
+                    ok: true,
+                    human,
+                    json: v,
+                })
             }
             "load" => {
                 let secs: f64 = args
@@ -283,7 +295,11 @@ impl Client {
 
     /// The interactive prompt: one verb per line until `close` or EOF.
     pub async fn prompt(&self, json_out: bool) -> anyhow::Result<()> {
-        println!("faultline client {} ({}); type help for the verbs", self.id, self.cluster.path.display());
+        println!(
+            "faultline client {} ({}); type help for the verbs",
+            self.id,
+            self.cluster.path.display()
+        );
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
         loop {
@@ -311,10 +327,7 @@ fn render_op(v: &Value, ok: impl Fn(&Value) -> String) -> Output {
     let reply = &v["reply"];
     let (good, human) = match v["outcome"].as_str() {
         Some("ok") => (true, ok(reply)),
-        Some("failed") => (
-            false,
-            format!("error: {}", describe_error(&reply["error"])),
-        ),
+        Some("failed") => (false, format!("error: {}", describe_error(&reply["error"]))),
         _ => (
             false,
             format!(
@@ -336,12 +349,27 @@ fn describe_error(e: &Value) -> String {
         "unknown_token" => format!("unknown token {detail}"),
         "unknown_node" => format!("unknown node {detail}"),
         "not_owned" => format!("token {detail} is not owned by this client"),
-        "not_a_client" => format!("{} is not a client, so it cannot own tokens", detail.as_str().unwrap_or("?")),
+        "not_a_client" => format!(
+            "{} is not a client, so it cannot own tokens",
+            detail.as_str().unwrap_or("?")
+        ),
         "servers_cannot_pay" => "invalid action: servers cannot initiate payments".into(),
-        "servers_cannot_get_tokens" => "invalid action: servers cannot send gettokens requests".into(),
-        "min_servers" => format!("minimum server count ({detail}) reached; cannot transform to client"),
-        "max_servers" => format!("maximum server count ({detail}) reached; cannot transform to server"),
-        "no_quorum" => format!("no majority of servers answered ({})", detail.as_str().unwrap_or("")),
-        _ => format!("{}", detail.as_str().map(String::from).unwrap_or_else(|| e.to_string())),
+        "servers_cannot_get_tokens" => {
+            "invalid action: servers cannot send gettokens requests".into()
+        }
+        "min_servers" => {
+            format!("minimum server count ({detail}) reached; cannot transform to client")
+        }
+        "max_servers" => {
+            format!("maximum server count ({detail}) reached; cannot transform to server")
+        }
+        "no_quorum" => format!(
+            "no majority of servers answered ({})",
+            detail.as_str().unwrap_or("")
+        ),
+        _ => detail
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| e.to_string()),
     }
 }

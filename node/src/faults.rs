@@ -309,18 +309,29 @@ mod tests {
         assert!(!e.decide("s1", "s2", "read", Side::Send).drop);
         let d = e.decide("c1", "s1", "read", Side::Receive);
         assert!(d.delay >= Duration::from_millis(5) && d.delay <= Duration::from_millis(10));
-        assert_eq!(e.decide("c1", "s1", "read", Side::Send).delay, Duration::ZERO);
+        assert_eq!(
+            e.decide("c1", "s1", "read", Side::Send).delay,
+            Duration::ZERO
+        );
         assert_eq!(e.decide("s1", "s3", "read", Side::Send).copies, 2);
     }
 
     #[test]
     fn bad_rules_are_refused() {
         let nodes: HashSet<String> = ["s1", "s2"].iter().map(|s| s.to_string()).collect();
-        assert!(rule(r#"{"to":"s9","drop":0.5}"#).validate(&nodes, &["read"]).is_err());
+        assert!(rule(r#"{"to":"s9","drop":0.5}"#)
+            .validate(&nodes, &["read"])
+            .is_err());
         assert!(rule(r#"{"drop":1.5}"#).validate(&nodes, &["read"]).is_err());
-        assert!(rule(r#"{"kind":"nope"}"#).validate(&nodes, &["read"]).is_err());
-        assert!(rule(r#"{"reorder":{"window":1}}"#).validate(&nodes, &["read"]).is_err());
-        assert!(rule(r#"{"to":"s2","delay_ms":3}"#).validate(&nodes, &["read"]).is_ok());
+        assert!(rule(r#"{"kind":"nope"}"#)
+            .validate(&nodes, &["read"])
+            .is_err());
+        assert!(rule(r#"{"reorder":{"window":1}}"#)
+            .validate(&nodes, &["read"])
+            .is_err());
+        assert!(rule(r#"{"to":"s2","delay_ms":3}"#)
+            .validate(&nodes, &["read"])
+            .is_ok());
         assert!(serde_json::from_str::<FaultRule>(r#"{"dorp":0.5}"#).is_err());
     }
 }

@@ -17,7 +17,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "faultline-node", version, about = "A faultline node: every role of every system, from one cluster file")]
+#[command(
+    name = "faultline-node",
+    version,
+    about = "A faultline node: every role of every system, from one cluster file"
+)]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
@@ -79,7 +83,7 @@ fn init_logs(filter: &str) {
         .init();
 }
 
-fn load(path: &PathBuf, certs: Certs) -> Result<config::Cluster, ExitCode> {
+fn load(path: &std::path::Path, certs: Certs) -> Result<config::Cluster, ExitCode> {
     config::load(path, certs).map_err(|e: ConfigError| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -105,7 +109,12 @@ fn main() -> ExitCode {
             let dir = out.unwrap_or_else(|| c.tls_dir.clone());
             match faultline_node::transport::tls::generate(&c, &dir) {
                 Ok(files) => {
-                    println!("wrote {} files to {} (a CA and {} node certificates)", files.len(), dir.display(), c.nodes.len());
+                    println!(
+                        "wrote {} files to {} (a CA and {} node certificates)",
+                        files.len(),
+                        dir.display(),
+                        c.nodes.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -141,7 +150,9 @@ fn main() -> ExitCode {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             let built = if threads <= 1 {
-                tokio::runtime::Builder::new_current_thread().enable_all().build()
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
             } else {
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)
@@ -190,7 +201,11 @@ fn main() -> ExitCode {
                     return Ok(true);
                 }
                 let out = client.run(&verb).await?;
-                let text = if json { out.json.to_string() } else { out.human };
+                let text = if json {
+                    out.json.to_string()
+                } else {
+                    out.human
+                };
                 // A closed pipe (`| head`) is not an error worth a panic.
                 let _ = writeln!(std::io::stdout(), "{text}");
                 Ok(out.ok)

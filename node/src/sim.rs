@@ -43,9 +43,18 @@ pub struct Entry<C: Core> {
 }
 
 enum Event<C: Core> {
-    Deliver { from: NodeId, to: NodeId, msg: C::Msg },
-    Request { node: NodeId, index: usize },
-    Tick { node: NodeId },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: C::Msg,
+    },
+    Request {
+        node: NodeId,
+        index: usize,
+    },
+    Tick {
+        node: NodeId,
+    },
 }
 
 /// What the simulator did in one step, for invariant checkers.
@@ -179,7 +188,10 @@ impl<C: Core> Sim<C> {
     }
 
     fn delay(&mut self) -> Time {
-        let (lo, hi) = (self.net.delay_min_us, self.net.delay_max_us.max(self.net.delay_min_us));
+        let (lo, hi) = (
+            self.net.delay_min_us,
+            self.net.delay_max_us.max(self.net.delay_min_us),
+        );
         self.rng.random_range(lo..=hi)
     }
 
@@ -247,7 +259,8 @@ impl<C: Core> Sim<C> {
                     self.messages_dropped += 1;
                     return Some(step);
                 }
-                let (Some(n), Some(r)) = (self.nodes.get_mut(&to), self.node_rngs.get_mut(&to)) else {
+                let (Some(n), Some(r)) = (self.nodes.get_mut(&to), self.node_rngs.get_mut(&to))
+                else {
                     return Some(step);
                 };
                 self.messages_delivered += 1;
@@ -273,7 +286,8 @@ impl<C: Core> Sim<C> {
                     return Some(step);
                 }
                 self.tick_at.remove(&node);
-                let (Some(n), Some(r)) = (self.nodes.get_mut(&node), self.node_rngs.get_mut(&node)) else {
+                let (Some(n), Some(r)) = (self.nodes.get_mut(&node), self.node_rngs.get_mut(&node))
+                else {
                     return Some(step);
                 };
                 if n.next_tick().is_some_and(|t| t <= self.now) {
@@ -310,7 +324,8 @@ impl<C: Core> Sim<C> {
                     self.now, step.node
                 ));
             }
-            check(self, &step).map_err(|e| format!("at t={}us step {}: {e}", self.now, self.steps))?;
+            check(self, &step)
+                .map_err(|e| format!("at t={}us step {}: {e}", self.now, self.steps))?;
         }
         self.now = self.now.max(until);
         Ok(())

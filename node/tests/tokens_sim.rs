@@ -60,24 +60,25 @@ fn cluster(seed: u64, bugs: Bugs) -> (Sim<TokensNode>, Vec<String>) {
 fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
     let (mut sim, nodes) = cluster(seed, bugs);
     let mut checker = Checker::default();
-    let mut check = |sim: &Sim<TokensNode>, step: &faultline_node::sim::Step| -> Result<(), String> {
-        let mut durable_dirty = false;
-        if let Some(id) = &step.node {
-            if let Some(n) = sim.node(id) {
-                checker.observe(n)?;
-                durable_dirty = true;
+    let mut check =
+        |sim: &Sim<TokensNode>, step: &faultline_node::sim::Step| -> Result<(), String> {
+            let mut durable_dirty = false;
+            if let Some(id) = &step.node {
+                if let Some(n) = sim.node(id) {
+                    checker.observe(n)?;
+                    durable_dirty = true;
+                }
             }
-        }
-        for &i in &step.completed {
-            if let Some((_, Reply::Paid { token, tag })) = &sim.history[i].completed {
-                checker.acknowledge(*token, tag);
+            for &i in &step.completed {
+                if let Some((_, Reply::Paid { token, tag })) = &sim.history[i].completed {
+                    checker.acknowledge(*token, tag);
+                }
             }
-        }
-        if durable_dirty || !step.completed.is_empty() {
-            checker.check_durable(sim.nodes().filter(|n| !sim.is_crashed(n.id_str())))?;
-        }
-        Ok(())
-    };
+            if durable_dirty || !step.completed.is_empty() {
+                checker.check_durable(sim.nodes().filter(|n| !sim.is_crashed(n.id_str())))?;
+            }
+            Ok(())
+        };
 
     // Workload: 40 operations over 3 simulated seconds, overlapping.
     let mut t = 0;
@@ -126,7 +127,13 @@ fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
     let at = sim.now;
     for c in &clients {
         for owner in &nodes {
-            reads.push(sim.invoke_at(at, c, Request::GetTokens { owner: owner.clone() }));
+            reads.push(sim.invoke_at(
+                at,
+                c,
+                Request::GetTokens {
+                    owner: owner.clone(),
+                },
+            ));
         }
     }
     sim.run_until(at + 4 * SECOND, 2_000_000, &mut check)
@@ -157,7 +164,10 @@ fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
         }
     }
     if let Some(t) = seen.iter().position(|&n| n != 1) {
-        return Err(format!("seed {seed}: token {t} has {} owners at quiescence", seen[t]));
+        return Err(format!(
+            "seed {seed}: token {t} has {} owners at quiescence",
+            seen[t]
+        ));
     }
 
     let done: Vec<Done> = sim
@@ -172,14 +182,21 @@ fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
         .collect();
     check_reads(&done).map_err(|e| format!("seed {seed}: {e}"))?;
     if let Some(e) = sim.history.iter().find(|e| e.completed.is_none()) {
-        return Err(format!("seed {seed}: operation never answered: {} {:?} at {}", e.node, e.request, e.invoked));
+        return Err(format!(
+            "seed {seed}: operation never answered: {} {:?} at {}",
+            e.node, e.request, e.invoked
+        ));
     }
     Ok(Outcome {
         ops: sim.history.len(),
         ok: sim
             .history
             .iter()
-            .filter(|e| e.completed.as_ref().is_some_and(|(_, r)| r.outcome() == "ok"))
+            .filter(|e| {
+                e.completed
+                    .as_ref()
+                    .is_some_and(|(_, r)| r.outcome() == "ok")
+            })
             .count(),
         transforms_ok: sim
             .history
@@ -214,13 +231,18 @@ fn errors_counted_as_acks_are_caught() {
         errors_as_acks: true,
         ..Bugs::default()
     };
-    let failures: Vec<String> = (0..300).filter_map(|s| run_seed(s, bugs.clone()).err()).collect();
+    let failures: Vec<String> = (0..300)
+        .filter_map(|s| run_seed(s, bugs.clone()).err())
+        .collect();
     eprintln!(
         "errors-as-acks: {} of 300 seeds violate an invariant; first: {:?}",
         failures.len(),
         failures.first()
     );
-    assert!(!failures.is_empty(), "the harness did not catch errors counted as acks");
+    assert!(
+        !failures.is_empty(),
+        "the harness did not catch errors counted as acks"
+    );
 }
 
 #[test]
@@ -233,11 +255,18 @@ fn a_failing_seed_replays_exactly() {
 /// Replays one seed from `FAULTLINE_SEED` (for debugging a failure).
 #[test]
 fn replay_one_seed() {
-    let Some(seed) = std::env::var("FAULTLINE_SEED").ok().and_then(|s| s.parse().ok()) else {
+    let Some(seed) = std::env::var("FAULTLINE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
         return;
     };
     let t = std::time::Instant::now();
     let r = run_seed(seed, Bugs::default());
-    eprintln!("seed {seed}: {:?} in {:?}", r.as_ref().map(|o| (o.ops, o.ok, o.transforms_ok)), t.elapsed());
+    eprintln!(
+        "seed {seed}: {:?} in {:?}",
+        r.as_ref().map(|o| (o.ops, o.ok, o.transforms_ok)),
+        t.elapsed()
+    );
     r.unwrap();
 }

@@ -109,7 +109,11 @@ impl TestCluster {
             .arg(&file)
             .output()
             .expect("run certs");
-        assert!(out.status.success(), "certs failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "certs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         TestCluster {
             dir,
             file,
@@ -175,18 +179,29 @@ impl TestCluster {
     }
 
     pub async fn get(&self, id: &str, path: &str) -> Option<Value> {
-        let r = self.http.get(format!("{}{path}", self.admin(id))).send().await.ok()?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin(id)))
+            .send()
+            .await
+            .ok()?;
         r.json().await.ok()
     }
 
     pub async fn get_text(&self, id: &str, path: &str) -> Option<String> {
-        let r = self.http.get(format!("{}{path}", self.admin(id))).send().await.ok()?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin(id)))
+            .send()
+            .await
+            .ok()?;
         r.text().await.ok()
     }
 
     /// POST with the cluster secret; returns (status, body).
     pub async fn post(&self, id: &str, path: &str, body: &Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, id, path, Some(body), Some(SECRET)).await
+        self.send(reqwest::Method::POST, id, path, Some(body), Some(SECRET))
+            .await
     }
 
     pub async fn send(
@@ -197,7 +212,9 @@ impl TestCluster {
         body: Option<&Value>,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let mut rb = self.http.request(method, format!("{}{path}", self.admin(id)));
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.admin(id)));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -235,7 +252,10 @@ impl TestCluster {
             }
             return;
         }
-        panic!("cluster not ready within {within:?}; logs in {}", self.dir.display());
+        panic!(
+            "cluster not ready within {within:?}; logs in {}",
+            self.dir.display()
+        );
     }
 
     /// Runs `faultline-node client` with arguments.
@@ -260,5 +280,8 @@ impl Drop for TestCluster {
 
 /// Runs `faultline-node` with arguments (for `check` and `certs`).
 pub fn node(args: &[&str]) -> Output {
-    Command::new(node_bin()).args(args).output().expect("run faultline-node")
+    Command::new(node_bin())
+        .args(args)
+        .output()
+        .expect("run faultline-node")
 }

@@ -18,7 +18,12 @@ fn endpoint() -> quinn::Endpoint {
 
 /// Connects as `identity` (or with no certificate) and tries to talk.
 /// Returns true if the server let the connection live and carry a stream.
-async fn attempt(server: SocketAddr, ca: &Path, identity: Option<&Identity>, payload: &[u8]) -> bool {
+async fn attempt(
+    server: SocketAddr,
+    ca: &Path,
+    identity: Option<&Identity>,
+    payload: &[u8],
+) -> bool {
     let t = TransportFile::default();
     let cfg = match identity {
         Some(id) => id.client_config(&t).expect("client config"),
@@ -50,7 +55,9 @@ async fn attempt(server: SocketAddr, ca: &Path, identity: Option<&Identity>, pay
         let _ = s.finish();
     }
     // A refused peer is closed by the server promptly.
-    tokio::time::timeout(Duration::from_secs(3), conn.closed()).await.is_err()
+    tokio::time::timeout(Duration::from_secs(3), conn.closed())
+        .await
+        .is_err()
 }
 
 async fn metric(c: &TestCluster, id: &str, prefix: &str) -> f64 {
@@ -69,7 +76,9 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     }
     c.wait_ready(Duration::from_secs(20)).await;
     let cluster = config::load(&c.file, Certs::Required).expect("cluster");
-    let s1: SocketAddr = format!("127.0.0.1:{}", c.nodes[0].listen).parse().expect("addr");
+    let s1: SocketAddr = format!("127.0.0.1:{}", c.nodes[0].listen)
+        .parse()
+        .expect("addr");
     let before: Value = c.get("s1", "/state").await.expect("state");
 
     // No client certificate.
@@ -77,8 +86,13 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     // A certificate from another CA, even one that names a real node.
     let other = c.dir.join("other-ca");
     tls::generate_for(&["c1".to_string()], &other).expect("other CA");
-    let foreign = Identity::from_files("c1", &other.join("c1.pem"), &other.join("c1.key"), &cluster.ca_path())
-        .expect("foreign identity");
+    let foreign = Identity::from_files(
+        "c1",
+        &other.join("c1.pem"),
+        &other.join("c1.key"),
+        &cluster.ca_path(),
+    )
+    .expect("foreign identity");
     assert!(!attempt(s1, &cluster.ca_path(), Some(&foreign), b"hello").await);
     // The cluster's CA, but an id the cluster file does not have.
     let same_ca = c.dir.join("same-ca");
@@ -87,8 +101,13 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
         std::fs::copy(cluster.tls_dir.join(f), same_ca.join(f)).expect("copy CA");
     }
     tls::generate_for(&["intruder".to_string()], &same_ca).expect("intruder cert");
-    let intruder = Identity::from_files("intruder", &same_ca.join("intruder.pem"), &same_ca.join("intruder.key"), &cluster.ca_path())
-        .expect("intruder identity");
+    let intruder = Identity::from_files(
+        "intruder",
+        &same_ca.join("intruder.pem"),
+        &same_ca.join("intruder.key"),
+        &cluster.ca_path(),
+    )
+    .expect("intruder identity");
     assert!(!attempt(s1, &cluster.ca_path(), Some(&intruder), b"hello").await);
     assert!(metric(&c, "s1", "faultline_peers_refused_total").await >= 2.0);
 
@@ -106,11 +125,16 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     c.wait_ready(Duration::from_secs(20)).await;
     let t0 = std::time::Instant::now();
     loop {
-        let v = c.op("c1", json!({"op": "pay", "token": 0, "to": "c1"})).await;
+        let v = c
+            .op("c1", json!({"op": "pay", "token": 0, "to": "c1"}))
+            .await;
         if v["outcome"] == "ok" {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "no progress after the attacks: {v}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no progress after the attacks: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(c.alive("s1"));

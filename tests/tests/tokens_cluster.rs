@@ -27,7 +27,13 @@ async fn until_ok(c: &TestCluster, client: &str, body: Value, within: Duration) 
 }
 
 async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
-    let v = until_ok(c, client, json!({"op": "gettokens", "owner": client}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        c,
+        client,
+        json!({"op": "gettokens", "owner": client}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "gettokens({client}): {v}");
     v["reply"]["tokens"]
         .as_array()
@@ -42,25 +48,46 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     c.wait_ready(Duration::from_secs(20)).await;
 
     // The seed's initial state: client i owns the tokens i-1, i+5, ...
-    assert_eq!(owned(&c, "c1").await, vec![0, 6, 12, 18, 24, 30, 36, 42, 48, 54]);
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    assert_eq!(
+        owned(&c, "c1").await,
+        vec![0, 6, 12, 18, 24, 30, 36, 42, 48, 54]
+    );
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 0, "to": "c2"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
     assert_eq!(v["reply"]["tag"]["version"], 2);
     assert!(owned(&c, "c2").await.contains(&0));
 
     // Bad input changes nothing: a token c1 no longer owns, an unknown token.
-    let v = c.op("c1", json!({"op": "pay", "token": 0, "to": "c3"})).await;
+    let v = c
+        .op("c1", json!({"op": "pay", "token": 0, "to": "c3"}))
+        .await;
     assert_eq!(v["reply"]["error"]["error"], "not_owned", "{v}");
-    let v = c.op("c1", json!({"op": "pay", "token": 600, "to": "c3"})).await;
+    let v = c
+        .op("c1", json!({"op": "pay", "token": 600, "to": "c3"}))
+        .await;
     assert_eq!(v["reply"]["error"]["error"], "unknown_token", "{v}");
-    let v = c.op("s1", json!({"op": "pay", "token": 1, "to": "c3"})).await;
+    let v = c
+        .op("s1", json!({"op": "pay", "token": 1, "to": "c3"}))
+        .await;
     assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
     assert!(owned(&c, "c2").await.contains(&0));
 
     // Two of five servers down: still a majority.
     c.kill("s4");
     c.kill("s5");
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 6, "to": "c3"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 6, "to": "c3"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
     assert!(owned(&c, "c3").await.contains(&6));
 
@@ -68,7 +95,9 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     // never a success.
     c.kill("s3");
     let t0 = Instant::now();
-    let v = c.op("c1", json!({"op": "pay", "token": 12, "to": "c3"})).await;
+    let v = c
+        .op("c1", json!({"op": "pay", "token": 12, "to": "c3"}))
+        .await;
     let took = t0.elapsed();
     assert!(matches!(outcome(&v), "failed" | "unknown"), "{v}");
     assert!(took < Duration::from_millis(1500 + 2000), "took {took:?}");
@@ -83,7 +112,13 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
         c.start(id);
     }
     c.wait_ready(Duration::from_secs(20)).await;
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 18, "to": "c4"}), Duration::from_secs(15)).await;
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 18, "to": "c4"}),
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
     // Token 0 went to c2 before any crash; it is still there.
     assert!(owned(&c, "c2").await.contains(&0));
@@ -94,8 +129,14 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     let ops = h["ops"].as_array().expect("ops");
     assert!(ops.len() >= 7, "{h}");
     for o in ops {
-        assert!(o["invoke_us"].as_u64().is_some() && o["complete_us"].as_u64().is_some(), "{o}");
-        assert!(matches!(o["outcome"].as_str(), Some("ok" | "failed" | "unknown")), "{o}");
+        assert!(
+            o["invoke_us"].as_u64().is_some() && o["complete_us"].as_u64().is_some(),
+            "{o}"
+        );
+        assert!(
+            matches!(o["outcome"].as_str(), Some("ok" | "failed" | "unknown")),
+            "{o}"
+        );
     }
 }
 
@@ -108,23 +149,58 @@ async fn transform_moves_roles_and_keeps_every_token() {
     let v = c.op("s1", json!({"op": "transform"})).await;
     assert_eq!(v["reply"]["error"]["error"], "min_servers", "{v}");
 
-    let v = until_ok(&c, "c4", json!({"op": "transform"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c4",
+        json!({"op": "transform"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(v["reply"]["role"], "server", "{v}");
-    assert_eq!(v["reply"]["config"]["servers"].as_array().map(|a| a.len()), Some(4));
-    let v = until_ok(&c, "s1", json!({"op": "transform"}), Duration::from_secs(10)).await;
+    assert_eq!(
+        v["reply"]["config"]["servers"].as_array().map(|a| a.len()),
+        Some(4)
+    );
+    let v = until_ok(
+        &c,
+        "s1",
+        json!({"op": "transform"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(v["reply"]["role"], "client", "{v}");
     // s1 is a client now and may pay; c4 is a server and may not.
-    let v = c.op("c4", json!({"op": "pay", "token": 3, "to": "c1"})).await;
+    let v = c
+        .op("c4", json!({"op": "pay", "token": 3, "to": "c1"}))
+        .await;
     assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "s1"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 0, "to": "s1"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
-    let v = until_ok(&c, "s1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "s1",
+        json!({"op": "pay", "token": 0, "to": "c2"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
 
     // Every token is still owned by exactly one node.
     let mut seen = vec![0; 60];
     for owner in ["s1", "s2", "s3", "c1", "c2", "c3", "c4"] {
-        let v = until_ok(&c, "c1", json!({"op": "gettokens", "owner": owner}), Duration::from_secs(10)).await;
+        let v = until_ok(
+            &c,
+            "c1",
+            json!({"op": "gettokens", "owner": owner}),
+            Duration::from_secs(10),
+        )
+        .await;
         for t in v["reply"]["tokens"].as_array().expect("tokens") {
             seen[t[0].as_u64().expect("id") as usize] += 1;
         }
@@ -152,20 +228,53 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
 
     // Without the bearer token nothing changes.
     let rules = json!({"rules": [{"id": "omit-all", "drop": 1.0}, {"id": "omit-in", "at": "receive", "drop": 1.0}], "lease_ms": 3000});
-    let (status, _) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), None).await;
+    let (status, _) = c
+        .send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), None)
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), Some("wrong-token-xyz")).await;
+    let (status, _) = c
+        .send(
+            reqwest::Method::PUT,
+            "s1",
+            "/faults",
+            Some(&rules),
+            Some("wrong-token-xyz"),
+        )
+        .await;
     assert_eq!(status, 401);
     let (status, body) = c
-        .send(reqwest::Method::PUT, "s1", "/faults", Some(&json!({"rules": [{"to": "nobody", "drop": 0.5}]})), Some(faultline_e2e::SECRET))
+        .send(
+            reqwest::Method::PUT,
+            "s1",
+            "/faults",
+            Some(&json!({"rules": [{"to": "nobody", "drop": 0.5}]})),
+            Some(faultline_e2e::SECRET),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(c.get("s1", "/faults").await.expect("faults")["rules"], json!([]));
+    assert_eq!(
+        c.get("s1", "/faults").await.expect("faults")["rules"],
+        json!([])
+    );
 
     // Omission of s1 (one of three servers) both ways: pays still succeed.
-    let (status, body) = c.send(reqwest::Method::PUT, "s1", "/faults", Some(&rules), Some(faultline_e2e::SECRET)).await;
+    let (status, body) = c
+        .send(
+            reqwest::Method::PUT,
+            "s1",
+            "/faults",
+            Some(&rules),
+            Some(faultline_e2e::SECRET),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 0, "to": "c2"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
     let metrics = c.get_text("s1", "/metrics").await.expect("metrics");
     let injected: f64 = metrics
@@ -185,11 +294,20 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         if f["rules"] == json!([]) {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "lease did not expire: {f}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "lease did not expire: {f}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A later read writes the newer version back everywhere, s1 included.
-    let v = until_ok(&c, "c2", json!({"op": "gettokens", "owner": "c2"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c2",
+        json!({"op": "gettokens", "owner": "c2"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
 }
 
@@ -198,7 +316,13 @@ async fn metrics_follow_prometheus_conventions() {
     let mut c = TestCluster::tokens("metrics", 3, 2, FAST);
     c.start_all();
     c.wait_ready(Duration::from_secs(20)).await;
-    let v = until_ok(&c, "c1", json!({"op": "pay", "token": 0, "to": "c2"}), Duration::from_secs(10)).await;
+    let v = until_ok(
+        &c,
+        "c1",
+        json!({"op": "pay", "token": 0, "to": "c2"}),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(outcome(&v), "ok", "{v}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     for id in ["s1", "c1"] {
@@ -222,10 +346,27 @@ async fn metrics_follow_prometheus_conventions() {
             })
         };
         if id == "s1" {
-            assert!(has("faultline_token_version", &["token=\"0\"", "node=\"s1\""], "2"), "{text}");
+            assert!(
+                has(
+                    "faultline_token_version",
+                    &["token=\"0\"", "node=\"s1\""],
+                    "2"
+                ),
+                "{text}"
+            );
         } else {
-            assert!(has("faultline_ops_total", &["kind=\"pay\"", "outcome=\"ok\"", "node=\"c1\""], "1"), "{text}");
-            assert!(text.contains("faultline_op_duration_seconds_bucket"), "{text}");
+            assert!(
+                has(
+                    "faultline_ops_total",
+                    &["kind=\"pay\"", "outcome=\"ok\"", "node=\"c1\""],
+                    "1"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("faultline_op_duration_seconds_bucket"),
+                "{text}"
+            );
         }
         let promtool = std::process::Command::new("promtool")
             .args(["check", "metrics"])
@@ -237,7 +378,11 @@ async fn metrics_follow_prometheus_conventions() {
             panic!("promtool is not installed (Debian's prometheus package); .ci/run installs it");
         };
         use std::io::Write;
-        p.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        p.stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
         let out = p.wait_with_output().expect("promtool");
         assert!(
             out.status.success(),

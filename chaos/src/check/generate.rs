@@ -185,7 +185,8 @@ pub fn token_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::linearizability::{check, CheckOptions, Verdict};
+    use crate::check::linearizability::{check, check_parallel, CheckOptions, Limit, Verdict};
+    use std::time::Duration;
 
     #[test]
     fn generated_histories_are_linearizable_and_corruptions_are_caught() {
@@ -202,6 +203,9 @@ mod tests {
             assert!(h.iter().any(|o| !o.output.is_known()));
             let r = check(&model, &h, &CheckOptions::default()).expect("well formed");
             assert_eq!(r.verdict, Verdict::Valid, "seed {seed}");
+            let p = check_parallel(&model, &h, &CheckOptions::default(), 2).expect("well formed");
+            assert_eq!(p.verdict, Verdict::Valid, "seed {seed} on two threads");
+            assert_eq!(p.partitions_checked, r.partitions_checked);
 
             // A read of a version that never existed.
             let Some(i) = h
@@ -217,6 +221,14 @@ mod tests {
             assert_eq!(r.verdict, Verdict::Invalid, "seed {seed}");
             let cx = r.counterexample.expect("counter-example");
             assert_eq!(cx.partition, format!("token {}", h[i].input.token));
+            let p = check_parallel(&model, &h, &CheckOptions::default(), 3).expect("well formed");
+            assert_eq!(p.verdict, Verdict::Invalid, "seed {seed} on three threads");
+            assert_eq!(p.counterexample, Some(cx));
+
+            let spent = CheckOptions::with_time_limit(Duration::ZERO);
+            let p = check_parallel(&model, &h, &spent, 2).expect("well formed");
+            assert_eq!(p.verdict, Verdict::Unknown);
+            assert_eq!(p.limit_hit, Some(Limit::Time));
         }
     }
 }

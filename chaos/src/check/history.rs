@@ -135,7 +135,9 @@ impl<I, O> Event<I, O> {
 pub enum HistoryError {
     #[error("client {client}: return at time {time} without an open call")]
     ReturnWithoutCall { client: ClientId, time: Time },
-    #[error("client {client}: call at time {time} while its call at time {open_since} is still open")]
+    #[error(
+        "client {client}: call at time {time} while its call at time {open_since} is still open"
+    )]
     AlreadyOpen {
         client: ClientId,
         time: Time,
@@ -147,7 +149,9 @@ pub enum HistoryError {
         call: Time,
         ret: Time,
     },
-    #[error("client {client}: operation called at time {call} has a known output but no return time")]
+    #[error(
+        "client {client}: operation called at time {call} has a known output but no return time"
+    )]
     KnownOutputWithoutReturn { client: ClientId, call: Time },
 }
 

@@ -330,7 +330,11 @@ fn check_partition<M: Model>(
     outcome
 }
 
-fn summarize(outcomes: Vec<Option<SearchOutcome>>, shared: &Shared, started: Instant) -> CheckResult {
+fn summarize(
+    outcomes: Vec<Option<SearchOutcome>>,
+    shared: &Shared,
+    started: Instant,
+) -> CheckResult {
     let mut result = CheckResult {
         verdict: Verdict::Valid,
         partitions_total: outcomes.len(),
@@ -465,7 +469,11 @@ impl Budget<'_> {
     }
 
     fn sync(&mut self) -> Result<(), Stop> {
-        self.base = self.shared.steps.fetch_add(self.unflushed, Ordering::Relaxed) + self.unflushed;
+        self.base = self
+            .shared
+            .steps
+            .fetch_add(self.unflushed, Ordering::Relaxed)
+            + self.unflushed;
         self.unflushed = 0;
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Stop::Limit(Limit::Time));
@@ -526,10 +534,11 @@ enum Found {
     Linearization,
     /// No linearization within the bound; `prefix` is the longest partial one (local op ids)
     /// and `cut` says whether the bound stopped any move.
-    Nothing { prefix: Vec<u32>, cut: bool },
+    Nothing {
+        prefix: Vec<u32>,
+        cut: bool,
+    },
 }
-
-
 
 /// Local operation ids: known operations `0..known_ops` in call order, then unknown ones in call
 /// order.
@@ -1028,7 +1037,11 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         let describe_op = |local: u32| {
             let o = &self.ops[local as usize];
             let h = &self.history[o.global];
-            (o.global, h, self.model.describe_operation(&h.input, &h.output))
+            (
+                o.global,
+                h,
+                self.model.describe_operation(&h.input, &h.output),
+            )
         };
         let mut state = self.init.clone();
         let mut in_prefix = vec![false; self.ops.len()];
@@ -1413,7 +1426,10 @@ mod tests {
         ];
         let r = run(&Register, &h);
         assert_eq!(r.verdict, Verdict::Invalid);
-        let cx = r.counterexample.clone().expect("invalid has a counter-example");
+        let cx = r
+            .counterexample
+            .clone()
+            .expect("invalid has a counter-example");
         assert_eq!(cx.partition, "all");
         assert_eq!(cx.prefix, vec![0, 1, 2]);
         assert_eq!(cx.final_state, "2");
@@ -1541,7 +1557,10 @@ mod tests {
             assert_eq!(p.verdict, Verdict::Invalid);
             assert_eq!(p.counterexample.map(|c| c.partition), Some("c".to_string()));
         }
-        assert_eq!(run(&KeyValue, &h[..6]).counterexample.map(|c| c.partition), Some("b".into()));
+        assert_eq!(
+            run(&KeyValue, &h[..6]).counterexample.map(|c| c.partition),
+            Some("b".into())
+        );
         assert_eq!(run(&KeyValue, &h[..3]).verdict, Verdict::Valid);
     }
 
@@ -1714,7 +1733,10 @@ mod tests {
             moved += usize::from(lo > 0);
             trimmed += usize::from(end < known_words);
         }
-        assert!(moved > 1000 && trimmed > 1000, "window barely moved: {moved} {trimmed}");
+        assert!(
+            moved > 1000 && trimmed > 1000,
+            "window barely moved: {moved} {trimmed}"
+        );
     }
 
     /// Many concurrent blind writes and unknown cas with no reads to pin them down, then an
@@ -1722,7 +1744,14 @@ mod tests {
     fn hard_register_history() -> Vec<Operation<RI, RO>> {
         let mut h = Vec::new();
         for c in 0..14u64 {
-            h.push(unknown(100 + c, RI::Cas { from: c as i64 % 4, to: (c as i64 + 1) % 4 }, c));
+            h.push(unknown(
+                100 + c,
+                RI::Cas {
+                    from: c as i64 % 4,
+                    to: (c as i64 + 1) % 4,
+                },
+                c,
+            ));
             h.push(ok(c, RI::Write(c as i64 % 3), c, 100, RO::WriteOk));
         }
         h.push(ok(99, RI::Read, 101, 102, RO::ReadOk(Some(42))));
@@ -1749,8 +1778,12 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert_eq!(r.limit_hit, Some(Limit::Cache));
 
-        let r = check(&Register, &h, &CheckOptions::with_time_limit(Duration::ZERO))
-            .expect("well formed");
+        let r = check(
+            &Register,
+            &h,
+            &CheckOptions::with_time_limit(Duration::ZERO),
+        )
+        .expect("well formed");
         assert_eq!(r.verdict, Verdict::Unknown);
         assert_eq!(r.limit_hit, Some(Limit::Time));
     }
@@ -1761,13 +1794,37 @@ mod tests {
         let m = KeyValue;
         let mut h: Vec<Operation<KvInput, KvOutput>> = Vec::new();
         for c in 0..10u64 {
-            h.push(ok(c, KvInput::append("big", format!("{c}")), 0, 50, KvOutput::Done));
-            h.push(ok(c, KvInput::get("big"), 0, 50, KvOutput::Value(format!("{c}"))));
+            h.push(ok(
+                c,
+                KvInput::append("big", format!("{c}")),
+                0,
+                50,
+                KvOutput::Done,
+            ));
+            h.push(ok(
+                c,
+                KvInput::get("big"),
+                0,
+                50,
+                KvOutput::Value(format!("{c}")),
+            ));
         }
         for c in 0..30u64 {
-            h.push(ok(c, KvInput::append("bigger", "z"), 60, 70, KvOutput::Done));
+            h.push(ok(
+                c,
+                KvInput::append("bigger", "z"),
+                60,
+                70,
+                KvOutput::Done,
+            ));
         }
-        h.push(ok(0, KvInput::get("bigger"), 71, 72, KvOutput::Value("q".into())));
+        h.push(ok(
+            0,
+            KvInput::get("bigger"),
+            71,
+            72,
+            KvOutput::Value("q".into()),
+        ));
         let opts = CheckOptions {
             cache_limit: Some(50),
             ..CheckOptions::default()

@@ -18,10 +18,10 @@ pub mod porcupine;
 
 pub use history::{ClientId, Event, HistoryError, Operation, Outcome, Time};
 pub use linearizability::{
-    check, check_parallel, CheckError, CheckOptions, CheckResult, Counterexample, Limit, StepReport, UnplacedOp,
-    Verdict,
+    check, check_parallel, CheckError, CheckOptions, CheckResult, Counterexample, Limit,
+    StepReport, UnplacedOp, Verdict,
 };
 pub use model::{
-    KeyValue, KvInput, KvOp, KvOutput, KvValue, Model, Partition, Register, RegisterInput, RegisterOutput,
-    Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState,
+    KeyValue, KvInput, KvOp, KvOutput, KvValue, Model, Partition, Register, RegisterInput,
+    RegisterOutput, Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState,
 };

@@ -144,9 +144,11 @@ impl Model for Register {
             (RegisterInput::Read, None) => Some(*state),
             (RegisterInput::Read, Some(RegisterOutput::ReadOk(v))) => (v == state).then_some(*v),
             (RegisterInput::Write(v), None | Some(RegisterOutput::WriteOk)) => Some(Some(*v)),
-            (RegisterInput::Cas { from, to }, None) => {
-                Some(if *state == Some(*from) { Some(*to) } else { *state })
-            }
+            (RegisterInput::Cas { from, to }, None) => Some(if *state == Some(*from) {
+                Some(*to)
+            } else {
+                *state
+            }),
             (RegisterInput::Cas { from, to }, Some(RegisterOutput::CasOk)) => {
                 (*state == Some(*from)).then_some(Some(*to))
             }
@@ -160,12 +162,15 @@ impl Model for Register {
     fn is_read_only(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> bool {
         matches!(
             (input, output),
-            (RegisterInput::Read, _)
-                | (RegisterInput::Cas { .. }, Some(RegisterOutput::CasFail))
+            (RegisterInput::Read, _) | (RegisterInput::Cas { .. }, Some(RegisterOutput::CasFail))
         )
     }
 
-    fn describe_operation(&self, input: &RegisterInput, output: &Outcome<RegisterOutput>) -> String {
+    fn describe_operation(
+        &self,
+        input: &RegisterInput,
+        output: &Outcome<RegisterOutput>,
+    ) -> String {
         let call = match input {
             RegisterInput::Read => "read()".to_string(),
             RegisterInput::Write(v) => format!("write({v})"),
@@ -300,8 +305,9 @@ impl ChunkText {
 const KV_HASH_P: u64 = 0x0000_0100_0000_01b3;
 
 fn poly_hash(seed: u64, text: &str) -> u64 {
-    text.bytes()
-        .fold(seed, |h, b| h.wrapping_mul(KV_HASH_P).wrapping_add(u64::from(b)))
+    text.bytes().fold(seed, |h, b| {
+        h.wrapping_mul(KV_HASH_P).wrapping_add(u64::from(b))
+    })
 }
 
 impl KvValue {
@@ -444,12 +450,7 @@ impl Model for KeyValue {
         KvValue::default()
     }
 
-    fn step(
-        &self,
-        state: &KvValue,
-        input: &KvInput,
-        output: Option<&KvOutput>,
-    ) -> Option<KvValue> {
+    fn step(&self, state: &KvValue, input: &KvInput, output: Option<&KvOutput>) -> Option<KvValue> {
         match (&input.op, output) {
             (KvOp::Get, None) => Some(state.clone()),
             (KvOp::Get, Some(KvOutput::Value(v))) => state.equals_str(v).then(|| state.clone()),
@@ -620,13 +621,12 @@ impl Model for Token {
             } else {
                 state.clone()
             }),
-            (TokenOp::Pay { from, to }, Some(TokenOutput::Paid { version })) => (state.owner
-                == *from
-                && *version == state.version + 1)
-                .then(|| TokenState {
+            (TokenOp::Pay { from, to }, Some(TokenOutput::Paid { version })) => {
+                (state.owner == *from && *version == state.version + 1).then(|| TokenState {
                     version: *version,
                     owner: to.clone(),
-                }),
+                })
+            }
             (TokenOp::Pay { from, .. }, Some(TokenOutput::NotOwned)) => {
                 (state.owner != *from).then(|| state.clone())
             }
@@ -645,7 +645,10 @@ impl Model for Token {
         )
     }
 
-    fn partition(&self, history: &[Operation<TokenInput, TokenOutput>]) -> Vec<Partition<TokenState>> {
+    fn partition(
+        &self,
+        history: &[Operation<TokenInput, TokenOutput>],
+    ) -> Vec<Partition<TokenState>> {
         let mut by_token: BTreeMap<TokenId, Vec<usize>> = BTreeMap::new();
         for (i, op) in history.iter().enumerate() {
             by_token.entry(op.input.token).or_default().push(i);
@@ -840,7 +843,10 @@ mod tests {
             m.step(&t0, &pay("2", "3"), Some(&TokenOutput::NotOwned)),
             Some(t0.clone())
         );
-        assert_eq!(m.step(&t0, &pay("1", "3"), Some(&TokenOutput::NotOwned)), None);
+        assert_eq!(
+            m.step(&t0, &pay("1", "3"), Some(&TokenOutput::NotOwned)),
+            None
+        );
         assert_eq!(m.step(&t0, &pay("2", "3"), None), Some(t0.clone()));
         assert_eq!(m.step(&t0, &pay("1", "3"), None), paid);
         let read = TokenInput {

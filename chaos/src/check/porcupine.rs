@@ -56,7 +56,8 @@ pub fn parse_jepsen_etcd(
             continue;
         }
         let mut words = raw.split_whitespace();
-        if (words.next(), words.next(), words.next()) != (Some("INFO"), Some("jepsen.util"), Some("-"))
+        if (words.next(), words.next(), words.next())
+            != (Some("INFO"), Some("jepsen.util"), Some("-"))
         {
             return Err(bad());
         }
@@ -66,15 +67,14 @@ pub fn parse_jepsen_etcd(
         let value: Vec<&str> = words.collect();
         let int = |s: &str| s.parse::<i64>().ok();
         let pair = || match value.as_slice() {
-            [a, b] => Some((
-                int(a.strip_prefix('[')?)?,
-                int(b.strip_suffix(']')?)?,
-            )),
+            [a, b] => Some((int(a.strip_prefix('[')?)?, int(b.strip_suffix(']')?)?)),
             _ => None,
         };
         let time = i as u64;
         match (kind, f, value.as_slice()) {
-            (":invoke", ":read", ["nil"]) => matcher.call(line, process, time, RegisterInput::Read)?,
+            (":invoke", ":read", ["nil"]) => {
+                matcher.call(line, process, time, RegisterInput::Read)?
+            }
             (":invoke", ":write", [v]) => {
                 let v = int(v).ok_or_else(bad)?;
                 matcher.call(line, process, time, RegisterInput::Write(v))?
@@ -89,7 +89,13 @@ pub fn parse_jepsen_etcd(
                 } else {
                     Some(int(v).ok_or_else(bad)?)
                 };
-                matcher.ret(line, process, time, f, Outcome::Ok(RegisterOutput::ReadOk(v)))?
+                matcher.ret(
+                    line,
+                    process,
+                    time,
+                    f,
+                    Outcome::Ok(RegisterOutput::ReadOk(v)),
+                )?
             }
             // The value repeats the argument.
             (":ok", ":write", [v]) if int(v).is_some() => {
@@ -318,12 +324,18 @@ mod tests {
                    INFO  jepsen.util - 5\t:ok\t:read\t4\n";
         let h = parse_jepsen_etcd(log).expect("parses");
         assert_eq!(h.len(), 7);
-        assert_eq!(h[0], Operation::ok(0, RegisterInput::Read, 0, 3, RegisterOutput::ReadOk(None)));
+        assert_eq!(
+            h[0],
+            Operation::ok(0, RegisterInput::Read, 0, 3, RegisterOutput::ReadOk(None))
+        );
         assert_eq!(h[1].output, Outcome::Ok(RegisterOutput::WriteOk));
         assert_eq!(h[2].input, RegisterInput::Cas { from: 3, to: 0 });
         assert_eq!(h[2].output, Outcome::Ok(RegisterOutput::CasFail));
         assert_eq!(h[3], Operation::unknown(0, RegisterInput::Read, 6, Some(7)));
-        assert_eq!(h[4], Operation::unknown(3, RegisterInput::Write(4), 8, None));
+        assert_eq!(
+            h[4],
+            Operation::unknown(3, RegisterInput::Write(4), 8, None)
+        );
         assert_eq!(h[5].output, Outcome::Ok(RegisterOutput::CasOk));
         assert_eq!(h[6].output, Outcome::Ok(RegisterOutput::ReadOk(Some(4))));
     }
@@ -336,7 +348,10 @@ mod tests {
         ));
         assert!(matches!(
             parse_jepsen_etcd("INFO  jepsen.util - 0\t:ok\t:read\tnil\n"),
-            Err(ParseError::ReturnWithoutCall { line: 1, process: 0 })
+            Err(ParseError::ReturnWithoutCall {
+                line: 1,
+                process: 0
+            })
         ));
         let mismatch = "INFO  jepsen.util - 0\t:invoke\t:read\tnil\n\
                         INFO  jepsen.util - 0\t:ok\t:write\t1\n";
@@ -348,7 +363,11 @@ mod tests {
                      INFO  jepsen.util - 0\t:invoke\t:read\tnil\n";
         assert!(matches!(
             parse_jepsen_etcd(twice),
-            Err(ParseError::AlreadyOpen { line: 2, open_since: 1, .. })
+            Err(ParseError::AlreadyOpen {
+                line: 2,
+                open_since: 1,
+                ..
+            })
         ));
         assert!(parse_jepsen_etcd("").expect("empty parses").is_empty());
     }
@@ -362,9 +381,18 @@ mod tests {
                    {:process 1, :type :invoke, :f :put, :key \"5\", :value \"x 1 0 y\"}\n";
         let h = parse_kv(log).expect("parses");
         assert_eq!(h.len(), 3);
-        assert_eq!(h[0], Operation::ok(9, KvInput::append("0", "x 9 0 y"), 0, 2, KvOutput::Done));
-        assert_eq!(h[1], Operation::ok(7, KvInput::get("5"), 1, 3, KvOutput::Value(String::new())));
-        assert_eq!(h[2], Operation::unknown(1, KvInput::put("5", "x 1 0 y"), 4, None));
+        assert_eq!(
+            h[0],
+            Operation::ok(9, KvInput::append("0", "x 9 0 y"), 0, 2, KvOutput::Done)
+        );
+        assert_eq!(
+            h[1],
+            Operation::ok(7, KvInput::get("5"), 1, 3, KvOutput::Value(String::new()))
+        );
+        assert_eq!(
+            h[2],
+            Operation::unknown(1, KvInput::put("5", "x 1 0 y"), 4, None)
+        );
         assert!(matches!(
             parse_kv("{:process 1, :type :info, :f :get, :key \"5\", :value nil}"),
             Err(ParseError::Unrecognized { line: 1, .. })

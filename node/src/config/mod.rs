@@ -346,12 +346,19 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
     if file.system != "tokens" {
         return Err(ctx.err(
             "system",
-            format!("system {:?} is not implemented by this build yet", file.system),
+            format!(
+                "system {:?} is not implemented by this build yet",
+                file.system
+            ),
             "use `system: tokens`",
         ));
     }
     if file.nodes.is_empty() {
-        return Err(ctx.err("nodes", "the cluster has no nodes", "list every node under `nodes:`"));
+        return Err(ctx.err(
+            "nodes",
+            "the cluster has no nodes",
+            "list every node under `nodes:`",
+        ));
     }
     let roles = roles_of(&file.system);
     let mut seen_ids = HashSet::new();
@@ -457,10 +464,18 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         ));
     }
     if clients.is_empty() {
-        return Err(ctx.err("nodes", "the token system needs at least one client", "add a node with role: client"));
+        return Err(ctx.err(
+            "nodes",
+            "the token system needs at least one client",
+            "add a node with role: client",
+        ));
     }
     if t.tokens == 0 {
-        return Err(ctx.err("tokens.tokens", "there must be at least one token", "set tokens: 60"));
+        return Err(ctx.err(
+            "tokens.tokens",
+            "there must be at least one token",
+            "set tokens: 60",
+        ));
     }
     if !t.initial_owners.is_empty() {
         if t.initial_owners.len() != t.tokens {
@@ -506,11 +521,20 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         ));
     }
     if tr.max_frame_bytes < 1024 {
-        return Err(ctx.err("transport.max_frame_bytes", "frames this small cannot carry a table", "use at least 65536"));
+        return Err(ctx.err(
+            "transport.max_frame_bytes",
+            "frames this small cannot carry a table",
+            "use at least 65536",
+        ));
     }
     for (i, r) in file.faults.iter().enumerate() {
-        r.validate(&seen_ids, tokens::MESSAGE_KINDS)
-            .map_err(|m| ctx.err(&format!("faults[{i}]"), m, "see the fault rule reference in README.md"))?;
+        r.validate(&seen_ids, tokens::MESSAGE_KINDS).map_err(|m| {
+            ctx.err(
+                &format!("faults[{i}]"),
+                m,
+                "see the fault rule reference in README.md",
+            )
+        })?;
     }
     let base = ctx.path.parent().unwrap_or(Path::new("."));
     let tls_dir = base.join(&file.tls.dir);
@@ -561,7 +585,12 @@ pub fn describe(c: &Cluster) -> String {
     for n in &c.nodes {
         by_role.entry(&n.role).or_default().push(&n.id);
     }
-    let mut s = format!("{}: system {}, {} nodes\n", c.path.display(), c.file.system, c.nodes.len());
+    let mut s = format!(
+        "{}: system {}, {} nodes\n",
+        c.path.display(),
+        c.file.system,
+        c.nodes.len()
+    );
     for (role, ids) in &by_role {
         s += &format!("  {role} ({}): {}\n", ids.len(), ids.join(", "));
     }
@@ -576,7 +605,11 @@ pub fn describe(c: &Cluster) -> String {
             p.min_servers,
             p.max_servers
         );
-        s += &format!("  op deadline {} ms, retransmit {} ms\n", p.op_deadline_us / 1000, p.retransmit_us / 1000);
+        s += &format!(
+            "  op deadline {} ms, retransmit {} ms\n",
+            p.op_deadline_us / 1000,
+            p.retransmit_us / 1000
+        );
     }
     let t = &c.file.transport;
     s += &format!(

@@ -35,7 +35,11 @@ impl Collector {
                 Some(p)
             }
             Some(Frame::Map { path, key }) => match key.take() {
-                Some(k) => Some(if path.is_empty() { k } else { format!("{path}.{k}") }),
+                Some(k) => Some(if path.is_empty() {
+                    k
+                } else {
+                    format!("{path}.{k}")
+                }),
                 None => {
                     let k = key_text.unwrap_or("?").to_string();
                     let full = if path.is_empty() {
@@ -116,7 +120,8 @@ mod tests {
 
     #[test]
     fn finds_nested_fields() {
-        let text = "system: tokens\nnodes:\n  - id: s1\n    role: server\n  - id: s2\n    role: leader\n";
+        let text =
+            "system: tokens\nnodes:\n  - id: s1\n    role: server\n  - id: s2\n    role: leader\n";
         let m = positions(text);
         assert_eq!(m.get("system"), Some(&Pos { line: 1, col: 1 }));
         assert_eq!(m.get("nodes[1].role").map(|p| p.line), Some(6));

@@ -27,7 +27,10 @@ pub async fn serve(listener: tokio::net::TcpListener, handle: Shared) {
         .route("/state", get(state))
         .route("/history", get(history))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/faults", get(get_faults).put(put_faults).delete(delete_faults))
+        .route(
+            "/faults",
+            get(get_faults).put(put_faults).delete(delete_faults),
+        )
         .route("/ops", post(post_op))
         .route("/load", post(post_load))
         .with_state(handle);
@@ -41,7 +44,7 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// Compares the bearer token without an early exit on the first difference.
-fn authorized(h: &Handle<TokensNode>, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(h: &Handle<TokensNode>, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -57,10 +60,10 @@ fn authorized(h: &Handle<TokensNode>, headers: &HeaderMap) -> Result<(), Respons
     if ok {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (the cluster secret)",
-        ))
+        )))
     }
 }
 
@@ -99,7 +102,7 @@ struct PutFaults {
 
 async fn put_faults(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorized(&h, &headers) {
-        return r;
+        return *r;
     }
     let req: PutFaults = match serde_json::from_str(&body) {
         Ok(r) => r,
@@ -118,7 +121,7 @@ async fn put_faults(State(h): State<Shared>, headers: HeaderMap, body: String) -
 
 async fn delete_faults(State(h): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&h, &headers) {
-        return r;
+        return *r;
     }
     h.faults.clear();
     Json(h.faults.status()).into_response()
@@ -127,7 +130,7 @@ async fn delete_faults(State(h): State<Shared>, headers: HeaderMap) -> Response 
 /// Runs one client operation and records it in the history.
 async fn post_op(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorized(&h, &headers) {
-        return r;
+        return *r;
     }
     let value: serde_json::Value = match serde_json::from_str(&body) {
         Ok(v) => v,
@@ -162,7 +165,7 @@ async fn post_op(State(h): State<Shared>, headers: HeaderMap, body: String) -> R
 
 async fn post_load(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorized(&h, &headers) {
-        return r;
+        return *r;
     }
     let spec: loadgen::LoadSpec = match serde_json::from_str(&body) {
         Ok(s) => s,

@@ -83,7 +83,8 @@ impl FaultControl {
         FaultStatus {
             node: self.node.clone(),
             rules,
-            lease_remaining_ms: lease.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+            lease_remaining_ms: lease
+                .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
         }
     }
 

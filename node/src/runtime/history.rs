@@ -55,7 +55,9 @@ pub struct HistoryDump {
 impl History {
     /// Records an invocation; returns its id for [`History::complete`].
     pub fn invoke(&self, client: &str, kind: &str, request: serde_json::Value) -> u64 {
-        let Ok(mut h) = self.inner.lock() else { return 0 };
+        let Ok(mut h) = self.inner.lock() else {
+            return 0;
+        };
         h.next += 1;
         let id = h.next;
         h.running.insert(

@@ -11,8 +11,8 @@ use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +102,13 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
     let mut tasks = Vec::new();
     // One refresher keeps the pool topped up with tokens paid to us.
     {
-        let (h, shared, refilled, hungry, me) = (h.clone(), shared.clone(), refilled.clone(), hungry.clone(), me.clone());
+        let (h, shared, refilled, hungry, me) = (
+            h.clone(),
+            shared.clone(),
+            refilled.clone(),
+            hungry.clone(),
+            me.clone(),
+        );
         let (record, low) = (spec.record, spec.concurrency.div_ceil(2));
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
@@ -141,7 +147,13 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
         }));
     }
     for w in 0..spec.concurrency {
-        let (h, shared, refilled, hungry, targets) = (h.clone(), shared.clone(), refilled.clone(), hungry.clone(), targets.clone());
+        let (h, shared, refilled, hungry, targets) = (
+            h.clone(),
+            shared.clone(),
+            refilled.clone(),
+            hungry.clone(),
+            targets.clone(),
+        );
         let record = spec.record;
         tasks.push(tokio::spawn(async move {
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(w as u64);
@@ -155,7 +167,8 @@ pub async fn run(h: Arc<Handle<TokensNode>>, spec: LoadSpec) -> LoadStats {
                 });
                 let Some(token) = token else {
                     hungry.notify_one();
-                    let _ = tokio::time::timeout(Duration::from_millis(5), refilled.notified()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(5), refilled.notified()).await;
                     continue;
                 };
                 let to = targets.choose(&mut rng).cloned().unwrap_or_default();
@@ -211,9 +224,11 @@ async fn call(h: &Handle<TokensNode>, record: bool, request: Request) -> Option<
         return h.call(request).await;
     }
     let kind = TokensNode::request_kind(&request);
-    let id = h
-        .history
-        .invoke(&h.id, kind, serde_json::to_value(&request).unwrap_or_default());
+    let id = h.history.invoke(
+        &h.id,
+        kind,
+        serde_json::to_value(&request).unwrap_or_default(),
+    );
     let reply = h.call(request).await?;
     h.history.complete(
         id,

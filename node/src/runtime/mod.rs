@@ -59,7 +59,10 @@ impl Exports for TokensNode {
                     m.token_version
                         .with_label_values(&[&t])
                         .set(s.tag.version as i64);
-                    let owner = nodes.iter().position(|n| *n == s.owner).map_or(-1, |p| p as i64);
+                    let owner = nodes
+                        .iter()
+                        .position(|n| *n == s.owner)
+                        .map_or(-1, |p| p as i64);
                     m.token_owner.with_label_values(&[&t]).set(owner);
                 }
             }
@@ -112,6 +115,9 @@ impl<C: Core> Handle<C> {
     }
 }
 
+/// Messages held for reordering, each with the time it must be released.
+type Held<M> = Vec<(Instant, M)>;
+
 /// A message the fault layer is holding back, released later into the loop.
 enum Deferred<M> {
     Send { to: String, msg: M },
@@ -131,7 +137,7 @@ struct Driver<C: Exports> {
     pending: HashMap<ReqId, (oneshot::Sender<C::Reply>, Instant, &'static str)>,
     deferred: mpsc::UnboundedSender<Deferred<C::Msg>>,
     /// Reorder buffers per (side, peer): release deadline and message.
-    held: HashMap<(Side, String), Vec<(Instant, C::Msg)>>,
+    held: HashMap<(Side, String), Held<C::Msg>>,
     out: Outbox<C>,
 }
 
@@ -148,10 +154,13 @@ impl<C: Exports> Driver<C> {
                 self.core
                     .on_message(now, &from, msg, &mut self.rng, &mut self.out);
             } else {
-                self.defer(delay, Deferred::Deliver {
-                    from: from.clone(),
-                    msg,
-                });
+                self.defer(
+                    delay,
+                    Deferred::Deliver {
+                        from: from.clone(),
+                        msg,
+                    },
+                );
             }
         }
     }
@@ -183,7 +192,7 @@ impl<C: Exports> Driver<C> {
     }
 
     /// Lets held messages go, shuffled by the link's RNG.
-    fn release(&mut self, side: Side, peer: &str, held: Vec<(Instant, C::Msg)>) {
+    fn release(&mut self, side: Side, peer: &str, held: Held<C::Msg>) {
         let mut msgs: Vec<C::Msg> = held.into_iter().map(|(_, m)| m).collect();
         self.faults.shuffle(peer, side, &mut msgs);
         for msg in msgs {
@@ -227,10 +236,13 @@ impl<C: Exports> Driver<C> {
             if delay.is_zero() {
                 self.mesh.send(to, &msg);
             } else {
-                self.defer(delay, Deferred::Send {
-                    to: to.to_string(),
-                    msg,
-                });
+                self.defer(
+                    delay,
+                    Deferred::Send {
+                        to: to.to_string(),
+                        msg,
+                    },
+                );
             }
         }
     }
@@ -435,8 +447,9 @@ pub async fn run(cluster: Cluster, id: &str, opts: RunOptions) -> anyhow::Result
 }
 
 fn seed_of(id: &str) -> u64 {
-    id.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 async fn wait_for_signal() {

@@ -147,7 +147,8 @@ fn decode_all<R: DeserializeOwned>(bytes: &[u8]) -> (Vec<R>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= 8 {
-        let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let len =
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
         let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
         let Some(body) = bytes.get(at + 8..at + 8 + len) else {
             break;
@@ -179,7 +180,10 @@ mod tests {
             w.append(&[(3, "c".into())]).unwrap();
         }
         // Simulate a crash in the middle of a write.
-        let mut f = OpenOptions::new().append(true).open(dir.join("wal.log")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("wal.log"))
+            .unwrap();
         f.write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
         drop(f);
         let (mut w, recs) = Wal::<(u32, String)>::open(&dir, false).unwrap();

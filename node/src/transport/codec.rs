@@ -72,9 +72,18 @@ mod tests {
         encode_into(&b, &mut buf).unwrap();
         let mut r = &buf[..];
         let mut s = Vec::new();
-        assert_eq!(read_frame::<Msg, _>(&mut r, 1024, &mut s).await.unwrap(), Some(a));
-        assert_eq!(read_frame::<Msg, _>(&mut r, 1024, &mut s).await.unwrap(), Some(b));
-        assert!(read_frame::<Msg, _>(&mut r, 1024, &mut s).await.unwrap().is_none());
+        assert_eq!(
+            read_frame::<Msg, _>(&mut r, 1024, &mut s).await.unwrap(),
+            Some(a)
+        );
+        assert_eq!(
+            read_frame::<Msg, _>(&mut r, 1024, &mut s).await.unwrap(),
+            Some(b)
+        );
+        assert!(read_frame::<Msg, _>(&mut r, 1024, &mut s)
+            .await
+            .unwrap()
+            .is_none());
 
         let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
         let mut r = &garbage[..];

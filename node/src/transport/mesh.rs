@@ -183,7 +183,11 @@ where
             Ok(()) => {
                 if let Ok(mut m) = peer.sent.lock() {
                     m.entry(kind)
-                        .or_insert_with(|| self.metrics.messages_sent.with_label_values(&[&peer.id, kind]))
+                        .or_insert_with(|| {
+                            self.metrics
+                                .messages_sent
+                                .with_label_values(&[&peer.id, kind])
+                        })
                         .inc();
                 }
             }
@@ -201,8 +205,10 @@ where
 
     /// Closes every connection and waits briefly for the close to be sent.
     pub async fn shutdown(&self) {
-        self.endpoint
-            .close(CLOSE_SHUTDOWN.into(), format!("{} shutting down", self.me).as_bytes());
+        self.endpoint.close(
+            CLOSE_SHUTDOWN.into(),
+            format!("{} shutting down", self.me).as_bytes(),
+        );
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 }
@@ -252,8 +258,11 @@ async fn dialer<M>(
 
 /// Accepts connections, maps each to a node id by its certificate, and
 /// refuses any peer that is not a node of this cluster.
-async fn acceptor<M>(endpoint: quinn::Endpoint, peers: HashMap<String, Arc<Peer>>, shared: Arc<Shared<M>>)
-where
+async fn acceptor<M>(
+    endpoint: quinn::Endpoint,
+    peers: HashMap<String, Arc<Peer>>,
+    shared: Arc<Shared<M>>,
+) where
     M: DeserializeOwned + MessageKind + Send + 'static,
 {
     while let Some(incoming) = endpoint.accept().await {
@@ -272,7 +281,8 @@ where
                     return;
                 }
             };
-            let Some(peer) = tls::peer_id(&conn, &shared.ids).and_then(|id| peers.get(&id).cloned())
+            let Some(peer) =
+                tls::peer_id(&conn, &shared.ids).and_then(|id| peers.get(&id).cloned())
             else {
                 shared
                     .metrics
@@ -314,12 +324,21 @@ where
                     break;
                 }
             };
-            tokio::spawn(read_stream(stream, conn.clone(), peer.id.clone(), shared.clone()));
+            tokio::spawn(read_stream(
+                stream,
+                conn.clone(),
+                peer.id.clone(),
+                shared.clone(),
+            ));
         }
         let current = peer.conn.borrow().as_ref().map(|c| c.stable_id());
         if current == Some(conn.stable_id()) {
             peer.conn.send_replace(None);
-            shared.metrics.connections.with_label_values(&[&peer.id]).set(0);
+            shared
+                .metrics
+                .connections
+                .with_label_values(&[&peer.id])
+                .set(0);
         }
         shared
             .metrics
@@ -329,8 +348,12 @@ where
     });
 }
 
-async fn read_stream<M>(stream: quinn::RecvStream, conn: quinn::Connection, peer: String, shared: Arc<Shared<M>>)
-where
+async fn read_stream<M>(
+    stream: quinn::RecvStream,
+    conn: quinn::Connection,
+    peer: String,
+    shared: Arc<Shared<M>>,
+) where
     M: DeserializeOwned + MessageKind + Send + 'static,
 {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
@@ -342,7 +365,12 @@ where
                 let kind = msg.kind();
                 received
                     .entry(kind)
-                    .or_insert_with(|| shared.metrics.messages_received.with_label_values(&[&peer, kind]))
+                    .or_insert_with(|| {
+                        shared
+                            .metrics
+                            .messages_received
+                            .with_label_values(&[&peer, kind])
+                    })
                     .inc();
                 if shared
                     .inbound
@@ -359,7 +387,11 @@ where
             Ok(None) => return,
             Err(FrameError::Io(_)) => return,
             Err(e) => {
-                shared.metrics.frame_errors.with_label_values(&[&peer]).inc();
+                shared
+                    .metrics
+                    .frame_errors
+                    .with_label_values(&[&peer])
+                    .inc();
                 tracing::warn!(peer = %peer, me = %shared.me, error = %e, "bad frame; closing the connection");
                 conn.close(CLOSE_BAD_FRAME.into(), b"bad frame");
                 return;

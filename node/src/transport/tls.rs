@@ -61,7 +61,9 @@ pub fn generate(cluster: &Cluster, out: &Path) -> Result<Vec<PathBuf>, TlsError>
 
 /// Like [`generate`], for an explicit list of ids.
 pub fn generate_for(ids: &[String], out: &Path) -> Result<Vec<PathBuf>, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     std::fs::create_dir_all(out).map_err(|source| TlsError::Write {
         path: out.to_path_buf(),
         source,
@@ -84,7 +86,9 @@ pub fn generate_for(ids: &[String], out: &Path) -> Result<Vec<PathBuf>, TlsError
     for id in ids {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![id.clone()])?;
-        params.distinguished_name.push(DnType::CommonName, id.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, id.as_str());
         let cert = params.signed_by(&key, &issuer)?;
         let (c, k) = (out.join(format!("{id}.pem")), out.join(format!("{id}.key")));
         write(&c, &cert.pem())?;
@@ -106,7 +110,12 @@ pub struct Identity {
 
 impl Identity {
     pub fn load(cluster: &Cluster, id: &str) -> Result<Self, TlsError> {
-        Self::from_files(id, &cluster.cert_path(id), &cluster.key_path(id), &cluster.ca_path())
+        Self::from_files(
+            id,
+            &cluster.cert_path(id),
+            &cluster.key_path(id),
+            &cluster.ca_path(),
+        )
     }
 
     pub fn from_files(id: &str, cert: &Path, key: &Path, ca: &Path) -> Result<Self, TlsError> {
@@ -163,7 +172,10 @@ impl Identity {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.certs.clone(), PrivateKeyDer::Pkcs8(self.key.clone_key()))?;
+            .with_single_cert(
+                self.certs.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         tls.max_early_data_size = 0;
         let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -176,7 +188,10 @@ impl Identity {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(self.certs.clone(), PrivateKeyDer::Pkcs8(self.key.clone_key()))?;
+            .with_client_auth_cert(
+                self.certs.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));

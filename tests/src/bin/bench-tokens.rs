@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -29,7 +32,11 @@ async fn load_all(c: &TestCluster, ms: u64, workers: usize) -> Vec<Value> {
     let clients = c.ids("client");
     let body = json!({"duration_ms": ms, "concurrency": workers, "record": false});
     let runs = clients.iter().map(|id| c.post(id, "/load", &body));
-    futures::future::join_all(runs).await.into_iter().map(|(_, v)| v).collect()
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -41,16 +48,32 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("token pays on loopback: 6 clients x {workers} workers, {secs} s per size, binaries in {}", faultline_e2e::bin_dir().display());
-    println!("{:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}", "servers", "pays/s", "p50 ms", "p99 ms", "max ms", "failed", "unknown", "server RSS MB");
+    println!(
+        "token pays on loopback: 6 clients x {workers} workers, {secs} s per size, binaries in {}",
+        faultline_e2e::bin_dir().display()
+    );
+    println!(
+        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
+        "servers", "pays/s", "p50 ms", "p99 ms", "max ms", "failed", "unknown", "server RSS MB"
+    );
     for n in sizes {
         let mut c = TestCluster::tokens(&format!("bench{n}"), n, 6, "");
         c.start_all();
         c.wait_ready(Duration::from_secs(30)).await;
         load_all(&c, 1000, workers).await; // warm-up: connections, allocator
         let stats = load_all(&c, secs * 1000, workers).await;
-        let sum = |k: &str| stats.iter().map(|s| s[k].as_f64().unwrap_or(0.0)).sum::<f64>();
-        let max = |k: &str| stats.iter().map(|s| s[k].as_f64().unwrap_or(0.0)).fold(0.0, f64::max);
+        let sum = |k: &str| {
+            stats
+                .iter()
+                .map(|s| s[k].as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+        };
+        let max = |k: &str| {
+            stats
+                .iter()
+                .map(|s| s[k].as_f64().unwrap_or(0.0))
+                .fold(0.0, f64::max)
+        };
         let mean = |k: &str| sum(k) / stats.len().max(1) as f64;
         let rss = c
             .ids("server")

@@ -60,7 +60,10 @@ enum Goal {
 
 /// What a write phase completes.
 enum Then {
-    Paid { token: TokenId, tag: Tag },
+    Paid {
+        token: TokenId,
+        tag: Tag,
+    },
     NotOwned(TokenId),
     Tokens {
         owner: NodeId,
@@ -134,11 +137,23 @@ impl TokensNode {
                     let Goal::Pay { to, .. } = &goal else { return };
                     let (phase, entry) = self.pay_phase(token, to.clone(), prev, out);
                     let rid = self.start_op(now, req, goal, phase, true, out);
-                    if let Some(op) = self.ops.by_rid.get(&rid).and_then(|r| self.ops.ops.get_mut(r)) {
+                    if let Some(op) = self
+                        .ops
+                        .by_rid
+                        .get(&rid)
+                        .and_then(|r| self.ops.ops.get_mut(r))
+                    {
                         op.pay_write = Some(entry);
                     }
                 } else {
-                    self.start_op(now, req, goal, read_phase(Selection::One(token)), false, out);
+                    self.start_op(
+                        now,
+                        req,
+                        goal,
+                        read_phase(Selection::One(token)),
+                        false,
+                        out,
+                    );
                 }
             }
             Request::GetTokens { owner } => {
@@ -210,7 +225,13 @@ impl TokensNode {
     }
 
     /// The write phase of a pay of `token` to `to` whose current tag is `prev`.
-    fn pay_phase(&mut self, token: TokenId, to: NodeId, prev: Tag, out: &mut Outbox<Self>) -> (Phase, WriteEntry) {
+    fn pay_phase(
+        &mut self,
+        token: TokenId,
+        to: NodeId,
+        prev: Tag,
+        out: &mut Outbox<Self>,
+    ) -> (Phase, WriteEntry) {
         let tag = Tag {
             version: prev.version + 1,
             writer: self.id.clone(),
@@ -222,7 +243,10 @@ impl TokensNode {
             owner: to,
             prev: Some(prev),
         };
-        (write_phase(vec![entry.clone()], Then::Paid { token, tag }), entry)
+        (
+            write_phase(vec![entry.clone()], Then::Paid { token, tag }),
+            entry,
+        )
     }
 
     /// Registers an operation in its first phase and sends it; returns its rid.
@@ -314,7 +338,13 @@ impl TokensNode {
         }
     }
 
-    pub(super) fn client_write_ok(&mut self, now: Time, from: &NodeId, rid: u64, out: &mut Outbox<Self>) {
+    pub(super) fn client_write_ok(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        rid: u64,
+        out: &mut Outbox<Self>,
+    ) {
         let Some(&req) = self.ops.by_rid.get(&rid) else {
             return;
         };
@@ -453,7 +483,11 @@ impl TokensNode {
                     .map(|(t, (s, _))| (*t, s.tag.clone()))
                     .collect();
                 let owner = owner.clone();
-                let then = Then::Tokens { owner, tokens, mine };
+                let then = Then::Tokens {
+                    owner,
+                    tokens,
+                    mine,
+                };
                 (write_phase(write_back, then), false, None)
             }
         };
@@ -475,7 +509,14 @@ impl TokensNode {
             if entries.is_empty() {
                 return self.finish_then(now, req, then, out);
             }
-            return self.enter_phase_raw(now, req, write_phase(entries, then), wrote, pay_write, out);
+            return self.enter_phase_raw(
+                now,
+                req,
+                write_phase(entries, then),
+                wrote,
+                pay_write,
+                out,
+            );
         }
         self.enter_phase_raw(now, req, phase, wrote, pay_write, out);
     }
@@ -517,7 +558,11 @@ impl TokensNode {
                 let phase = read_phase(Selection::One(token));
                 self.enter_phase(now, req, phase, false, None, out);
             }
-            Then::Tokens { owner, tokens, mine } => {
+            Then::Tokens {
+                owner,
+                tokens,
+                mine,
+            } => {
                 if owner == self.id {
                     self.ops.owned.extend(mine);
                 }
@@ -529,7 +574,15 @@ impl TokensNode {
                     Some(Goal::Pay { to, .. }) => to.clone(),
                     _ => return,
                 };
-                self.complete(now, req, Reply::Paid { token, tag: tag.clone() }, out);
+                self.complete(
+                    now,
+                    req,
+                    Reply::Paid {
+                        token,
+                        tag: tag.clone(),
+                    },
+                    out,
+                );
                 if to == self.id {
                     self.on_gift(&to, token, tag);
                 } else {
@@ -559,7 +612,9 @@ impl TokensNode {
             return;
         };
         self.ops.by_rid.remove(&op.rid);
-        if let (Goal::Pay { token, .. }, Reply::Unknown { .. }, Some(w)) = (&op.goal, &reply, op.pay_write) {
+        if let (Goal::Pay { token, .. }, Reply::Unknown { .. }, Some(w)) =
+            (&op.goal, &reply, op.pay_write)
+        {
             self.ops.unresolved.insert(*token, w.clone());
             out.records.push(Record::Unresolved { entry: w });
         }

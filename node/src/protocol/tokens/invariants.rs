@@ -32,7 +32,10 @@ impl Checker {
         for (t, s) in table.iter().enumerate() {
             let t = t as TokenId;
             if !node.params().nodes.contains(&s.owner) {
-                return Err(format!("{id}: token {t} owned by unknown node {:?}", s.owner));
+                return Err(format!(
+                    "{id}: token {t} owned by unknown node {:?}",
+                    s.owner
+                ));
             }
             match self.owners.get(&(t, s.tag.clone())) {
                 Some(o) if *o != s.owner => {
@@ -69,7 +72,10 @@ impl Checker {
 
     /// Every acknowledged pay must be seen by any read quorum of any
     /// configuration that can still form one among its serving members.
-    pub fn check_durable<'a>(&self, up: impl Iterator<Item = &'a TokensNode>) -> Result<(), String> {
+    pub fn check_durable<'a>(
+        &self,
+        up: impl Iterator<Item = &'a TokensNode>,
+    ) -> Result<(), String> {
         let mut by_epoch: HashMap<u64, (Config, Vec<&[TokenState]>)> = HashMap::new();
         for n in up {
             if !n.is_serving() {
@@ -147,7 +153,7 @@ pub fn check_reads(ops: &[Done<'_>]) -> Result<(), String> {
                 continue;
             }
             let seen = tokens.iter().find(|(t, _)| t == token);
-            if !seen.is_some_and(|(_, v)| *v >= tag.version) {
+            if seen.is_none_or(|(_, v)| *v < tag.version) {
                 return Err(format!(
                     "pay of token {token} to {owner} by {} acknowledged at {p_end}us (version {}) is missing from gettokens({owner}) invoked at {}us by {}: saw {:?}",
                     p.node, tag.version, r.invoked, r.node, seen

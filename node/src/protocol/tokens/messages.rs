@@ -182,15 +182,28 @@ impl Request {
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Reply {
     /// The pay is durable at a majority: `tag` is the token's new version.
-    Paid { token: TokenId, tag: Tag },
+    Paid {
+        token: TokenId,
+        tag: Tag,
+    },
     /// The owner's tokens with their versions, read atomically.
-    Tokens { owner: NodeId, tokens: Vec<(TokenId, u64)> },
+    Tokens {
+        owner: NodeId,
+        tokens: Vec<(TokenId, u64)>,
+    },
     /// The node now has the role named, in the configuration given.
-    Transformed { role: String, config: Config },
-    Failed { error: OpError },
+    Transformed {
+        role: String,
+        config: Config,
+    },
+    Failed {
+        error: OpError,
+    },
     /// The operation may or may not have taken effect; it will never take
     /// effect later than its next write by the same client.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 impl Reply {
@@ -229,10 +242,16 @@ impl fmt::Display for OpError {
             OpError::ServersCannotPay => write!(f, "servers cannot initiate payments"),
             OpError::ServersCannotGetTokens => write!(f, "servers cannot send gettokens requests"),
             OpError::MinServers(n) => {
-                write!(f, "minimum server count ({n}) reached; cannot transform to client")
+                write!(
+                    f,
+                    "minimum server count ({n}) reached; cannot transform to client"
+                )
             }
             OpError::MaxServers(n) => {
-                write!(f, "maximum server count ({n}) reached; cannot transform to server")
+                write!(
+                    f,
+                    "maximum server count ({n}) reached; cannot transform to server"
+                )
             }
             OpError::NoQuorum(what) => write!(f, "no majority answered: {what}"),
             OpError::Conflict(what) => write!(f, "{what}"),
@@ -244,18 +263,39 @@ impl fmt::Display for OpError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A server applied a write.
-    Token { token: TokenId, state: TokenState },
+    Token {
+        token: TokenId,
+        state: TokenState,
+    },
     /// This node installed `config` as a server with this full table.
-    Installed { config: Config, tokens: Vec<TokenState> },
+    Installed {
+        config: Config,
+        tokens: Vec<TokenState>,
+    },
     /// This node learned `config` and is not one of its serving members.
-    Learned { config: Config },
-    Promised { epoch: u64, ballot: BallotNo },
-    Accepted { epoch: u64, ballot: BallotNo, config: Config },
+    Learned {
+        config: Config,
+    },
+    Promised {
+        epoch: u64,
+        ballot: BallotNo,
+    },
+    Accepted {
+        epoch: u64,
+        ballot: BallotNo,
+        config: Config,
+    },
     /// Nonces below this value may have been used.
-    NonceReserved { upto: u64 },
+    NonceReserved {
+        upto: u64,
+    },
     /// A pay ended unknown; its write must be completed before the client
     /// writes the token again.
-    Unresolved { entry: WriteEntry },
+    Unresolved {
+        entry: WriteEntry,
+    },
     /// That write is now at a majority.
-    Resolved { token: TokenId },
+    Resolved {
+        token: TokenId,
+    },
 }

@@ -16,10 +16,10 @@
 //! The safety argument is in `docs/tokens.md`.
 
 mod client;
+pub mod invariants;
 mod messages;
 mod node;
 mod reconfig;
-pub mod invariants;
 
 pub use messages::*;
 pub use node::TokensNode;

@@ -166,7 +166,9 @@ impl TokensNode {
                     _ => {}
                 }
             }
-            Msg::Prepare { rid, epoch, ballot } => self.on_prepare(now, from, rid, epoch, ballot, out),
+            Msg::Prepare { rid, epoch, ballot } => {
+                self.on_prepare(now, from, rid, epoch, ballot, out)
+            }
             Msg::Accept {
                 rid,
                 ballot,
@@ -212,7 +214,14 @@ impl TokensNode {
         self.send(to, Msg::Refused { rid, why }, out);
     }
 
-    fn on_read(&mut self, from: &NodeId, rid: u64, epoch: u64, sel: Selection, out: &mut Outbox<Self>) {
+    fn on_read(
+        &mut self,
+        from: &NodeId,
+        rid: u64,
+        epoch: u64,
+        sel: Selection,
+        out: &mut Outbox<Self>,
+    ) {
         if let Err(why) = self.serve_check(epoch) {
             return self.refuse(from, rid, why, out);
         }
@@ -221,7 +230,12 @@ impl TokensNode {
             Selection::One(t) => match table.get(t as usize) {
                 Some(s) => vec![(t, s.clone())],
                 None => {
-                    return self.refuse(from, rid, Refusal::Invalid(format!("unknown token {t}")), out)
+                    return self.refuse(
+                        from,
+                        rid,
+                        Refusal::Invalid(format!("unknown token {t}")),
+                        out,
+                    )
                 }
             },
             Selection::All => table
@@ -245,7 +259,10 @@ impl TokensNode {
         }
         let Some(prev) = &e.prev else { return Ok(()) };
         if e.tag.writer != *from || e.tag.version != prev.version + 1 {
-            return Err(Refusal::Invalid(format!("malformed tag for token {}", e.token)));
+            return Err(Refusal::Invalid(format!(
+                "malformed tag for token {}",
+                e.token
+            )));
         }
         if self.config.is_server(&e.owner) {
             return Err(Refusal::Invalid(format!("{} is not a client", e.owner)));
@@ -267,14 +284,18 @@ impl TokensNode {
         if let Err(why) = self.serve_check(epoch) {
             return self.refuse(from, rid, why, out);
         }
-        let Some(table) = self.table.as_ref() else { return };
+        let Some(table) = self.table.as_ref() else {
+            return;
+        };
         if let Some(why) = entries
             .iter()
             .find_map(|e| self.validate(from, table, e).err())
         {
             return self.refuse(from, rid, why, out);
         }
-        let Some(table) = self.table.as_mut() else { return };
+        let Some(table) = self.table.as_mut() else {
+            return;
+        };
         for e in entries {
             let local = &mut table[e.token as usize];
             if e.tag > local.tag {
@@ -504,7 +525,12 @@ impl TokensNode {
             return None;
         }
         let n = self.config.servers.len().max(1) as u64;
-        let rank = self.config.servers.iter().position(|s| *s == self.id).unwrap_or(0) as u64;
+        let rank = self
+            .config
+            .servers
+            .iter()
+            .position(|s| *s == self.id)
+            .unwrap_or(0) as u64;
         let base = self.params.reconfig_recovery_us;
         Some(since + base + base * rank / n)
     }
@@ -657,7 +683,9 @@ impl Core for TokensNode {
             self.ops
                 .unresolved
                 .values()
-                .map(|entry| Record::Unresolved { entry: entry.clone() }),
+                .map(|entry| Record::Unresolved {
+                    entry: entry.clone(),
+                }),
         );
         out
     }

@@ -33,9 +33,12 @@ pub(super) struct Coordinator {
     backoff: u64,
 }
 
+/// A promise's table and the configuration its sender accepted, if any.
+type PromiseData = (Vec<TokenState>, Option<(BallotNo, Config)>);
+
 enum Phase {
     Prepare {
-        promises: BTreeMap<NodeId, (Vec<TokenState>, Option<(BallotNo, Config)>)>,
+        promises: BTreeMap<NodeId, PromiseData>,
     },
     Accept {
         value: Config,
@@ -224,13 +227,24 @@ impl TokensNode {
         self.coord_transmit(now, out);
     }
 
-    pub(super) fn coord_accepted(&mut self, now: Time, from: &NodeId, rid: u64, out: &mut Outbox<Self>) {
+    pub(super) fn coord_accepted(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        rid: u64,
+        out: &mut Outbox<Self>,
+    ) {
         let Some(c) = self.coord_for(rid) else { return };
         if !c.base.is_server(from) {
             return;
         }
         let majority = c.base.majority();
-        let Phase::Accept { value, tokens, acks } = &mut c.phase else {
+        let Phase::Accept {
+            value,
+            tokens,
+            acks,
+        } = &mut c.phase
+        else {
             return;
         };
         acks.insert(from.clone());
@@ -269,7 +283,13 @@ impl TokensNode {
         let everyone: Vec<NodeId> = self.params.nodes.clone();
         for n in everyone {
             if n != self.id {
-                self.send(&n, Msg::News { config: value.clone() }, out);
+                self.send(
+                    &n,
+                    Msg::News {
+                        config: value.clone(),
+                    },
+                    out,
+                );
             }
         }
         self.coord_finish(now, Some(value), out);
@@ -287,7 +307,12 @@ impl TokensNode {
         };
         // Back off before competing again, longer for higher-ranked
         // servers, so two proposers do not keep pre-empting each other.
-        let rank = c.base.servers.iter().position(|s| *s == c.ballot.1).unwrap_or(c.base.servers.len());
+        let rank = c
+            .base
+            .servers
+            .iter()
+            .position(|s| *s == c.ballot.1)
+            .unwrap_or(c.base.servers.len());
         let wait = self.params.retransmit_max_us * (1 + rank as u64) / 2;
         let rid = self.rid();
         if let Some(c) = self.coord.as_mut() {
@@ -331,7 +356,9 @@ impl TokensNode {
                 )),
             },
             None => {
-                if self.config.epoch >= c.proposal.epoch && self.config.servers == c.proposal.servers {
+                if self.config.epoch >= c.proposal.epoch
+                    && self.config.servers == c.proposal.servers
+                {
                     Reply::Transformed {
                         role: self.role().to_string(),
                         config: self.config.clone(),
