@@ -5,7 +5,7 @@
 //! Loading is all-or-nothing: a bad file gives one [`ConfigError`] naming the
 //! file, line, field and the fix, and nothing starts.
 
-mod positions;
+pub mod positions;
 
 use crate::faults::FaultRule;
 use crate::protocol::tokens::{self, Bugs};
@@ -166,6 +166,10 @@ pub struct NodeFile {
     pub advertise: Option<String>,
     /// HTTP admin address: `/metrics`, `/state`, `/faults`, `/history`, `/ops`.
     pub admin: String,
+    /// Per-peer addresses this node dials instead of the peer's `advertise`,
+    /// e.g. one packet-proxy port per directed link.
+    #[serde(default)]
+    pub dial: BTreeMap<String, String>,
 }
 
 /// A validated cluster file.
@@ -186,9 +190,21 @@ pub struct Node {
     pub listen: SocketAddr,
     pub advertise: String,
     pub admin: SocketAddr,
+    pub dial: BTreeMap<String, String>,
 }
 
 impl Cluster {
+    /// Where `from` dials `to`: its override for that peer, else `to`'s
+    /// advertised address.
+    pub fn dial_addr(&self, from: &str, to: &str) -> Option<String> {
+        let target = self.node(to)?;
+        Some(
+            self.node(from)
+                .and_then(|f| f.dial.get(to).cloned())
+                .unwrap_or_else(|| target.advertise.clone()),
+        )
+    }
+
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }
@@ -428,12 +444,22 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
                 }
             }
         }
+        for (peer, addr) in &n.dial {
+            if !valid_host_port(addr) {
+                return Err(ctx.err(
+                    &format!("nodes[{i}].dial.{peer}"),
+                    format!("{addr:?} is not HOST:PORT"),
+                    "write HOST:PORT, e.g. 127.0.0.1:7001",
+                ));
+            }
+        }
         nodes.push(Node {
             id: n.id.clone(),
             role: n.role.clone(),
             listen,
             advertise,
             admin,
+            dial: n.dial.clone(),
         });
     }
     let t = file.tokens.clone().unwrap_or_default();
@@ -508,6 +534,15 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
             "op_deadline_ms and retransmit_ms must be positive",
             "use e.g. op_deadline_ms: 3000, retransmit_ms: 50",
         ));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(peer) = n.dial.keys().find(|p| !seen_ids.contains(*p)) {
+            return Err(ctx.err(
+                &format!("nodes[{i}].dial.{peer}"),
+                format!("{peer:?} is not a node of this cluster"),
+                "name peers by their id",
+            ));
+        }
     }
     let tr = &file.transport;
     if tr.keep_alive_ms >= tr.idle_timeout_ms || tr.idle_timeout_ms == 0 {

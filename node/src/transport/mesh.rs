@@ -135,10 +135,11 @@ where
             });
             tokio::spawn(writer(peer.clone(), qrx, crx, metrics.clone()));
             if me < n.id.as_str() {
+                let addr = cluster.dial_addr(me, &n.id).unwrap_or_else(|| n.advertise.clone());
                 tokio::spawn(dialer(
                     endpoint.clone(),
                     peer.clone(),
-                    n.advertise.clone(),
+                    addr,
                     t.clone(),
                     shared.clone(),
                 ));

@@ -1,0 +1,1 @@
+//! Judging a recorded run (in progress).

@@ -1,0 +1,210 @@
+//! A recorded run: everything the judge needs, as the controller writes it to
+//! the run directory and as `faultline-chaos check RUN_DIR` reads it back.
+//!
+//! Files in a run directory:
+//! - `meta.json`: [`RunMeta`]
+//! - `schedule.json`: the expanded nemesis schedule (see `scenario`)
+//! - `windows.json`: [`FaultWindow`]s, the faults as they were really applied
+//! - `history/<client>.json`: each client's `GET /history`
+//! - `state/<node>.json`: each node's `GET /state` at quiescence
+//! - `scrapes.jsonl`: one [`Scrape`] per line, every node and the proxy
+//! - `results.json`, `junit.xml`, `report.html`: the verdict
+
+use faultline_node::runtime::history::HistoryOp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub role: String,
+}
+
+/// What was run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub scenario: String,
+    pub system: String,
+    pub seed: u64,
+    /// Unix microseconds; the workload's first invocation is at or after it.
+    pub start_us: u64,
+    pub end_us: u64,
+    pub nodes: Vec<NodeInfo>,
+    /// Tokens system: number of tokens and the owner of each at start.
+    #[serde(default)]
+    pub tokens: u64,
+    #[serde(default)]
+    pub initial_owners: Vec<String>,
+    /// After a fault inside the model heals, ok operations must resume
+    /// within this many milliseconds.
+    pub liveness_bound_ms: u64,
+    /// Planted bugs switched on in the cluster file, if any.
+    #[serde(default)]
+    pub bugs: Vec<String>,
+}
+
+/// One fault as applied: when it started and healed, where, and whether
+/// the system claims to tolerate it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    pub id: usize,
+    /// omission, drop, delay, duplicate, reorder, partition, kill, pause, transform...
+    pub fault: String,
+    /// message | packet | process
+    pub layer: String,
+    pub targets: Vec<String>,
+    pub start_us: u64,
+    /// None if it never healed before the run ended.
+    pub end_us: Option<u64>,
+    pub in_model: bool,
+    /// The configured parameters (drop probability, delay, partition shape,
+    /// blocked links...), for "configured vs measured".
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// One Prometheus sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// One scrape of one target (`node id` or `proxy`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scrape {
+    pub t_us: u64,
+    pub target: String,
+    /// False if the target did not answer (down, paused).
+    pub ok: bool,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryFile {
+    pub ops: Vec<HistoryOp>,
+    #[serde(default)]
+    pub truncated: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub meta: RunMeta,
+    pub windows: Vec<FaultWindow>,
+    /// By client id.
+    pub histories: BTreeMap<String, HistoryFile>,
+    /// By node id; nodes that could not be reached are absent.
+    pub states: BTreeMap<String, serde_json::Value>,
+    pub scrapes: Vec<Scrape>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RecordError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| RecordError::Json { path: p, source })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+    let p = path.display().to_string();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| RecordError::Io {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|source| RecordError::Json {
+        path: p.clone(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(|source| RecordError::Io { path: p, source })
+}
+
+/// Appends one scrape to `scrapes.jsonl`.
+pub fn append_scrape(file: &mut std::fs::File, s: &Scrape) -> std::io::Result<()> {
+    let line = serde_json::to_string(s).map_err(std::io::Error::other)?;
+    writeln!(file, "{line}")
+}
+
+fn read_dir_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<BTreeMap<String, T>, RecordError> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                out.insert(stem.to_string(), read_json(&path)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl RunRecord {
+    pub fn load(dir: &Path) -> Result<Self, RecordError> {
+        let meta = read_json(&dir.join("meta.json"))?;
+        let windows = if dir.join("windows.json").exists() {
+            read_json(&dir.join("windows.json"))?
+        } else {
+            Vec::new()
+        };
+        let histories = read_dir_json(&dir.join("history"))?;
+        let states = read_dir_json(&dir.join("state"))?;
+        let mut scrapes = Vec::new();
+        let path = dir.join("scrapes.jsonl");
+        if let Ok(f) = std::fs::File::open(&path) {
+            for line in std::io::BufReader::new(f).lines() {
+                let line = line.map_err(|source| RecordError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                // A torn last line (the controller died mid-write) is skipped.
+                if let Ok(s) = serde_json::from_str(&line) {
+                    scrapes.push(s);
+                }
+            }
+        }
+        Ok(RunRecord {
+            meta,
+            windows,
+            histories,
+            states,
+            scrapes,
+        })
+    }
+
+    /// Writes everything but the scrapes, which are appended as they come.
+    pub fn save(&self, dir: &Path) -> Result<(), RecordError> {
+        write_json(&dir.join("meta.json"), &self.meta)?;
+        write_json(&dir.join("windows.json"), &self.windows)?;
+        for (id, h) in &self.histories {
+            write_json(&dir.join("history").join(format!("{id}.json")), h)?;
+        }
+        for (id, s) in &self.states {
+            write_json(&dir.join("state").join(format!("{id}.json")), s)?;
+        }
+        Ok(())
+    }
+}
