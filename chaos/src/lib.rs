@@ -5,10 +5,20 @@
 //! - `proxy`: the UDP packet proxy, one port per directed link, with packet faults.
 //! - `record`: a run as recorded in its directory; `results`: its verdict.
 //! - `prom`: the Prometheus text format parser used by the scraper.
+//! - `scenario`: scenario files and the seeded nemesis schedule.
+//! - `platform`: where nodes run (local processes).
+//! - `nemesis`: applying and healing faults at the message, packet and
+//!   process layers; `workload`: driving clients and recording histories.
+//! - `runner`: one whole run; `judge`: the checks; `report`: the outputs.
 pub mod check;
 pub mod judge;
+pub mod nemesis;
+pub mod platform;
 pub mod prom;
 pub mod proxy;
 pub mod record;
 pub mod report;
 pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod workload;

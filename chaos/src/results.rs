@@ -160,6 +160,10 @@ pub struct Results {
     pub system: String,
     pub seed: u64,
     pub run_dir: String,
+    /// Unix microseconds of `t_s == 0` (the run's `meta.start_us`), to place
+    /// the fault windows on the timeline; 0 if unknown.
+    #[serde(default)]
+    pub start_us: u64,
     pub duration_s: f64,
     pub checks: Vec<CheckOutcome>,
     pub stats: Stats,

@@ -38,6 +38,37 @@ pub fn node_bin() -> PathBuf {
     p
 }
 
+pub fn chaos_bin() -> PathBuf {
+    let p = bin_dir().join("faultline-chaos");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (`make test` does, or `cargo build --bins`)",
+        p.display()
+    );
+    p
+}
+
+/// Processes whose command line mentions `needle` (e.g. a run directory).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.chars().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{pid}: {cmd}"));
+            }
+        }
+    }
+    found
+}
+
 /// A fresh scratch directory under the target directory.
 pub fn scratch(name: &str) -> PathBuf {
     let d = bin_dir()

@@ -527,6 +527,10 @@ struct Frame<S> {
     limit: u32,
     /// Unknown operations in a row ending with this one (0 for a known one).
     chain: u32,
+    /// The cache entry of the configuration this operation led to, and the search's taint
+    /// count when it was entered (see `search`).
+    entry: u32,
+    taint: u64,
 }
 
 /// What one bounded search found.
@@ -755,6 +759,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
     /// Adds the configuration reached by linearizing `op` from `bits` into state `next` to
     /// the cache; false if it was there already (explored, and failed).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn try_visit(
         &self,
         cache: &mut Cache<M::State>,
@@ -762,12 +767,21 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
         op: u32,
         next: &M::State,
         chain: u32,
-    ) -> bool {
+        round: u32,
+        taint: &mut u64,
+    ) -> Option<u32> {
         let (bit, z) = (self.ops[op as usize].bit, self.zobrist[op as usize]);
         bits.set(bit, z);
-        let fresh = cache.insert(mix(bits.hash, next), bits, next, chain);
+        let seen = cache.insert(mix(bits.hash, next), bits, next, chain, round);
         bits.clear(bit, z);
-        fresh
+        match seen {
+            Seen::New(entry) => Some(entry),
+            Seen::Failed => None,
+            Seen::FailedWithinBound => {
+                *taint += 1;
+                None
+            }
+        }
     }
 
     /// Iterative deepening on the number of unknown operations linearized in a row.
@@ -778,19 +792,32 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
     /// search has to exhaust it before it can leave the branch. So the search first runs with
     /// short chains: a linearization found is a linearization. A failure is final only if the
     /// bound never cut off a move; otherwise the bound doubles, up to no bound at all.
+    ///
+    /// Rounds share the cache. A configuration whose whole subtree failed without the bound
+    /// cutting anything (and without leaning on a configuration that did) failed for good and
+    /// is marked so; later rounds prune on it. Only failures that the bound may have caused
+    /// are explored again, so an invalid history costs little more than one round.
     fn run(mut self, budget: &mut Budget) -> SearchOutcome {
         let mut bound = if self.ops.len() > self.known_ops as usize {
             budget.first_chain_bound
         } else {
             u32::MAX
         };
+        let mut cache: Cache<M::State> = Cache::new(self.unknown_words);
+        let mut longest: Vec<u32> = Vec::new();
+        let mut round = 0u32;
         loop {
-            match self.search(budget, bound) {
+            round += 1;
+            match self.search(budget, bound, &mut cache, round) {
                 Ok(Found::Linearization) => return SearchOutcome::Linearizable,
                 Ok(Found::Nothing { prefix, cut }) => {
+                    // Later rounds prune more, so their longest prefix can be shorter.
+                    if prefix.len() > longest.len() {
+                        longest = prefix;
+                    }
                     if !cut || bound == u32::MAX {
                         return SearchOutcome::NotLinearizable(Box::new(
-                            self.counterexample(&prefix),
+                            self.counterexample(&longest),
                         ));
                     }
                     bound = if bound >= (self.ops.len() as u32) {
@@ -842,15 +869,22 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
 
     /// Depth-first search linearizing at most `bound` unknown operations in a row
     /// (`u32::MAX`: no bound).
-    fn search(&mut self, budget: &mut Budget, bound: u32) -> Result<Found, Stop> {
+    fn search(
+        &mut self,
+        budget: &mut Budget,
+        bound: u32,
+        cache: &mut Cache<M::State>,
+        round: u32,
+    ) -> Result<Found, Stop> {
         let mut known_left = self.known_ops;
         if known_left == 0 {
             return Ok(Found::Linearization);
         }
-        // Set when the bound stopped an unknown operation that would have changed the state.
-        let mut cut = false;
+        // Counts the bound stopping an unknown operation that would have changed the state,
+        // and pruning on a configuration whose failure the bound may have caused. A subtree
+        // explored while it did not move failed for good.
+        let mut taint = 0u64;
         let mut bits = Bits::new(self.known_words, self.unknown_words);
-        let mut cache: Cache<M::State> = Cache::new(self.unknown_words);
         let mut state = self.init.clone();
         let mut stack: Vec<Frame<M::State>> = Vec::new();
         // The longest prefix so far is copied out lazily, only when the search is about to
@@ -875,7 +909,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
             let chain = stack.last().map_or(0, |f| f.chain);
             let next_chain = if bound == u32::MAX { 0 } else { chain + 1 };
             // Pick the next child configuration to descend into, or `None` to backtrack.
-            let mut chosen: Option<(u32, Option<M::State>, bool)> = None;
+            let mut chosen: Option<(u32, Option<M::State>, bool, u32)> = None;
             let mut backtrack = false;
             let mut scan_known = true;
             let mut known_from = self.next[HEAD as usize];
@@ -902,8 +936,10 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         if self.ops[op as usize].read_only {
                             budget.charge_step()?;
                             if self.step(&state, op).is_some() {
-                                if self.try_visit(&mut cache, &mut bits, op, &state, 0) {
-                                    chosen = Some((op, None, true));
+                                if let Some(entry) = self.try_visit(
+                                    cache, &mut bits, op, &state, 0, round, &mut taint,
+                                ) {
+                                    chosen = Some((op, None, true, entry));
                                 } else {
                                     // Explored before and failed; by the rule above so does
                                     // this configuration.
@@ -938,8 +974,10 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         {
                             budget.charge_step()?;
                             if let Some(next) = self.step(&state, op) {
-                                if self.try_visit(&mut cache, &mut bits, op, &next, 0) {
-                                    chosen = Some((op, Some(next), false));
+                                if let Some(entry) = self.try_visit(
+                                    cache, &mut bits, op, &next, 0, round, &mut taint,
+                                ) {
+                                    chosen = Some((op, Some(next), false, entry));
                                     break;
                                 }
                             }
@@ -968,11 +1006,13 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         // out is allowed since it may never have happened.
                         if let Some(next) = self.step(&state, op).filter(|n| *n != state) {
                             if chain >= bound {
-                                cut = true;
+                                taint += 1;
                                 break;
                             }
-                            if self.try_visit(&mut cache, &mut bits, op, &next, next_chain) {
-                                chosen = Some((op, Some(next), false));
+                            if let Some(entry) = self.try_visit(
+                                cache, &mut bits, op, &next, next_chain, round, &mut taint,
+                            ) {
+                                chosen = Some((op, Some(next), false, entry));
                                 break;
                             }
                         }
@@ -980,7 +1020,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                 }
             }
 
-            if let Some((op, next_state, forced)) = chosen {
+            if let Some((op, next_state, forced, entry)) = chosen {
                 if cache.len() > budget.cache_limit {
                     return Err(Stop::Limit(Limit::Cache));
                 }
@@ -995,6 +1035,8 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     forced,
                     limit,
                     chain: if op < self.known_ops { 0 } else { next_chain },
+                    entry,
+                    taint,
                 });
                 if known_left == 0 {
                     return Ok(Found::Linearization);
@@ -1015,8 +1057,14 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     dirty = false;
                 }
                 let Some(frame) = stack.pop() else {
-                    return Ok(Found::Nothing { prefix: best, cut });
+                    return Ok(Found::Nothing {
+                        prefix: best,
+                        cut: taint > 0,
+                    });
                 };
+                if true {
+                    cache.mark_failed(frame.entry);
+                }
                 common = common.min(stack.len());
                 self.unlift(frame.op, &mut bits);
                 if let Some(prev) = frame.prev {
@@ -1284,7 +1332,24 @@ struct CacheEntry {
     offset: usize,
     lo: u32,
     len: u32,
+    /// While not `failed`: the round that last explored the configuration and the run of
+    /// unknown operations it was reached with.
     chain: u32,
+    round: u32,
+    /// Explored to the end without the bound playing a part: fails in every round.
+    failed: bool,
+}
+
+/// What the cache knew about a configuration.
+enum Seen {
+    /// Not explored (or explored in an earlier round with a bound-dependent outcome); now
+    /// recorded as explored by this round, with this entry index.
+    New(u32),
+    /// Explored and failed whatever the bound.
+    Failed,
+    /// Explored in this round with at least as much room and failed, possibly because of the
+    /// bound.
+    FailedWithinBound,
 }
 
 const EMPTY_SLOT: u64 = u64::MAX;
@@ -1306,10 +1371,10 @@ impl<S: Eq + Clone> Cache<S> {
         self.states.len()
     }
 
-    /// Adds the configuration, reached after `chain` unknown operations in a row; false if it
-    /// was already there with a chain no longer (explored with at least as much room).
+    /// Looks the configuration up, reached after `chain` unknown operations in a row, and
+    /// records it as being explored by `round` unless it need not be.
     #[inline]
-    fn insert(&mut self, hash: u64, bits: &Bits, state: &S, chain: u32) -> bool {
+    fn insert(&mut self, hash: u64, bits: &Bits, state: &S, chain: u32, round: u32) -> Seen {
         let known = bits.known_window();
         let unknown = bits.unknown_part();
         let tag = hash & TAG_MASK;
@@ -1333,11 +1398,16 @@ impl<S: Eq + Clone> Cache<S> {
                     == *unknown
                 && self.states[s] == *state
             {
-                if self.entries[s].chain <= chain {
-                    return false;
+                let e = &mut self.entries[s];
+                if e.failed {
+                    return Seen::Failed;
                 }
-                self.entries[s].chain = chain;
-                return true;
+                if e.round == round && e.chain <= chain {
+                    return Seen::FailedWithinBound;
+                }
+                e.round = round;
+                e.chain = chain;
+                return Seen::New(s as u32);
             }
             i = (i + 1) & self.mask;
         }
@@ -1348,16 +1418,25 @@ impl<S: Eq + Clone> Cache<S> {
             lo: bits.lo as u32,
             len: known.len() as u32,
             chain,
+            round,
+            failed: false,
         });
         self.arena.extend_from_slice(known);
         self.arena.extend_from_slice(unknown);
         self.states.push(state.clone());
         // Half full at most keeps probe sequences short. The entry count stays below 2^32
         // because memory runs out long before that many configurations.
+        let entry = self.states.len() as u32 - 1;
         if self.states.len() * 2 > self.slots.len() {
             self.grow();
         }
-        true
+        Seen::New(entry)
+    }
+
+    fn mark_failed(&mut self, entry: u32) {
+        if let Some(e) = self.entries.get_mut(entry as usize) {
+            e.failed = true;
+        }
     }
 
     fn grow(&mut self) {

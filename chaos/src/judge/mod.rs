@@ -1,1 +1,142 @@
-//! Judging a recorded run (in progress).
+//! The judge: turns a recorded run ([`RunRecord`]) into a verdict ([`Results`]).
+//!
+//! Every check is a pure function of the record and lives in its own file, so each can be
+//! tested on hand-built records and read on its own:
+//! - [`tokens`]: `linearizable`, the client histories against the Token model, per token;
+//!   [`shrink`] cuts a failing token's history down to a counter-example a person can read.
+//! - [`state`]: `quiescent-state`, the servers' tables after the final read.
+//! - [`versions`]: `versions-monotonic`, the token version gauges in the scrapes.
+//! - [`liveness`]: `liveness`, progress after each healed in-model fault, and availability.
+//! - [`faults`]: `faults-applied`, each fault as configured next to what was measured.
+//! - [`stats`]: operation counts, latency, messages and the timeline (no verdict).
+//! - [`scrapes`]: reading counters and gauges out of the recorded scrapes.
+//!
+//! The verdict is never `false` without evidence that cannot be explained by missing data:
+//! wherever data is missing or a bound is hit, a check says `unknown` instead.
+
+mod faults;
+mod liveness;
+mod scrapes;
+mod shrink;
+mod state;
+mod stats;
+mod tokens;
+mod versions;
+
+use crate::record::{RunMeta, RunRecord};
+use crate::results::{CheckOutcome, Results, Valid};
+use faultline_node::runtime::history::HistoryOp;
+use std::time::Duration;
+
+pub use tokens::{convert_history, ConvertedHistory};
+
+/// Knobs of a judgement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgeOptions {
+    /// Wall-clock bound on the linearizability search; past it `linearizable` is unknown.
+    pub lin_time_limit: Duration,
+    /// Wall-clock bound on shrinking a counter-example once one is found. When it runs out the
+    /// counter-example is still reported, only less small.
+    pub shrink_time_limit: Duration,
+    /// Threads for the linearizability search (tokens are searched in parallel).
+    pub threads: usize,
+    /// Width of a timeline bucket, seconds.
+    pub bucket_s: f64,
+}
+
+impl Default for JudgeOptions {
+    fn default() -> Self {
+        JudgeOptions {
+            lin_time_limit: Duration::from_secs(30),
+            shrink_time_limit: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            bucket_s: 1.0,
+        }
+    }
+}
+
+/// Judges a recorded run: every check, the statistics and the timeline.
+pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results {
+    let meta = &record.meta;
+    let ops: Vec<&HistoryOp> = record
+        .histories
+        .values()
+        .flat_map(|h| h.ops.iter())
+        .collect();
+    let index = scrapes::ScrapeIndex::new(&record.scrapes);
+
+    let (live, availability) = liveness::check(record, &ops);
+    let (applied, fault_measures) = faults::check(record, &index);
+    let checks = vec![
+        tokens::check_linearizable(record, opts),
+        state::check_quiescent(record),
+        versions::check_monotonic(&index, meta.start_us),
+        live,
+        applied,
+    ];
+
+    let mut stats = stats::stats(&ops, &index);
+    stats.availability = availability;
+    stats.faults = fault_measures;
+    let timeline = stats::timeline(meta, &ops, &index, opts.bucket_s);
+
+    Results {
+        valid: Results::combine(&checks),
+        scenario: meta.scenario.clone(),
+        system: meta.system.clone(),
+        seed: meta.seed,
+        run_dir: run_dir.to_string(),
+        start_us: meta.start_us,
+        duration_s: meta.end_us.saturating_sub(meta.start_us) as f64 / 1e6,
+        checks,
+        stats,
+        timeline,
+        windows: record.windows.clone(),
+    }
+}
+
+/// Tokens in the run: as recorded, or as many as have an initial owner if the count is
+/// missing.
+pub(crate) fn token_count(meta: &RunMeta) -> u64 {
+    if meta.tokens == 0 {
+        meta.initial_owners.len() as u64
+    } else {
+        meta.tokens
+    }
+}
+
+/// Milliseconds from the run's start; negative for times before it.
+pub(crate) fn rel_ms(t_us: u64, start_us: u64) -> f64 {
+    (t_us as f64 - start_us as f64) / 1000.0
+}
+
+/// Milliseconds from the run's start rounded to a tenth, for evidence a person reads.
+pub(crate) fn rel_ms_json(t_us: u64, start_us: u64) -> serde_json::Value {
+    serde_json::json!((rel_ms(t_us, start_us) * 10.0).round() / 10.0)
+}
+
+pub(crate) fn outcome(
+    name: &str,
+    valid: Valid,
+    summary: impl Into<String>,
+    evidence: serde_json::Value,
+) -> CheckOutcome {
+    CheckOutcome {
+        name: name.to_string(),
+        valid,
+        summary: summary.into(),
+        evidence,
+    }
+}
+
+/// Nearest-rank quantile of sorted values; 0 for none.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -458,7 +458,8 @@ impl TokensNode {
                 let Some((state, _)) = best.get(&token) else {
                     return;
                 };
-                if state.owner != self.id {
+                // Planted bug: without the owner check anyone may pay.
+                if state.owner != self.id && !self.params.bugs.skip_owner_check {
                     (write_phase(write_back, Then::NotOwned(token)), false, None)
                 } else {
                     let (phase, entry) = self.pay_phase(token, to, state.tag.clone(), out);

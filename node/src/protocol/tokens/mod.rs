@@ -81,7 +81,8 @@ pub struct Bugs {
     pub errors_as_acks: bool,
     /// Return a read without writing back a value seen at fewer than a majority.
     pub read_without_write_back: bool,
-    /// Server applies a pay without checking that the payer owns the token.
+    /// Pays skip the ownership check: the client pays whatever it read and
+    /// servers do not verify the payer owned the token.
     pub skip_owner_check: bool,
 }
 

@@ -1,0 +1,138 @@
+//! `faultline-chaos`: the chaos controller. `run` a scenario and judge it,
+//! `check` a recorded run again, run the packet `proxy` alone.
+
+use clap::{Parser, Subcommand};
+use faultline_chaos::platform::local;
+use faultline_chaos::proxy::{self, ProxyConfig};
+use faultline_chaos::results::Valid;
+use faultline_chaos::{report, runner, scenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "faultline-chaos", version, about = "The faultline chaos controller")]
+struct Cli {
+    /// Log filter for the controller's own logs (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario: cluster up, workload and nemesis, judge, report, tear down.
+    Run {
+        scenario: PathBuf,
+        /// Run directory (default: runs/<scenario>-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Play the schedule recorded in a previous run directory again.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// The faultline-node binary (default: next to this one).
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Judge a recorded run directory again and rewrite its report.
+    Check {
+        run_dir: PathBuf,
+        /// Linearizability search bound in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Run the packet proxy alone (as compose and Kubernetes do).
+    Proxy {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.cmd {
+        Cmd::Run {
+            scenario: path,
+            out,
+            replay,
+            node_bin,
+            quiet,
+        } => {
+            let scn = match scenario::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = runner::RunOptions {
+                out,
+                replay,
+                node_bin: node_bin.unwrap_or_else(local::default_node_bin),
+                quiet,
+            };
+            match rt.block_on(runner::run(&scn, opts)) {
+                Ok((results, dir)) => {
+                    println!("{}", report::summary(&results));
+                    println!("report: {}", dir.join("report.html").display());
+                    ExitCode::from(results.valid.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(Valid::Unknown.exit_code())
+                }
+            }
+        }
+        Cmd::Check { run_dir, timeout } => match runner::judge_dir(&run_dir, timeout * 1000) {
+            Ok(results) => {
+                println!("{}", report::summary(&results));
+                ExitCode::from(results.valid.exit_code())
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Proxy { config } => {
+            let cfg = match ProxyConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let r = rt.block_on(proxy::run(cfg, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }));
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

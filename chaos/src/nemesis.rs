@@ -1,0 +1,308 @@
+//! The nemesis: applies and heals the faults of a schedule at the three
+//! layers. Message faults become rule sets in the nodes' fault layers
+//! (`PUT /faults`), packet faults become proxy settings, process faults
+//! become signals and restarts through the platform. Every fault set on a
+//! node or the proxy carries a lease, so it heals by itself if the
+//! controller dies mid-run.
+
+use crate::platform::local::LocalCluster;
+use crate::proxy::{Delay, FaultSpec, JitterDistribution, PartitionShape, Reorder};
+use crate::scenario::Scheduled;
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Lease margin beyond a fault's planned end.
+const LEASE_MARGIN: Duration = Duration::from_secs(20);
+
+/// Message-layer rule sets currently installed, per node and fault id;
+/// a node's rule set is the union, re-sent whole on every change.
+#[derive(Default)]
+pub struct Nemesis {
+    rules: BTreeMap<String, BTreeMap<usize, Vec<Value>>>,
+}
+
+fn p(params: &Value, key: &str, default: f64) -> f64 {
+    params.get(key).and_then(Value::as_f64).unwrap_or(default)
+}
+
+impl Nemesis {
+    /// Applies `f`; returns the detail recorded in its fault window.
+    pub async fn apply(
+        &mut self,
+        f: &Scheduled,
+        c: &mut LocalCluster,
+        http: &reqwest::Client,
+        lease: Duration,
+    ) -> anyhow::Result<Value> {
+        let lease = lease + LEASE_MARGIN;
+        match f.layer.as_str() {
+            "message" => {
+                let rules = message_rules(f)?;
+                for t in &f.targets {
+                    self.rules
+                        .entry(t.clone())
+                        .or_default()
+                        .insert(f.id, rules.clone());
+                    self.push(t, c, http, lease).await?;
+                }
+                Ok(json!({ "rules": rules }))
+            }
+            "packet" => apply_packet(f, c, lease),
+            "process" => {
+                let mut results = Vec::new();
+                for t in &f.targets {
+                    match f.fault.as_str() {
+                        "kill" => c.kill(t),
+                        "pause" => c.pause(t),
+                        "transform" => {
+                            let r = http
+                                .post(format!("{}/ops", c.admin_url(t)))
+                                .bearer_auth(c.secret())
+                                .timeout(Duration::from_secs(15))
+                                .json(&json!({"op": "transform"}))
+                                .send()
+                                .await;
+                            let v = match r {
+                                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                                Err(e) => json!({"error": e.to_string()}),
+                            };
+                            results.push(json!({"node": t, "result": v}));
+                        }
+                        other => bail!("unknown process fault {other:?}"),
+                    }
+                }
+                Ok(json!({ "results": results }))
+            }
+            other => bail!("unknown layer {other:?}"),
+        }
+    }
+
+    /// Undoes `f` (kill -> restart, pause -> resume, rules and proxy
+    /// settings removed). Transforms are not undone.
+    pub async fn heal(&mut self, f: &Scheduled, c: &mut LocalCluster, http: &reqwest::Client) -> anyhow::Result<()> {
+        match f.layer.as_str() {
+            "message" => {
+                for t in &f.targets {
+                    if let Some(m) = self.rules.get_mut(t) {
+                        m.remove(&f.id);
+                    }
+                    self.push(t, c, http, Duration::from_secs(60)).await?;
+                }
+            }
+            "packet" => {
+                let proxy = c.proxy.as_ref().context("no proxy")?;
+                if f.fault == "partition" {
+                    proxy.heal_partition();
+                } else {
+                    for (a, b) in links_of(&f.targets, &c.cluster.ids()) {
+                        let _ = proxy.clear_faults(&a, &b);
+                    }
+                }
+            }
+            "process" => {
+                for t in &f.targets {
+                    match f.fault.as_str() {
+                        "kill" => c.start(t)?,
+                        "pause" => c.resume(t),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Removes every fault at every layer (quiescence).
+    pub async fn heal_all(&mut self, c: &mut LocalCluster, http: &reqwest::Client) -> anyhow::Result<()> {
+        if let Some(p) = c.proxy.as_ref() {
+            p.heal();
+        }
+        self.rules.clear();
+        for id in c.cluster.ids() {
+            let _ = http
+                .delete(format!("{}/faults", c.admin_url(&id)))
+                .bearer_auth(c.secret())
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+        }
+        c.heal_processes()
+    }
+
+    async fn push(&self, node: &str, c: &LocalCluster, http: &reqwest::Client, lease: Duration) -> anyhow::Result<()> {
+        let rules: Vec<Value> = self
+            .rules
+            .get(node)
+            .map(|m| m.values().flatten().cloned().collect())
+            .unwrap_or_default();
+        let url = format!("{}/faults", c.admin_url(node));
+        let req = if rules.is_empty() {
+            http.delete(url)
+        } else {
+            http.put(url)
+                .json(&json!({"rules": rules, "lease_ms": lease.as_millis() as u64}))
+        };
+        // A node that is down cannot take rules; that is not an error of the run.
+        if let Ok(r) = req.bearer_auth(c.secret()).timeout(Duration::from_secs(2)).send().await {
+            if r.status().is_client_error() {
+                let body = r.text().await.unwrap_or_default();
+                bail!("{node} refused the fault rules: {body}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node fault rules of a message-layer fault.
+fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
+    let pr = &f.params;
+    let kinds: Vec<String> = pr
+        .get("kinds")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+        .unwrap_or_else(|| vec!["*".into()]);
+    // Optional destinations for send-side faults; all peers by default.
+    let dests: Vec<String> = pr
+        .get("to")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+        .unwrap_or_else(|| vec!["*".into()]);
+    let mut rules = Vec::new();
+    for kind in &kinds {
+        for to in &dests {
+            let mut more = send_rules(f, kind, to)?;
+            rules.append(&mut more);
+        }
+    }
+    Ok(rules)
+}
+
+fn send_rules(f: &Scheduled, kind: &str, to: &str) -> anyhow::Result<Vec<Value>> {
+    let id = |s: &str| format!("nemesis{}-{s}", f.id);
+    let pr = &f.params;
+    let mut rules = Vec::new();
+    {
+        match f.fault.as_str() {
+            "omission" => {
+                let pv = p(pr, "p", 1.0);
+                rules.push(json!({"id": id("out"), "kind": kind, "drop": pv}));
+                rules.push(json!({"id": id("in"), "kind": kind, "at": "receive", "drop": pv}));
+            }
+            "drop" => rules.push(json!({"id": id("drop"), "kind": kind, "to": to, "drop": p(pr, "p", 0.5)})),
+            "delay" => rules.push(json!({"id": id("delay"), "kind": kind, "to": to, "delay_ms": p(pr, "ms", 50.0), "jitter_ms": p(pr, "jitter_ms", 0.0)})),
+            "duplicate" => rules.push(json!({"id": id("dup"), "kind": kind, "to": to, "duplicate": p(pr, "p", 0.5)})),
+            "reorder" => rules.push(json!({"id": id("reorder"), "kind": kind, "to": to, "reorder": {"window": p(pr, "window", 8.0) as u64, "max_hold_ms": p(pr, "hold_ms", 50.0) as u64}})),
+            "cut" => {
+                if to == "*" {
+                    bail!("fault {}: cut needs params.to (the peers to cut off)", f.id);
+                }
+                rules.push(json!({"id": id(&format!("cut-{to}")), "kind": kind, "to": to, "cut": true}));
+            }
+            other => bail!("unknown message fault {other:?}"),
+        }
+    }
+    Ok(rules)
+}
+
+/// Every directed link touching one of `targets`.
+fn links_of(targets: &[String], ids: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in targets {
+        for o in ids {
+            if o != t {
+                out.push((t.clone(), o.clone()));
+                out.push((o.clone(), t.clone()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn packet_spec(f: &Scheduled) -> anyhow::Result<FaultSpec> {
+    let pr = &f.params;
+    let mut spec = FaultSpec::default();
+    match f.fault.as_str() {
+        "packet_loss" => spec.drop = p(pr, "p", 0.3),
+        "burst_loss" => {
+            spec.burst = Some(serde_json::from_value(json!({
+                "p_enter_bad": p(pr, "p_enter_bad", 0.05),
+                "p_leave_bad": p(pr, "p_leave_bad", 0.3),
+                "loss_bad": p(pr, "loss_bad", 1.0),
+                "loss_good": p(pr, "loss_good", 0.0),
+            }))?)
+        }
+        "packet_delay" => {
+            let distribution: JitterDistribution = serde_json::from_value(
+                pr.get("distribution").cloned().unwrap_or(json!("uniform")),
+            )?;
+            spec.delay = Some(Delay {
+                ms: p(pr, "ms", 20.0),
+                jitter_ms: p(pr, "jitter_ms", 0.0),
+                distribution,
+            });
+        }
+        "packet_duplicate" => spec.duplicate = p(pr, "p", 0.2),
+        "packet_reorder" => {
+            spec.reorder = Some(serde_json::from_value::<Reorder>(json!({
+                "window": p(pr, "window", 4.0) as u64,
+                "max_hold_ms": p(pr, "hold_ms", 20.0) as u64,
+            }))?)
+        }
+        "bandwidth" => {
+            spec.bandwidth = Some(serde_json::from_value(json!({
+                "bytes_per_sec": p(pr, "bytes_per_sec", 125_000.0) as u64,
+            }))?)
+        }
+        "blackhole" => spec.blackhole = true,
+        other => bail!("unknown packet fault {other:?}"),
+    }
+    Ok(spec)
+}
+
+fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow::Result<Value> {
+    let ids = c.cluster.ids();
+    let proxy = c.proxy.as_ref().context("no proxy")?;
+    if f.fault == "partition" {
+        let shape = partition_shape(f, &ids)?;
+        let cuts: Vec<[String; 2]> = proxy
+            .partition(shape.clone(), Some(lease))?
+            .into_iter()
+            .map(|p| [p.from, p.to])
+            .collect();
+        return Ok(json!({"shape": shape, "cuts": cuts}));
+    }
+    let spec = packet_spec(f)?;
+    let links = links_of(&f.targets, &ids);
+    for (a, b) in &links {
+        proxy.set_faults(a, b, spec.clone(), Some(lease))?;
+    }
+    Ok(json!({"links": links, "spec": spec}))
+}
+
+fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<PartitionShape> {
+    let shape = f.params.get("shape").and_then(Value::as_str).unwrap_or("isolate_group");
+    let rest = |group: &[String]| -> Vec<String> { ids.iter().filter(|i| !group.contains(i)).cloned().collect() };
+    Ok(match shape {
+        "isolate_group" => PartitionShape::Groups {
+            groups: vec![f.targets.clone(), rest(&f.targets)],
+        },
+        "isolate" => PartitionShape::Isolate {
+            node: f.targets.first().cloned().context("isolate needs a target")?,
+        },
+        "one_way" => PartitionShape::OneWay {
+            from: f.targets.clone(),
+            to: f
+                .params
+                .get("to")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_else(|| rest(&f.targets)),
+        },
+        _ => serde_json::from_value(f.params.clone())
+            .with_context(|| format!("bad partition params {}", f.params))?,
+    })
+}

@@ -1,0 +1,407 @@
+//! `faultline-chaos run`: bring a cluster up, run the workload and the
+//! nemesis schedule, scrape metrics throughout, heal and wait for
+//! quiescence, collect histories and states, judge, write the report, and
+//! tear everything down, on success, on error and on Ctrl-C alike.
+
+use crate::judge::{self, JudgeOptions};
+use crate::nemesis::Nemesis;
+use crate::platform::local::{self, LocalCluster, LocalOptions};
+use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
+use crate::results::Results;
+use crate::scenario::{self, Schedule, Scenario};
+use crate::workload::{ClientDriver, Recorder};
+use crate::{prom, report};
+use anyhow::Context;
+use faultline_node::runtime::history::unix_us;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often every node and the proxy are scraped.
+const SCRAPE_EVERY: Duration = Duration::from_millis(500);
+
+pub struct RunOptions {
+    pub out: Option<PathBuf>,
+    pub replay: Option<PathBuf>,
+    pub node_bin: PathBuf,
+    pub quiet: bool,
+}
+
+/// Runs a scenario; returns the judged results and the run directory.
+pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, PathBuf)> {
+    let template = local::load_template(&scn.cluster_path)?;
+    let servers = template.with_role("server");
+    let clients = template.with_role("client");
+    let schedule: Schedule = match &opts.replay {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("schedule.json"))
+                .with_context(|| format!("{} holds no schedule.json", dir.display()))?;
+            serde_json::from_str(&text).context("schedule.json")?
+        }
+        None => scenario::expand(&scn.file, &servers, &clients).map_err(anyhow::Error::msg)?,
+    };
+    let run_dir = opts.out.clone().unwrap_or_else(|| default_run_dir(&scn.name));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::copy(&scn.path, run_dir.join("scenario.yaml")).ok();
+    record::write_json(&run_dir.join("schedule.json"), &schedule)?;
+    eprintln!("run directory: {}", run_dir.display());
+    eprint!("{}", schedule.describe());
+
+    let mut cluster = LocalCluster::create(
+        &template,
+        &run_dir,
+        LocalOptions {
+            node_bin: opts.node_bin.clone(),
+            seed: schedule.seed,
+            bugs: scn.file.bugs.clone(),
+        },
+    )
+    .await?;
+    let result = tokio::select! {
+        r = drive(scn, &schedule, &mut cluster, &run_dir, opts.quiet) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    cluster.teardown().await;
+    let results = result?;
+    Ok((results, run_dir))
+}
+
+fn default_run_dir(name: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{name}-{secs}"))
+}
+
+async fn drive(
+    scn: &Scenario,
+    schedule: &Schedule,
+    cluster: &mut LocalCluster,
+    run_dir: &Path,
+    quiet: bool,
+) -> anyhow::Result<Results> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    cluster.start_all()?;
+    cluster.wait_ready(&http, Duration::from_secs(30)).await?;
+    let ids = cluster.cluster.ids();
+    let clients = cluster.cluster.with_role("client");
+    let workload_clients: Vec<String> = if scn.file.workload.clients.is_empty() {
+        clients.clone()
+    } else {
+        scn.file.workload.clients.clone()
+    };
+    let tokens = cluster.cluster.tokens_params().tokens() as u32;
+    let duration = Duration::from_millis(scn.file.duration.ms());
+
+    // Scraper: every node and the proxy, appended to scrapes.jsonl.
+    let stop_scrape = Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let mut file = std::fs::File::create(run_dir.join("scrapes.jsonl"))?;
+        let targets: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), cluster.admin_url(id))).collect();
+        let proxy = cluster.proxy.as_ref().map(|p| p.controller());
+        let (http, stop) = (http.clone(), stop_scrape.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                for (id, url) in &targets {
+                    let t_us = unix_us();
+                    let text = match http.get(format!("{url}/metrics")).timeout(Duration::from_millis(800)).send().await {
+                        Ok(r) => r.text().await.ok(),
+                        Err(_) => None,
+                    };
+                    let s = Scrape {
+                        t_us,
+                        target: id.clone(),
+                        ok: text.is_some(),
+                        samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
+                    };
+                    let _ = record::append_scrape(&mut file, &s);
+                }
+                if let Some(p) = &proxy {
+                    let s = Scrape {
+                        t_us: unix_us(),
+                        target: "proxy".into(),
+                        ok: true,
+                        samples: prom::parse(&p.metrics_text()),
+                    };
+                    let _ = record::append_scrape(&mut file, &s);
+                }
+                tokio::time::sleep(SCRAPE_EVERY.saturating_sub(t0.elapsed())).await;
+            }
+        })
+    };
+
+    // Workload.
+    let start_us = unix_us();
+    let t_start = Instant::now();
+    let rec = Arc::new(Recorder::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut drivers = Vec::new();
+    for (i, id) in workload_clients.iter().enumerate() {
+        let d = ClientDriver {
+            id: id.clone(),
+            url: cluster.admin_url(id),
+            secret: cluster.secret().to_string(),
+            clients: clients.clone(),
+            tokens,
+            spec: scn.file.workload.clone(),
+            seed: schedule.seed.wrapping_add(i as u64),
+        };
+        drivers.push(tokio::spawn(d.run(http.clone(), rec.clone(), stop.clone())));
+    }
+
+    // Nemesis, on the schedule's clock.
+    let mut nemesis = Nemesis::default();
+    let windows: Arc<Mutex<Vec<FaultWindow>>> = Arc::default();
+    // (time from start, fault index, apply?)
+    let mut events: Vec<(u64, usize, bool)> = Vec::new();
+    for (i, f) in schedule.faults.iter().enumerate() {
+        events.push((f.at_ms, i, true));
+        if let Some(d) = f.for_ms {
+            events.push(((f.at_ms + d).min(duration.as_millis() as u64), i, false));
+        }
+    }
+    events.sort_by_key(|e| (e.0, !e.2 as u8));
+    let mut open: BTreeMap<usize, usize> = BTreeMap::new();
+    let progress = Progress::new(quiet, duration);
+    let mut next = 0;
+    while t_start.elapsed() < duration {
+        while next < events.len() && t_start.elapsed() >= Duration::from_millis(events[next].0) {
+            let (_, i, apply) = events[next];
+            next += 1;
+            let f = &schedule.faults[i];
+            if apply {
+                let lease = Duration::from_millis(f.for_ms.unwrap_or(duration.as_millis() as u64) + 5_000);
+                let detail = match nemesis.apply(f, cluster, &http, lease).await {
+                    Ok(d) => d,
+                    Err(e) => json!({"error": format!("{e:#}")}),
+                };
+                // A partition's targets are the side cut off, when it has one.
+                let targets = if f.targets.is_empty() {
+                    detail["shape"]["minority"]
+                        .as_array()
+                        .or_else(|| f.params["minority"].as_array())
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                        .or_else(|| detail["shape"]["node"].as_str().map(|n| vec![n.to_string()]))
+                        .unwrap_or_default()
+                } else {
+                    f.targets.clone()
+                };
+                if let Ok(mut w) = windows.lock() {
+                    open.insert(f.id, w.len());
+                    w.push(FaultWindow {
+                        id: f.id,
+                        fault: f.fault.clone(),
+                        layer: f.layer.clone(),
+                        targets,
+                        start_us: unix_us(),
+                        end_us: None,
+                        in_model: f.in_model,
+                        detail,
+                    });
+                }
+                let on = windows
+                    .lock()
+                    .ok()
+                    .and_then(|w| w.last().map(|w| w.targets.join(",")))
+                    .unwrap_or_default();
+                progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
+            } else {
+                if let Err(e) = nemesis.heal(f, cluster, &http).await {
+                    progress.note(&format!("healing #{} failed: {e:#}", f.id));
+                }
+                if let (Some(ix), Ok(mut w)) = (open.remove(&f.id), windows.lock()) {
+                    if let Some(win) = w.get_mut(ix) {
+                        win.end_us = Some(unix_us());
+                    }
+                }
+                progress.note(&format!("healed #{} {}", f.id, f.fault));
+            }
+        }
+        let active: Vec<String> = open
+            .keys()
+            .filter_map(|id| schedule.faults.iter().find(|f| f.id == *id))
+            .map(|f| format!("#{} {}", f.id, f.fault))
+            .collect();
+        progress.tick(t_start.elapsed(), &rec, &active);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Quiescence: stop the workload, heal everything, wait for the cluster.
+    stop.store(true, Ordering::Relaxed);
+    for d in drivers {
+        let _ = d.await;
+    }
+    nemesis.heal_all(cluster, &http).await?;
+    let healed_us = unix_us();
+    if let Ok(mut w) = windows.lock() {
+        for win in w.iter_mut().filter(|w| w.end_us.is_none()) {
+            // Kills and pauses without `for` heal here; transforms are instantaneous.
+            if win.layer != "process" || win.fault != "transform" {
+                win.end_us = Some(healed_us);
+            } else {
+                win.end_us = Some(win.start_us);
+            }
+        }
+    }
+    progress.done();
+    let quiet_for = Duration::from_millis(scn.file.checks.quiescence.ms());
+    if let Err(e) = cluster.wait_ready(&http, quiet_for).await {
+        eprintln!("warning: {e:#}");
+    }
+    // Final reads with write-back put every token's latest value at a
+    // majority, so the state check can demand it. They are in the history.
+    let reader = clients.first().cloned().unwrap_or_default();
+    let timeout = Duration::from_millis(scn.file.workload.op_timeout.ms().max(1000));
+    for owner in &ids {
+        let body = json!({"op": "gettokens", "owner": owner});
+        let t0 = Instant::now();
+        loop {
+            let op = rec.run(&http, &cluster.admin_url(&reader), cluster.secret(), &reader, body.clone(), timeout).await;
+            if op.outcome == "ok" || t0.elapsed() > quiet_for {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let end_us = unix_us();
+    stop_scrape.store(true, Ordering::Relaxed);
+    let _ = scraper.await;
+
+    // Evidence: states, histories (ours, and each node's own for reference).
+    let mut states = BTreeMap::new();
+    for id in &ids {
+        if let Ok(r) = http.get(format!("{}/state", cluster.admin_url(id))).send().await {
+            if let Ok(v) = r.json::<Value>().await {
+                states.insert(id.clone(), v);
+            }
+        }
+        if let Ok(r) = http.get(format!("{}/history", cluster.admin_url(id))).send().await {
+            if let Ok(v) = r.json::<Value>().await {
+                if v["ops"].as_array().is_some_and(|a| !a.is_empty()) {
+                    record::write_json(&run_dir.join("node-history").join(format!("{id}.json")), &v)?;
+                }
+            }
+        }
+    }
+    let histories: BTreeMap<String, HistoryFile> = rec
+        .take()
+        .into_iter()
+        .map(|(c, ops)| (c, HistoryFile { ops, truncated: 0 }))
+        .collect();
+    let params = cluster.cluster.tokens_params();
+    let record = RunRecord {
+        meta: RunMeta {
+            scenario: scn.name.clone(),
+            system: cluster.cluster.file.system.clone(),
+            seed: schedule.seed,
+            start_us,
+            end_us,
+            nodes: cluster
+                .cluster
+                .nodes
+                .iter()
+                .map(|n| NodeInfo {
+                    id: n.id.clone(),
+                    role: n.role.clone(),
+                })
+                .collect(),
+            tokens: params.tokens() as u64,
+            initial_owners: params.initial_owners.clone(),
+            liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
+            bugs: scn.file.bugs.clone(),
+        },
+        windows: windows.lock().map(|w| w.clone()).unwrap_or_default(),
+        histories,
+        states,
+        scrapes: Vec::new(),
+    };
+    record.save(run_dir)?;
+    judge_dir(run_dir, scn.file.checks.linearizability_timeout.ms())
+}
+
+/// Judges a recorded run directory and writes its report.
+pub fn judge_dir(run_dir: &Path, lin_timeout_ms: u64) -> anyhow::Result<Results> {
+    let record = RunRecord::load(run_dir)?;
+    let opts = JudgeOptions {
+        lin_time_limit: Duration::from_millis(lin_timeout_ms),
+        ..JudgeOptions::default()
+    };
+    let results = judge::judge(&record, &run_dir.display().to_string(), &opts);
+    report::write_all(&results, run_dir)?;
+    Ok(results)
+}
+
+/// A one-line progress bar on a terminal, periodic lines otherwise.
+struct Progress {
+    quiet: bool,
+    tty: bool,
+    total: Duration,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(quiet: bool, total: Duration) -> Self {
+        Progress {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            total,
+            last_line: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn tick(&self, elapsed: Duration, rec: &Recorder, active: &[String]) {
+        if self.quiet {
+            return;
+        }
+        let c = &rec.counters;
+        let frac = (elapsed.as_secs_f64() / self.total.as_secs_f64().max(1e-9)).min(1.0);
+        let width = 30;
+        let filled = (frac * width as f64) as usize;
+        let line = format!(
+            "[{}{}] {:>5.1}/{:.0}s  ok {}  failed {}  unknown {}  {}",
+            "=".repeat(filled),
+            " ".repeat(width - filled),
+            elapsed.as_secs_f64(),
+            self.total.as_secs_f64(),
+            c.ok.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.unknown.load(Ordering::Relaxed),
+            if active.is_empty() { "no faults".to_string() } else { format!("faults: {}", active.join(" ")) }
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else if let Ok(mut last) = self.last_line.lock() {
+            if last.elapsed() >= Duration::from_secs(5) {
+                *last = Instant::now();
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("  {msg}");
+    }
+
+    fn done(&self) {
+        if !self.quiet && self.tty {
+            eprintln!();
+        }
+        if !self.quiet {
+            eprintln!("workload done; healing and waiting for quiescence");
+        }
+    }
+}

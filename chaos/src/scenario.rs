@@ -1,0 +1,592 @@
+//! Scenario files: which cluster, which platform, how long, the workload, the
+//! nemesis schedule and the checks. One seed expands the schedule (random
+//! target selections resolved to node ids); the expansion is printed at the
+//! start of a run and written to the run directory so `run --replay` plays
+//! exactly the same faults again.
+//!
+//! Errors name the file, line, field and the fix, like cluster-file errors.
+
+use faultline_node::config::{positions, ConfigError, Pos};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The cluster file, relative to the scenario file.
+    pub cluster: PathBuf,
+    #[serde(default = "local")]
+    pub platform: String,
+    /// Length of the workload and nemesis phase, e.g. `30s`.
+    pub duration: Duration,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub nemesis: Vec<FaultSpec>,
+    #[serde(default)]
+    pub checks: Checks,
+    /// Planted bugs switched on in the cluster (tokens: errors_as_acks,
+    /// read_without_write_back, skip_owner_check), for testing the checker.
+    #[serde(default)]
+    pub bugs: Vec<String>,
+}
+
+fn local() -> String {
+    "local".into()
+}
+
+/// A duration written `30s`, `500ms`, `2m` or a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "serde_yaml::Value", into = "String")]
+pub struct Duration(pub u64);
+
+impl Duration {
+    pub fn ms(&self) -> u64 {
+        self.0
+    }
+}
+
+impl From<Duration> for String {
+    fn from(d: Duration) -> String {
+        format!("{}ms", d.0)
+    }
+}
+
+impl TryFrom<serde_yaml::Value> for Duration {
+    type Error = String;
+    fn try_from(v: serde_yaml::Value) -> Result<Self, String> {
+        let bad = || format!("{v:?} is not a duration; write e.g. 30s, 500ms or 2m");
+        match &v {
+            serde_yaml::Value::Number(n) => n
+                .as_f64()
+                .filter(|f| *f >= 0.0)
+                .map(|f| Duration((f * 1000.0) as u64))
+                .ok_or_else(bad),
+            serde_yaml::Value::String(s) => {
+                let s = s.trim();
+                let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+                    (n, 1.0)
+                } else if let Some(n) = s.strip_suffix('s') {
+                    (n, 1000.0)
+                } else if let Some(n) = s.strip_suffix('m') {
+                    (n, 60_000.0)
+                } else {
+                    (s, 1000.0)
+                };
+                num.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| *f >= 0.0)
+                    .map(|f| Duration((f * mult) as u64))
+                    .ok_or_else(bad)
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Client ids, or empty for every client of the cluster.
+    pub clients: Vec<String>,
+    /// Operations in flight per client (closed loop)...
+    pub concurrency: usize,
+    /// ...or, when set, operations started per second per client (open loop).
+    pub rate: Option<f64>,
+    pub mix: Mix,
+    /// The controller's HTTP timeout per operation; a timeout is recorded
+    /// as an unknown outcome.
+    pub op_timeout: Duration,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            clients: Vec::new(),
+            concurrency: 2,
+            rate: None,
+            mix: Mix::default(),
+            op_timeout: Duration(10_000),
+        }
+    }
+}
+
+/// Relative weights of the operations.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    /// Pay a token the client believes it owns to another client.
+    pub pay: f64,
+    /// Read an owner's tokens.
+    pub gettokens: f64,
+    /// Pay a random token, owned or not (exercises the owner checks).
+    pub pay_any: f64,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            pay: 0.7,
+            gettokens: 0.25,
+            pay_any: 0.05,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// After a fault inside the model heals, ok operations must resume within this.
+    pub liveness_bound: Duration,
+    /// The linearizability search answers unknown after this.
+    pub linearizability_timeout: Duration,
+    /// How long to wait for quiescence at the end.
+    pub quiescence: Duration,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            liveness_bound: Duration(5_000),
+            linearizability_timeout: Duration(30_000),
+            quiescence: Duration(15_000),
+        }
+    }
+}
+
+/// Who a fault hits: explicit ids or a selector resolved with the seed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Targets {
+    Ids(Vec<String>),
+    Selector(String),
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets::Ids(Vec::new())
+    }
+}
+
+pub const SELECTORS: &[&str] = &[
+    "f_servers",
+    "random_minority",
+    "one_server",
+    "all_but_one",
+    "servers",
+    "clients",
+    "all",
+    "primary",
+];
+
+pub const MESSAGE_FAULTS: &[&str] = &["omission", "drop", "delay", "duplicate", "reorder", "cut"];
+pub const PACKET_FAULTS: &[&str] = &[
+    "partition",
+    "packet_loss",
+    "burst_loss",
+    "packet_delay",
+    "packet_duplicate",
+    "packet_reorder",
+    "bandwidth",
+    "blackhole",
+];
+pub const PROCESS_FAULTS: &[&str] = &["kill", "pause", "transform"];
+
+/// One entry of the nemesis schedule as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at: Duration,
+    /// How long it lasts; absent means until the end of the run (kill and
+    /// pause then heal at quiescence; transform needs none).
+    #[serde(default, rename = "for")]
+    pub for_: Option<Duration>,
+    pub fault: String,
+    /// message | packet | process; defaults from the fault.
+    #[serde(default)]
+    pub layer: Option<String>,
+    #[serde(default)]
+    pub targets: Targets,
+    /// Fault parameters: p, ms, jitter_ms, distribution, window, hold_ms,
+    /// bytes_per_sec, shape, kinds...
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Whether the system claims to tolerate this fault (safety must hold
+    /// either way; liveness is only required for faults inside the model).
+    #[serde(default = "yes")]
+    pub in_model: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One fault of the expanded schedule: concrete targets, times in ms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub id: usize,
+    pub at_ms: u64,
+    pub for_ms: Option<u64>,
+    pub fault: String,
+    pub layer: String,
+    pub targets: Vec<String>,
+    pub params: serde_json::Value,
+    pub in_model: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub seed: u64,
+    pub faults: Vec<Scheduled>,
+}
+
+impl Schedule {
+    pub fn describe(&self) -> String {
+        let mut s = format!("nemesis schedule (seed {}):\n", self.seed);
+        if self.faults.is_empty() {
+            s += "  (no faults)\n";
+        }
+        for f in &self.faults {
+            let until = f
+                .for_ms
+                .map(|d| format!("{:>6.1}s", (f.at_ms + d) as f64 / 1000.0))
+                .unwrap_or_else(|| "    end".into());
+            s += &format!(
+                "  #{:<2} {:>6.1}s .. {until}  {:<8} {:<16} {:<24} {}{}\n",
+                f.id,
+                f.at_ms as f64 / 1000.0,
+                f.layer,
+                f.fault,
+                f.targets.join(","),
+                if f.params.is_null() || f.params == serde_json::json!({}) {
+                    String::new()
+                } else {
+                    f.params.to_string()
+                },
+                if f.in_model { "" } else { "  (outside the model)" }
+            );
+        }
+        s
+    }
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub file: ScenarioFile,
+    pub name: String,
+    pub cluster_path: PathBuf,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    positions: HashMap<String, Pos>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            pos: positions::lookup(&self.positions, field),
+            field: field.to_string(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        pos: None,
+        field: String::new(),
+        message: format!("cannot read the scenario file: {e}"),
+        fix: "pass an existing scenario file".into(),
+    })?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
+    let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
+        let pos = e.location().map(|l| Pos {
+            line: l.line(),
+            col: l.column(),
+        });
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let (field, message) = match msg.split_once(": ") {
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+            _ => (String::new(), msg),
+        };
+        ConfigError {
+            file: path.to_path_buf(),
+            pos,
+            field,
+            message,
+            fix: "see the scenario reference in README.md".into(),
+        }
+    })?;
+    let ctx = Ctx {
+        path,
+        positions: positions::positions(text),
+    };
+    if file.platform != "local" {
+        return Err(ctx.err(
+            "platform",
+            format!("platform {:?} is not available in this build", file.platform),
+            "use `platform: local`",
+        ));
+    }
+    if file.duration.ms() < 1000 || file.duration.ms() > 24 * 3600 * 1000 {
+        return Err(ctx.err("duration", "the duration must be between 1s and 24h", "e.g. duration: 30s"));
+    }
+    let w = &file.workload;
+    if w.concurrency == 0 || w.concurrency > 256 {
+        return Err(ctx.err("workload.concurrency", "concurrency must be 1..=256", "e.g. concurrency: 2"));
+    }
+    if w.rate.is_some_and(|r| !(r > 0.0 && r <= 10_000.0)) {
+        return Err(ctx.err("workload.rate", "rate must be in (0, 10000] operations per second per client", "e.g. rate: 20"));
+    }
+    let m = &w.mix;
+    if [m.pay, m.gettokens, m.pay_any].iter().any(|x| *x < 0.0) || m.pay + m.gettokens + m.pay_any <= 0.0 {
+        return Err(ctx.err("workload.mix", "weights must be >= 0 and not all zero", "e.g. mix: { pay: 0.7, gettokens: 0.3 }"));
+    }
+    for (i, b) in file.bugs.iter().enumerate() {
+        if !["errors_as_acks", "read_without_write_back", "skip_owner_check"].contains(&b.as_str()) {
+            return Err(ctx.err(
+                &format!("bugs[{i}]"),
+                format!("{b:?} is not a planted bug"),
+                "use errors_as_acks, read_without_write_back or skip_owner_check",
+            ));
+        }
+    }
+    for (i, f) in file.nemesis.iter().enumerate() {
+        let field = |k: &str| format!("nemesis[{i}].{k}");
+        let layer = f.layer.clone().unwrap_or_else(|| default_layer(&f.fault).to_string());
+        let known = match layer.as_str() {
+            "message" => MESSAGE_FAULTS,
+            "packet" => PACKET_FAULTS,
+            "process" => PROCESS_FAULTS,
+            other => {
+                return Err(ctx.err(
+                    &field("layer"),
+                    format!("unknown layer {other:?}"),
+                    "use message, packet or process",
+                ))
+            }
+        };
+        if !known.contains(&f.fault.as_str()) {
+            return Err(ctx.err(
+                &field("fault"),
+                format!("{:?} is not a {layer}-layer fault", f.fault),
+                format!("use one of: {}", known.join(", ")),
+            ));
+        }
+        if let Targets::Selector(s) = &f.targets {
+            if !SELECTORS.contains(&s.as_str()) {
+                return Err(ctx.err(
+                    &field("targets"),
+                    format!("unknown selector {s:?}"),
+                    format!("list node ids, or use one of: {}", SELECTORS.join(", ")),
+                ));
+            }
+            if s == "primary" {
+                return Err(ctx.err(&field("targets"), "the token system has no primary", "select servers by id or another selector"));
+            }
+        }
+        if f.at.ms() >= file.duration.ms() {
+            return Err(ctx.err(&field("at"), "the fault starts after the run ends", "start it before `duration`"));
+        }
+        if !f.params.is_null() && !f.params.is_object() {
+            return Err(ctx.err(&field("params"), "params must be a mapping", "e.g. params: { p: 0.5 }"));
+        }
+        if let Some(p) = f.params.get("p") {
+            if !p.as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)) {
+                return Err(ctx.err(&field("params.p"), "p must be a probability in [0, 1]", "e.g. p: 0.5"));
+            }
+        }
+        if f.fault == "partition" && f.params.get("shape").is_none() && !matches!(&f.targets, Targets::Ids(v) if !v.is_empty()) {
+            return Err(ctx.err(
+                &field("params"),
+                "a partition needs a shape (or targets to isolate)",
+                "e.g. params: { shape: majority_minority } (halves, isolate, majority_minority, bridge, ring, one_way)",
+            ));
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let cluster_path = base.join(&file.cluster);
+    if !cluster_path.is_file() {
+        return Err(ctx.err(
+            "cluster",
+            format!("cluster file {} does not exist", cluster_path.display()),
+            "give the cluster file's path relative to the scenario file",
+        ));
+    }
+    let name = file.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario")
+            .to_string()
+    });
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        file,
+        name,
+        cluster_path,
+    })
+}
+
+pub fn default_layer(fault: &str) -> &'static str {
+    if MESSAGE_FAULTS.contains(&fault) {
+        "message"
+    } else if PACKET_FAULTS.contains(&fault) {
+        "packet"
+    } else {
+        "process"
+    }
+}
+
+/// Resolves every fault's targets with the seed. `servers` and `clients` are
+/// the cluster's initial roles.
+pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Result<Schedule, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let all: Vec<String> = servers.iter().chain(clients).cloned().collect();
+    let mut faults = Vec::new();
+    let mut specs: Vec<&FaultSpec> = s.nemesis.iter().collect();
+    specs.sort_by_key(|f| f.at.ms());
+    for (id, f) in specs.into_iter().enumerate() {
+        let n = servers.len();
+        let f_count = n.saturating_sub(1) / 2;
+        let pick = |rng: &mut ChaCha8Rng, from: &[String], k: usize| -> Vec<String> {
+            let mut v: Vec<String> = from.choose_multiple(rng, k).cloned().collect();
+            v.sort();
+            v
+        };
+        let targets = match &f.targets {
+            Targets::Ids(ids) => {
+                if let Some(bad) = ids.iter().find(|i| !all.contains(i)) {
+                    return Err(format!("nemesis fault {id}: {bad:?} is not a node of the cluster"));
+                }
+                ids.clone()
+            }
+            Targets::Selector(sel) => match sel.as_str() {
+                "f_servers" => pick(&mut rng, servers, f_count),
+                "random_minority" => {
+                    let k = if f_count == 0 { 0 } else { rand::Rng::random_range(&mut rng, 1..=f_count) };
+                    pick(&mut rng, servers, k)
+                }
+                "one_server" => pick(&mut rng, servers, 1),
+                "all_but_one" => pick(&mut rng, servers, n.saturating_sub(1)),
+                "servers" => servers.to_vec(),
+                "clients" => clients.to_vec(),
+                "all" => all.clone(),
+                other => return Err(format!("nemesis fault {id}: selector {other:?} does not apply")),
+            },
+        };
+        let mut params = if f.params.is_null() {
+            serde_json::json!({})
+        } else {
+            f.params.clone()
+        };
+        // A partition without an explicit minority cuts off the targets.
+        if f.fault == "partition" && params.get("shape").is_none() {
+            params["shape"] = serde_json::json!("isolate_group");
+        }
+        if f.fault == "partition" && params["shape"] == "majority_minority" && params.get("minority").is_none() {
+            let mut shuffled = servers.to_vec();
+            shuffled.shuffle(&mut rng);
+            let mut minority: Vec<String> = shuffled.into_iter().take(f_count).collect();
+            minority.sort();
+            params["minority"] = serde_json::json!(minority);
+        }
+        faults.push(Scheduled {
+            id,
+            at_ms: f.at.ms(),
+            for_ms: f.for_.map(|d| d.ms()),
+            layer: f.layer.clone().unwrap_or_else(|| default_layer(&f.fault).to_string()),
+            fault: f.fault.clone(),
+            targets,
+            params,
+            in_model: f.in_model,
+        });
+    }
+    Ok(Schedule { seed: s.seed, faults })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("faultline-scn-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("c.yaml"), "system: tokens\n").unwrap();
+        d
+    }
+
+    const GOOD: &str = "cluster: c.yaml\nduration: 20s\nseed: 9\nnemesis:\n  - at: 2s\n    for: 3s\n    fault: omission\n    targets: f_servers\n    params: { p: 1.0 }\n  - at: 8s\n    for: 4s\n    fault: partition\n    params: { shape: majority_minority }\n  - at: 14s\n    for: 2s\n    fault: kill\n    targets: one_server\n";
+
+    #[test]
+    fn expansion_is_deterministic_per_seed() {
+        let d = dir();
+        let s = load(&write(&d, "s.yaml", GOOD)).unwrap();
+        let servers: Vec<String> = (1..=5).map(|i| format!("s{i}")).collect();
+        let clients: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+        let a = expand(&s.file, &servers, &clients).unwrap();
+        let b = expand(&s.file, &servers, &clients).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.faults[0].targets.len(), 2, "f = 2 of 5 servers");
+        assert_eq!(a.faults[0].layer, "message");
+        assert_eq!(a.faults[1].params["minority"].as_array().map(|m| m.len()), Some(2));
+        assert_eq!(a.faults[2].targets.len(), 1);
+        let mut other = s.file.clone();
+        other.seed = 10;
+        let c = expand(&other, &servers, &clients).unwrap();
+        let differs = (10..40).any(|seed| {
+            let mut o = s.file.clone();
+            o.seed = seed;
+            expand(&o, &servers, &clients).unwrap() != a
+        });
+        assert!(differs, "other seeds choose other targets");
+        assert_eq!(c.seed, 10);
+        assert!(a.describe().contains("omission"));
+    }
+
+    #[test]
+    fn bad_scenarios_name_line_and_field() {
+        let d = dir();
+        let cases = [
+            ("unknown-field", GOOD.replace("seed: 9", "sed: 9"), 3, "unknown field `sed`"),
+            ("bad-fault", GOOD.replace("fault: omission", "fault: explode"), 7, "nemesis[0].fault"),
+            ("bad-selector", GOOD.replace("targets: f_servers", "targets: most_servers"), 8, "unknown selector"),
+            ("bad-p", GOOD.replace("p: 1.0", "p: 1.5"), 9, "probability"),
+            ("late", GOOD.replace("at: 14s", "at: 40s"), 14, "after the run ends"),
+            ("bad-duration", GOOD.replace("duration: 20s", "duration: soon"), 2, "not a duration"),
+            ("no-cluster", GOOD.replace("cluster: c.yaml", "cluster: nope.yaml"), 1, "does not exist"),
+        ];
+        for (name, text, line, what) in cases {
+            let p = write(&d, &format!("{name}.yaml"), &text);
+            let e = load(&p).expect_err(name);
+            let msg = e.to_string();
+            assert!(msg.contains(what), "{name}: {msg}");
+            assert_eq!(e.pos.map(|p| p.line), Some(line), "{name}: {msg}");
+            assert!(msg.contains("fix:"), "{name}: {msg}");
+        }
+    }
+}
