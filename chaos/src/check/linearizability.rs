@@ -1062,7 +1062,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         cut: taint > 0,
                     });
                 };
-                if true {
+                if taint == frame.taint {
                     cache.mark_failed(frame.entry);
                 }
                 common = common.min(stack.len());

@@ -8,11 +8,13 @@
 //!    first dropped operation sits and with unknown operations placed later simply left out,
 //!    linearizes the kept part; so the kept part failing means the whole fails. Failing
 //!    prefixes nest, so the shortest one is found by bisection.
-//! 2. Head cut: where every operation called before T has a known outcome and returned before
-//!    T, and those operations are linearizable on their own, they end in one state (each pay's
-//!    version fixes its place), and the history fails exactly when the rest fails from that
-//!    state. The last pay before T is kept, starting from the state before it, so the reader
-//!    sees what set the state the failure starts from.
+//! 2. Head cut at an acknowledged pay P of version V: every linearization puts P right after
+//!    state (V-1, P's payer), whatever came before. Keep P, every unknown operation (any may
+//!    land after P), the acknowledged pays of later versions (always after P) and the reads
+//!    and refused pays called after P returned (always after P); start from (V-1, payer). A
+//!    linearization of the whole, from P on and without what was dropped, linearizes this, so
+//!    this failing means the whole fails. Cutting at a later pay only drops more, so the
+//!    latest P that still fails is found by bisection over the versions.
 //! 3. Read removal: reads and refused pays change no state, so a linearization of the whole
 //!    is one of the whole minus any of them. Removed in halving chunks (delta debugging) while
 //!    the rest still fails.
@@ -23,7 +25,7 @@
 
 use super::tokens::TokOp;
 use crate::check::{
-    check, CheckOptions, CheckResult, Counterexample, Model, Token, TokenId, TokenOp, TokenOutput,
+    check, CheckOptions, CheckResult, Counterexample, Token, TokenId, TokenOp, TokenOutput,
     TokenState, Verdict,
 };
 use std::time::{Duration, Instant};
@@ -33,7 +35,8 @@ pub(crate) struct Shrunk {
     pub init: TokenState,
     /// Indices into the full history, in call order.
     pub ops: Vec<usize>,
-    /// Operations before the listed ones, linearizable on their own, summed up by `init`.
+    /// Operations dropped by the head cut: they came before the first listed pay or could
+    /// not matter after it; `init` is the state that pay started from.
     pub folded: usize,
     /// Operations called after the failure, left out.
     pub cut_after: usize,
@@ -157,27 +160,34 @@ pub(crate) fn shrink(
 
     // 2. Head cut.
     let (mut init_now, mut current, mut folded) = (init.clone(), order.clone(), 0usize);
-    let heads = head_cuts(&s, &order);
-    let (mut lo, mut hi) = (0usize, heads.len());
+    let mut pays: Vec<(u64, usize)> = order
+        .iter()
+        .filter_map(|&i| match s.op(i)?.output.known()? {
+            TokenOutput::Paid { version } => Some((*version, i)),
+            _ => None,
+        })
+        .collect();
+    pays.sort_unstable();
+    let (mut lo, mut hi) = (0usize, pays.len());
+    let mut best = None;
     while lo < hi {
         let mid = (lo + hi) / 2;
-        let k = heads.get(mid).copied().unwrap_or(0);
-        if s.fails(&init, &order[..k], &mut searches) == Some(false) {
+        let cut = pays.get(mid).and_then(|&(v, p)| head_cut(&s, &order, v, p));
+        let failing = match &cut {
+            Some((state, sub)) => s.fails(state, sub, &mut searches) == Some(true),
+            None => false,
+        };
+        if failing {
+            best = cut;
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if let Some(&k) = lo.checked_sub(1).and_then(|i| heads.get(i)) {
-        if let Some((state, last_pay)) = fold(&s, &init, &order[..k]) {
-            let mut sub: Vec<usize> = last_pay.into_iter().collect();
-            sub.extend_from_slice(&order[k..]);
-            if s.fails(&state, &sub, &mut searches) == Some(true) {
-                folded = k - usize::from(last_pay.is_some());
-                init_now = state;
-                current = sub;
-            }
-        }
+    if let Some((state, sub)) = best {
+        folded = current.len() - sub.len();
+        init_now = state;
+        current = sub;
     }
 
     // 3. Read removal, in halving chunks.
@@ -253,47 +263,32 @@ fn tail_cuts(s: &Shrinker, order: &[usize]) -> Vec<usize> {
     cuts
 }
 
-/// Lengths `k` such that the first `k` operations all have known outcomes and returned before
-/// operation `k` was called. Ascending.
-fn head_cuts(s: &Shrinker, order: &[usize]) -> Vec<usize> {
-    let mut cuts = Vec::new();
-    let mut max_ret: Option<u64> = None;
-    for (k, &i) in order.iter().enumerate() {
-        let Some(op) = s.op(i) else { break };
-        if k > 0 && max_ret.is_some_and(|r| r < op.call) {
-            cuts.push(k);
-        }
-        if !op.output.is_known() {
-            break;
-        }
-        max_ret = max_ret.max(op.ret);
-    }
-    cuts
-}
-
-/// The state after linearizable, all-known operations: their pays in version order. Also the
-/// state before the last pay and that pay, to keep as context.
-fn fold(s: &Shrinker, init: &TokenState, ops: &[usize]) -> Option<(TokenState, Option<usize>)> {
-    let mut pays: Vec<(u64, usize)> = ops
+/// The head cut at pay `p` of version `v` (see the module docs): the state before it and the
+/// operations kept, in call order. None if `p` is not a pay.
+fn head_cut(s: &Shrinker, order: &[usize], v: u64, p: usize) -> Option<(TokenState, Vec<usize>)> {
+    let pay = s.op(p)?;
+    let TokenOp::Pay { from, .. } = &pay.input.op else {
+        return None;
+    };
+    let paid_at = pay.ret?;
+    let state = TokenState {
+        version: v.checked_sub(1)?,
+        owner: from.clone(),
+    };
+    let kept = order
         .iter()
-        .filter_map(|&i| match s.op(i)?.output.known()? {
-            TokenOutput::Paid { version } => Some((*version, i)),
-            _ => None,
+        .copied()
+        .filter(|&i| {
+            let Some(op) = s.op(i) else { return false };
+            i == p
+                || match op.output.known() {
+                    None => true,
+                    Some(TokenOutput::Paid { version }) => *version > v,
+                    Some(_) => op.call > paid_at,
+                }
         })
         .collect();
-    pays.sort_unstable();
-    let Some(&(_, last)) = pays.last() else {
-        return Some((init.clone(), None));
-    };
-    let model = s.model(init);
-    let mut state = init.clone();
-    for &(_, i) in &pays[..pays.len() - 1] {
-        let op = s.op(i)?;
-        state = model.step(&state, &op.input, op.output.known())?;
-    }
-    let op = s.op(last)?;
-    model.step(&state, &op.input, op.output.known())?;
-    Some((state, Some(last)))
+    Some((state, kept))
 }
 
 fn remap(mut cx: Counterexample, ops: &[usize]) -> Counterexample {
@@ -377,6 +372,72 @@ mod tests {
         assert_eq!(s.ops, vec![80, 81], "{:?}", s.ops);
         let cx = s.counterexample.expect("shrunk history still fails");
         assert!(cx.unplaced.iter().any(|u| u.op == 81));
+    }
+
+    /// The cuts must never turn a linearizable history into a failing one: on histories that
+    /// are linearizable by construction, with unknown outcomes, every cut stays linearizable.
+    #[test]
+    fn cuts_of_linearizable_histories_stay_linearizable() {
+        use crate::check::generate::{token_history, TokenWorkload};
+        for seed in 0..20 {
+            let workload = TokenWorkload {
+                tokens: 3,
+                clients: 4,
+                ops: 120,
+                unknown_rate: 0.15,
+                read_rate: 0.4,
+                max_latency: 30,
+            };
+            let (model, h) = token_history(&workload, seed);
+            for token in 0..3 {
+                let init = model.initial_state(token);
+                let mut s = Shrinker {
+                    history: &h,
+                    token,
+                    deadline: Instant::now() + Duration::from_secs(30),
+                    finished: true,
+                };
+                let mut order: Vec<usize> = (0..h.len())
+                    .filter(|&i| h[i].input.token == token)
+                    .collect();
+                order.sort_by_key(|&i| (h[i].call, i));
+                let mut n = 0;
+                for len in tail_cuts(&s, &order) {
+                    assert_eq!(s.fails(&init, &order[..len], &mut n), Some(false));
+                }
+                for &i in &order {
+                    let Some(TokenOutput::Paid { version }) = h[i].output.known() else {
+                        continue;
+                    };
+                    let (state, sub) = head_cut(&s, &order, *version, i).expect("a pay");
+                    assert_eq!(
+                        s.fails(&state, &sub, &mut n),
+                        Some(false),
+                        "seed {seed} token {token} cut at op {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_pay_before_the_failure_does_not_stop_the_head_cut() {
+        let h = vec![
+            pay("a", "b", 0, 5, None),
+            pay("a", "b", 10, 15, Some(2)),
+            read("b", 2, 20, 22),
+            pay("b", "a", 30, 35, Some(3)),
+            read("b", 2, 40, 42),
+        ];
+        let s = shrink(
+            &h,
+            &[0, 1, 2, 3, 4],
+            0,
+            st(1, "a"),
+            Instant::now() + Duration::from_secs(30),
+        );
+        assert_eq!(s.init, st(2, "b"));
+        assert_eq!(s.ops, vec![0, 3, 4]);
     }
 
     #[test]

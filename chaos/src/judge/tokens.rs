@@ -439,8 +439,8 @@ fn counterexample(
             "the token's initial state".to_string()
         } else {
             format!(
-                "the state after the {} earlier operations on the token, which are \
-                 linearizable on their own and omitted",
+                "the state the first listed pay, acknowledged, must have started from; {} \
+                 operations that came before it or change nothing after it are omitted",
                 shrunk.folded
             )
         },
