@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build release test bench demo lint fmt clean
+.PHONY: all build release test bench demo tour lint fmt clean
 
 all: build
 
@@ -24,9 +24,13 @@ test:
 bench: release
 	$(RELEASE)/bench-tokens
 
-# A local 5-server, 6-client token cluster: client verbs, two servers
-# killed, three killed, recovery. No Docker needed.
+# The main job: a chaos run of the token system on local processes
+# (no Docker): omission, a partition, a crash; verdict and report.
 demo: release
+	$(RELEASE)/faultline-chaos run scenarios/tokens.yaml
+
+# A guided tour with the client verbs on a local cluster.
+tour: release
 	scripts/demo-local.sh $(RELEASE)/faultline-node
 
 lint:

@@ -10,6 +10,7 @@
 //! - `nemesis`: applying and healing faults at the message, packet and
 //!   process layers; `workload`: driving clients and recording histories.
 //! - `runner`: one whole run; `judge`: the checks; `report`: the outputs.
+//! - `terminal`: `up`/`down`/`status`/`fault` for a cluster kept running.
 pub mod check;
 pub mod judge;
 pub mod nemesis;
@@ -21,4 +22,5 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod terminal;
 pub mod workload;

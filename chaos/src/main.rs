@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use faultline_chaos::platform::local;
 use faultline_chaos::proxy::{self, ProxyConfig};
 use faultline_chaos::results::Valid;
-use faultline_chaos::{report, runner, scenario};
+use faultline_chaos::{report, runner, scenario, terminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +43,41 @@ enum Cmd {
         /// Linearizability search bound in seconds.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+    },
+    /// Start a local cluster (nodes and proxy, detached) and keep it running.
+    Up {
+        #[arg(long, default_value = "clusters/tokens.yaml")]
+        cluster: PathBuf,
+        #[arg(long, default_value = "runs/local")]
+        dir: PathBuf,
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+    },
+    /// Stop the cluster `up` started.
+    Down {
+        #[arg(long, default_value = "runs/local")]
+        dir: PathBuf,
+    },
+    /// Every node's role and epoch, and the proxy's faulty links.
+    Status {
+        #[arg(long, default_value = "runs/local")]
+        dir: PathBuf,
+    },
+    /// Apply a fault to the running cluster now, e.g. `partition s1,s2 / s3,s4,s5`,
+    /// `omission s4 --p 1`, `packet-loss s2 --p 0.3`, `kill s2`, `restart s2`, `heal`.
+    Fault {
+        #[arg(long, default_value = "runs/local")]
+        dir: PathBuf,
+        /// How long the fault holds (its lease), e.g. 10s.
+        #[arg(long = "for", default_value = "60s")]
+        for_: String,
+        #[arg(long)]
+        p: Option<f64>,
+        #[arg(long)]
+        ms: Option<f64>,
+        #[arg(long)]
+        jitter: Option<f64>,
+        words: Vec<String>,
     },
     /// Run the packet proxy alone (as compose and Kubernetes do).
     Proxy {
@@ -115,6 +150,40 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Up {
+            cluster,
+            dir,
+            node_bin,
+        } => exit(rt.block_on(terminal::up(
+            &cluster,
+            &dir,
+            node_bin.unwrap_or_else(local::default_node_bin),
+        ))),
+        Cmd::Down { dir } => exit(rt.block_on(terminal::down(&dir))),
+        Cmd::Status { dir } => exit(rt.block_on(terminal::status(&dir))),
+        Cmd::Fault {
+            dir,
+            for_,
+            p,
+            ms,
+            jitter,
+            words,
+        } => {
+            let lease = match scenario::Duration::try_from(serde_yaml::Value::String(for_)) {
+                Ok(d) => std::time::Duration::from_millis(d.ms().max(1)),
+                Err(e) => {
+                    eprintln!("error: --for: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut params = serde_json::json!({});
+            for (k, v) in [("p", p), ("ms", ms), ("jitter_ms", jitter)] {
+                if let Some(v) = v {
+                    params[k] = serde_json::json!(v);
+                }
+            }
+            exit(rt.block_on(terminal::fault(&dir, &words, params, lease)))
+        }
         Cmd::Proxy { config } => {
             let cfg = match ProxyConfig::load(&config) {
                 Ok(c) => c,
@@ -133,6 +202,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn exit(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

@@ -157,7 +157,7 @@ impl Nemesis {
 }
 
 /// The node fault rules of a message-layer fault.
-fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
     let pr = &f.params;
     let kinds: Vec<String> = pr
         .get("kinds")
@@ -208,7 +208,7 @@ fn send_rules(f: &Scheduled, kind: &str, to: &str) -> anyhow::Result<Vec<Value>>
 }
 
 /// Every directed link touching one of `targets`.
-fn links_of(targets: &[String], ids: &[String]) -> Vec<(String, String)> {
+pub(crate) fn links_of(targets: &[String], ids: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for t in targets {
         for o in ids {
@@ -223,7 +223,7 @@ fn links_of(targets: &[String], ids: &[String]) -> Vec<(String, String)> {
     out
 }
 
-fn packet_spec(f: &Scheduled) -> anyhow::Result<FaultSpec> {
+pub(crate) fn packet_spec(f: &Scheduled) -> anyhow::Result<FaultSpec> {
     let pr = &f.params;
     let mut spec = FaultSpec::default();
     match f.fault.as_str() {
@@ -284,7 +284,7 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     Ok(json!({"links": links, "spec": spec}))
 }
 
-fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<PartitionShape> {
+pub(crate) fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<PartitionShape> {
     let shape = f.params.get("shape").and_then(Value::as_str).unwrap_or("isolate_group");
     let rest = |group: &[String]| -> Vec<String> { ids.iter().filter(|i| !group.contains(i)).cloned().collect() };
     Ok(match shape {

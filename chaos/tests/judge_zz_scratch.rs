@@ -58,5 +58,6 @@ fn scratch_perf() {
     let r = judge(&rec, "x", &JudgeOptions::default());
     eprintln!("judged in {:?}", started.elapsed());
     for c in &r.checks { eprintln!("{}: {:?} {}", c.name, c.valid, c.summary); }
-    eprintln!("{:#}", r.checks[0].evidence["counterexample"]);
+    for o in r.checks[0].evidence["counterexample"]["ops"].as_array().unwrap() { eprintln!("{} {} {} {}", o["n"], o["call_ms"], o["client"], o["op"]); }
+    for o in r.checks[0].evidence["counterexample"]["could_not_place"].as_array().unwrap() { eprintln!("unplaced {} {} {} blocking={} fits={}", o["n"], o["call_ms"], o["op"], o["blocking"], o["fits_state_reached"]); }
 }

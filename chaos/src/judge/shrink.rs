@@ -441,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_pays_block_the_head_cut_but_are_kept() {
+    fn unknown_pays_are_kept_and_only_needless_reads_go() {
         let h = vec![
             pay("a", "b", 0, 5, None),
             read("a", 1, 10, 12),
@@ -455,8 +455,8 @@ mod tests {
             st(1, "a"),
             Instant::now() + Duration::from_secs(30),
         );
-        // Needs the unknown pay (to explain the read of b) and both reads around it... the first
-        // read of a is not needed.
+        // The unknown pay explains the read of b, the last read of a is the failure, and the
+        // first read of a is not needed.
         assert_eq!(s.ops, vec![0, 2, 3]);
         assert_eq!(s.init, st(1, "a"));
     }

@@ -423,8 +423,8 @@ fn counterexample(
     });
     let summary = match culprit_text {
         Some(c) => format!(
-            "token {token} is not linearizable: {c} cannot follow {} ({}-operation counter-example)",
-            final_cx.final_state,
+            "token {token} is not linearizable: {c} cannot be placed ({}-operation \
+             counter-example)",
             listed.len()
         ),
         None => format!(

@@ -18,18 +18,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free port on 127.0.0.1 for both UDP and TCP (probed, then released).
-pub fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..200 {
+/// `n` distinct free ports on 127.0.0.1, each free for both UDP and TCP.
+/// All are held while probing, so no port is handed out twice.
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let mut held = Vec::with_capacity(n);
+    let mut tries = 0;
+    while held.len() < n {
+        tries += 1;
+        if tries > n * 20 + 100 {
+            bail!("not enough free ports on 127.0.0.1");
+        }
         let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
             continue;
         };
         let Ok(a) = u.local_addr() else { continue };
-        if TcpListener::bind(a).is_ok() {
-            return Ok(a.port());
+        if let Ok(t) = TcpListener::bind(a) {
+            held.push((u, t, a.port()));
         }
     }
-    bail!("no free port on 127.0.0.1")
+    Ok(held.into_iter().map(|(_, _, p)| p).collect())
+}
+
+/// Hands out ports from one batch of [`free_ports`].
+pub struct Ports(std::vec::IntoIter<u16>);
+
+impl Ports {
+    pub fn new(n: usize) -> anyhow::Result<Self> {
+        Ok(Ports(free_ports(n)?.into_iter()))
+    }
+    pub fn next(&mut self) -> anyhow::Result<u16> {
+        self.0.next().context("port batch exhausted")
+    }
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -77,11 +96,12 @@ impl LocalCluster {
         std::fs::create_dir_all(run_dir.join("logs"))
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let ids = template.ids();
+        let mut ports = Ports::new(2 * ids.len() + 1)?;
         let mut listen = BTreeMap::new();
         let mut admin = BTreeMap::new();
         for id in &ids {
-            listen.insert(id.clone(), free_port()?);
-            admin.insert(id.clone(), free_port()?);
+            listen.insert(id.clone(), ports.next()?);
+            admin.insert(id.clone(), ports.next()?);
         }
         let secret = random_secret();
         let mut links = Vec::new();
@@ -97,7 +117,7 @@ impl LocalCluster {
             nodes: ids.clone(),
             default_lease_ms: 30_000,
             control: Some(ControlConfig {
-                listen: loopback(free_port()?),
+                listen: loopback(ports.next()?),
                 token: secret.clone(),
             }),
             links,
