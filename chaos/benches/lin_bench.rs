@@ -8,8 +8,8 @@
 use faultline_chaos::check::generate::{token_history, TokenWorkload};
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
-    check, check_parallel, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model, Operation,
-    Register, Verdict,
+    check, check_parallel, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model,
+    Operation, Register, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -118,7 +118,9 @@ fn main() {
     // `cargo bench` passes `--bench`; there are no filters, everything runs.
     let go = go_times();
     println!("Times in ms. first = first run in this process; median = median of repeated runs;");
-    println!("2 thr = median with check_parallel on 2 threads; Go = Porcupine median (GOMAXPROCS=2)");
+    println!(
+        "2 thr = median with check_parallel on 2 threads; Go = Porcupine median (GOMAXPROCS=2)"
+    );
     println!("from tests/data/porcupine/README.md; speedup = Go / median.\n");
     println!("== Porcupine etcd histories (Register model, one partition each) ==");
     println!(
@@ -173,14 +175,11 @@ fn main() {
                 };
                 let (cold, t, two, r) = if model == "kv" {
                     let (cold, t, r) = measure(|| run(&KeyValue, &h));
-                    let (_, two, _) = measure(|| match check_parallel(
-                        &KeyValue,
-                        &h,
-                        &CheckOptions::default(),
-                        2,
-                    ) {
-                        Ok(r) => r,
-                        Err(e) => panic!("{name}: {e}"),
+                    let (_, two, _) = measure(|| {
+                        match check_parallel(&KeyValue, &h, &CheckOptions::default(), 2) {
+                            Ok(r) => r,
+                            Err(e) => panic!("{name}: {e}"),
+                        }
                     });
                     (cold, t, Some(two), r)
                 } else if c == "c50" {
@@ -246,7 +245,15 @@ fn main() {
     println!("that only says the client gave up). Rates use the median time.");
     println!(
         "{:<46} {:>7} {:>8} {:>8} {:>8} {:>8} {:>11} {:>11} {:>9}",
-        "workload", "unknown", "events", "first", "median", "2 thr", "events/s", "2thr ev/s", "steps"
+        "workload",
+        "unknown",
+        "events",
+        "first",
+        "median",
+        "2 thr",
+        "events/s",
+        "2thr ev/s",
+        "steps"
     );
     let workload = |tokens, clients, unknown_rate| TokenWorkload {
         tokens,
@@ -257,21 +264,41 @@ fn main() {
     };
     let workloads = [
         ("60 tokens, 6 clients, 1% unknown", workload(60, 6, 0.01)),
-        ("1000 tokens, 16 clients, 2% unknown", workload(1000, 16, 0.02)),
-        ("8 tokens, 16 clients, 2% unknown (contended)", workload(8, 16, 0.02)),
-        ("4 tokens, 16 clients, 5% unknown (contended)", workload(4, 16, 0.05)),
+        (
+            "1000 tokens, 16 clients, 2% unknown",
+            workload(1000, 16, 0.02),
+        ),
+        (
+            "8 tokens, 16 clients, 2% unknown (contended)",
+            workload(8, 16, 0.02),
+        ),
+        (
+            "4 tokens, 16 clients, 5% unknown (contended)",
+            workload(4, 16, 0.05),
+        ),
     ];
     for (label, w) in workloads {
         let (model, h) = token_history(&w, 42);
         let unknown = h.iter().filter(|o| !o.output.is_known()).count();
         let events = h.len() + h.iter().filter(|o| o.ret.is_some()).count();
         let (cold, t, r) = measure(|| run(&model, &h));
-        let (_, two, r2) = measure(|| match check_parallel(&model, &h, &CheckOptions::default(), 2) {
-            Ok(r) => r,
-            Err(e) => panic!("{label}: {e}"),
-        });
-        assert_eq!(r.verdict, Verdict::Valid, "{label}: generated history must be valid");
-        assert_eq!(r2.verdict, Verdict::Valid, "{label}: generated history must be valid");
+        let (_, two, r2) =
+            measure(
+                || match check_parallel(&model, &h, &CheckOptions::default(), 2) {
+                    Ok(r) => r,
+                    Err(e) => panic!("{label}: {e}"),
+                },
+            );
+        assert_eq!(
+            r.verdict,
+            Verdict::Valid,
+            "{label}: generated history must be valid"
+        );
+        assert_eq!(
+            r2.verdict,
+            Verdict::Valid,
+            "{label}: generated history must be valid"
+        );
         println!(
             "{:<46} {:>7} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>11.0} {:>11.0} {:>9}",
             label,

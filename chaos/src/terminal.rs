@@ -104,21 +104,21 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
     let mut admin = BTreeMap::new();
     let mut link_port = BTreeMap::new();
     for id in &ids {
-        listen.insert(id.clone(), ports.next()?);
-        admin.insert(id.clone(), ports.next()?);
+        listen.insert(id.clone(), ports.take()?);
+        admin.insert(id.clone(), ports.take()?);
     }
     let mut links = Vec::new();
     for a in &ids {
         for b in &ids {
             if a != b {
-                let p = ports.next()?;
+                let p = ports.take()?;
                 link_port.insert((a.clone(), b.clone()), p);
                 links.push(Link::new(a.clone(), b.clone(), loopback(p), loopback(listen[b])));
             }
         }
     }
     let secret = template.secret.clone();
-    let control = loopback(ports.next()?);
+    let control = loopback(ports.take()?);
     let proxy_cfg = ProxyConfig {
         seed: template.file.seed,
         nodes: ids.clone(),

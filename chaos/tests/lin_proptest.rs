@@ -20,17 +20,16 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use std::collections::BTreeMap;
 
-/// Is there a valid order? `step` applies one operation to the whole-history state.
-fn brute_force<I, O, S: Clone>(
-    history: &[Operation<I, O>],
-    init: S,
-    step: &dyn Fn(&S, &Operation<I, O>) -> Option<S>,
-) -> bool {
+/// Applies one operation to the whole-history state, or refuses it.
+type Step<'a, I, O, S> = &'a dyn Fn(&S, &Operation<I, O>) -> Option<S>;
+
+/// Is there a valid order?
+fn brute_force<I, O, S: Clone>(history: &[Operation<I, O>], init: S, step: Step<I, O, S>) -> bool {
     fn go<I, O, S: Clone>(
         h: &[Operation<I, O>],
         placed: &mut Vec<bool>,
         state: &S,
-        step: &dyn Fn(&S, &Operation<I, O>) -> Option<S>,
+        step: Step<I, O, S>,
     ) -> bool {
         let all_known_placed = h
             .iter()

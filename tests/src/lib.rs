@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -79,18 +78,9 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// A free port on 127.0.0.1 for both UDP and TCP (probed, then released).
-pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(a) = u.local_addr() else { continue };
-        if TcpListener::bind(a).is_ok() {
-            return a.port();
-        }
-    }
-    panic!("no free port on 127.0.0.1");
+/// `n` distinct free ports on 127.0.0.1 (all held while probing).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    faultline_chaos::platform::local::free_ports(n).expect("free ports on 127.0.0.1")
 }
 
 pub struct NodeSpec {
@@ -104,6 +94,9 @@ pub struct TestCluster {
     pub dir: PathBuf,
     pub file: PathBuf,
     pub nodes: Vec<NodeSpec>,
+    /// Ports from the same batch as the nodes', one per directed link, for
+    /// a test that routes dials through a proxy.
+    pub spare_ports: Vec<u16>,
     procs: BTreeMap<String, Child>,
     http: reqwest::Client,
 }
@@ -113,14 +106,17 @@ impl TestCluster {
     /// clients plus `extra` YAML (top-level keys), and makes certificates.
     pub fn tokens(name: &str, servers: usize, clients: usize, extra: &str) -> Self {
         let dir = scratch(name);
+        let n = servers + clients;
+        let mut ports = free_ports(2 * n + n * n).into_iter();
+        let mut port = move || ports.next().expect("port batch");
         let mut nodes = Vec::new();
         for (role, n, p) in [("server", servers, "s"), ("client", clients, "c")] {
             for i in 1..=n {
                 nodes.push(NodeSpec {
                     id: format!("{p}{i}"),
                     role: role.into(),
-                    listen: free_port(),
-                    admin: free_port(),
+                    listen: port(),
+                    admin: port(),
                 });
             }
         }
@@ -145,10 +141,12 @@ impl TestCluster {
             "certs failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let spare_ports = (0..n * n).map(|_| port()).collect();
         TestCluster {
             dir,
             file,
             nodes,
+            spare_ports,
             procs: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))

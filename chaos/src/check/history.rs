@@ -208,7 +208,9 @@ pub fn operations_from_events<I, O>(
 /// The event form of a history, sorted by time with calls before returns at equal times (the
 /// checker's own tie rule: equal timestamps count as concurrent).
 pub fn events_from_operations<I: Clone, O: Clone>(ops: &[Operation<I, O>]) -> Vec<Event<I, O>> {
-    let mut keyed: Vec<((Time, u8, usize), Event<I, O>)> = Vec::with_capacity(ops.len() * 2);
+    /// Time, calls (0) before returns (1), then operation order.
+    type Key = (Time, u8, usize);
+    let mut keyed: Vec<(Key, Event<I, O>)> = Vec::with_capacity(ops.len() * 2);
     for (i, op) in ops.iter().enumerate() {
         keyed.push((
             (op.call, 0, i),

@@ -936,9 +936,9 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         if self.ops[op as usize].read_only {
                             budget.charge_step()?;
                             if self.step(&state, op).is_some() {
-                                if let Some(entry) = self.try_visit(
-                                    cache, &mut bits, op, &state, 0, round, &mut taint,
-                                ) {
+                                if let Some(entry) = self
+                                    .try_visit(cache, &mut bits, op, &state, 0, round, &mut taint)
+                                {
                                     chosen = Some((op, None, true, entry));
                                 } else {
                                     // Explored before and failed; by the rule above so does
@@ -974,9 +974,9 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                         {
                             budget.charge_step()?;
                             if let Some(next) = self.step(&state, op) {
-                                if let Some(entry) = self.try_visit(
-                                    cache, &mut bits, op, &next, 0, round, &mut taint,
-                                ) {
+                                if let Some(entry) = self
+                                    .try_visit(cache, &mut bits, op, &next, 0, round, &mut taint)
+                                {
                                     chosen = Some((op, Some(next), false, entry));
                                     break;
                                 }

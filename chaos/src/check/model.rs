@@ -779,7 +779,13 @@ mod tests {
             let mut v = base.clone();
             for _ in 0..rng.next() % 4 {
                 let chunk: String = (0..rng.next() % 4)
-                    .map(|_| if rng.next() % 2 == 0 { 'a' } else { 'b' })
+                    .map(|_| {
+                        if rng.next().is_multiple_of(2) {
+                            'a'
+                        } else {
+                            'b'
+                        }
+                    })
                     .collect();
                 v = v.appended(&chunk);
             }
@@ -788,7 +794,7 @@ mod tests {
         let shared = KvValue::new("ab");
         for _ in 0..20_000 {
             let x = build(&mut rng, &shared);
-            let y = if rng.next() % 2 == 0 {
+            let y = if rng.next().is_multiple_of(2) {
                 build(&mut rng, &shared)
             } else {
                 build(&mut rng, &KvValue::default())

@@ -10,9 +10,14 @@
 //!   duplicate probability that touched none of so many packets that the odds are below 1e-9;
 //!   a delay whose measured mean is under a quarter of the configured one over 20+ packets.
 //!   `links` pairs are directions `from -> to`, as the proxy labels them.
-//! - message layer (node fault rules): a cut or drop-1.0 send rule while the node went on
-//!   sending matching messages (the send counter is after the fault layer), or a receive rule
-//!   that injected nothing while matching messages arrived (the receive counter is before it).
+//! - message layer (node fault rules): a send rule that acts on every match (cut, drop 1.0,
+//!   delay) while the node went on sending matching messages it never acted on, or a
+//!   probabilistic one that never acted on so many that the odds are below 1e-9 (the send
+//!   counter is after the fault layer); a receive rule likewise, when the node injected no
+//!   fault at all while matching messages arrived (the receive counter is before the layer).
+//!   At least ten matching messages are needed, as a message delayed before the rule was
+//!   installed may leave inside the window.
+//! - a fault the controller reports it could not apply is unknown (a harness failure).
 //! - process layer: a kill or pause whose target answered every scrape inside the window and
 //!   did not restart.
 //!
@@ -80,7 +85,13 @@ pub(crate) fn check(record: &RunRecord, index: &ScrapeIndex) -> (CheckOutcome, V
     let mut judged: Vec<(Valid, String)> = Vec::new();
     for w in &record.windows {
         let end = w.end_us.unwrap_or(meta.end_us).max(w.start_us);
+        let apply_error = w.detail.get("error").and_then(Value::as_str);
         let r = match w.layer.as_str() {
+            // A fault the controller failed to apply is its failure, not the system's.
+            _ if apply_error.is_some() => WindowResult::unknown(format!(
+                "the controller could not apply it: {}",
+                apply_error.unwrap_or_default()
+            )),
             "packet" => packet(w, end, index, meta.start_us),
             "message" => message(w, end, index, meta.start_us),
             "process" => process(w, end, index, meta.start_us),
@@ -328,8 +339,37 @@ struct Rule {
     to: String,
     kind: String,
     receive: bool,
-    certain_drop: bool,
+    cut: bool,
+    drop: f64,
+    duplicate: f64,
+    delays: bool,
     raw: Value,
+}
+
+impl Rule {
+    fn certain_drop(&self) -> bool {
+        self.cut || self.drop >= 1.0
+    }
+
+    /// Why the rule clearly did nothing to `n` matching messages that `injected` (by action)
+    /// says it never acted on, if it clearly did nothing.
+    fn idle(&self, n: f64, injected: &BTreeMap<String, f64>) -> Option<String> {
+        let none = |action: &str| injected.get(action).copied().unwrap_or(0.0) == 0.0;
+        let improbable = |p: f64| p > 0.0 && (1.0 - p.min(1.0)).powf(n) < IMPROBABLE;
+        if n < MESSAGE_LEAK {
+            None
+        } else if self.certain_drop() {
+            Some("cut or dropped with certainty".to_string())
+        } else if improbable(self.drop) && none("drop") {
+            Some(format!("none dropped at probability {}", self.drop))
+        } else if improbable(self.duplicate) && none("duplicate") {
+            Some(format!("none duplicated at probability {}", self.duplicate))
+        } else if self.delays && none("delay") {
+            Some("none delayed".to_string())
+        } else {
+            None
+        }
+    }
 }
 
 fn rules(detail: &Value) -> Vec<Rule> {
@@ -348,8 +388,10 @@ fn rules(detail: &Value) -> Vec<Rule> {
             to: s(r, "to"),
             kind: s(r, "kind"),
             receive: r.get("at").and_then(Value::as_str) == Some("receive"),
-            certain_drop: r.get("cut").and_then(Value::as_bool) == Some(true)
-                || f64_at(r, &["drop"]) >= 1.0,
+            cut: r.get("cut").and_then(Value::as_bool) == Some(true),
+            drop: f64_at(r, &["drop"]),
+            duplicate: f64_at(r, &["duplicate"]),
+            delays: f64_at(r, &["delay_ms"]) > 0.0 || f64_at(r, &["jitter_ms"]) > 0.0,
             raw: r.clone(),
         })
         .collect()
@@ -384,8 +426,11 @@ fn message(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> Window
                 around.increase_by("faultline_faults_injected_total", &of_rule, "action");
             let injected_inside =
                 inside.increase_by("faultline_faults_injected_total", &of_rule, "action");
+            // Sent messages went through the fault layer (the counter is after it), so with
+            // a rule that always acts, any is a leak; received messages are counted before
+            // it, so they show only that the layer saw traffic and did nothing at all.
             let mut leak = None;
-            if inside.scrapes.len() >= 2 && rule.certain_drop {
+            if inside.scrapes.len() >= 2 {
                 if !rule.receive && (rule.from == "*" || rule.from == *node) {
                     let sent = inside.increase("faultline_messages_sent_total", &|l: &Labels| {
                         let peer = l.get("peer");
@@ -395,22 +440,25 @@ fn message(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> Window
                             matches(&rule.to, peer)
                         }) && matches(&rule.kind, l.get("kind"))
                     });
-                    if sent >= MESSAGE_LEAK {
-                        leak = Some(format!(
-                            "{node} sent {sent} messages matching rule {} inside the window",
+                    leak = rule.idle(sent, &injected_inside).map(|why| {
+                        format!(
+                            "{node} sent {sent} messages matching rule {} inside the window: {why}",
                             rule.id
-                        ));
-                    }
+                        )
+                    });
                 } else if rule.receive && (rule.to == "*" || rule.to == *node) {
                     let received =
                         inside.increase("faultline_messages_received_total", &|l: &Labels| {
                             matches(&rule.from, l.get("peer")) && matches(&rule.kind, l.get("kind"))
                         });
-                    if received >= MESSAGE_LEAK && injected_all == 0.0 {
-                        leak = Some(format!(
-                            "{node} received {received} messages matching rule {} and injected nothing",
-                            rule.id
-                        ));
+                    if injected_all == 0.0 {
+                        leak = rule.idle(received, &injected_inside).map(|why| {
+                            format!(
+                                "{node} received {received} messages matching rule {} and \
+                                 injected no fault at all: {why}",
+                                rule.id
+                            )
+                        });
                     }
                 }
             }
@@ -649,6 +697,52 @@ mod tests {
             with_spec(json!({"drop": 0.01}), lossy(100.0, 0.0)),
             Valid::True
         );
+    }
+
+    #[test]
+    fn a_message_drop_that_never_fired_is_false_and_an_unapplied_fault_unknown() {
+        let mut rec = record(Vec::new());
+        rec.windows.push(window(
+            0,
+            "drop",
+            "message",
+            &["s1"],
+            1_000,
+            Some(5_000),
+            json!({"rules": [{"id": "d", "to": "s2", "drop": 0.5}]}),
+        ));
+        let node = |i: u64, dropped: f64| {
+            scrape_at(
+                i * 1_000,
+                "s1",
+                vec![
+                    sample(
+                        "faultline_messages_sent_total",
+                        &[("peer", "s2"), ("kind", "read")],
+                        100.0 * i as f64,
+                    ),
+                    sample(
+                        "faultline_faults_injected_total",
+                        &[("rule", "d"), ("action", "drop")],
+                        dropped * i as f64,
+                    ),
+                ],
+            )
+        };
+        rec.scrapes = (0..7).map(|i| node(i, 0.0)).collect();
+        assert_eq!(run(&rec).0.valid, Valid::False);
+        rec.scrapes = (0..7).map(|i| node(i, 90.0)).collect();
+        let (c, m) = run(&rec);
+        assert_eq!(c.valid, Valid::True, "{}", c.summary);
+        assert_eq!(
+            m[0].measured["inside_window"]["counts"]["injected"]["drop"],
+            180.0
+        );
+
+        rec.windows[0].detail = json!({"error": "node s1 refused the rules"});
+        let (c, _) = run(&rec);
+        assert_eq!(c.valid, Valid::Unknown);
+        assert!(c.summary.contains("could not apply"), "{}", c.summary);
     }
 
     #[test]

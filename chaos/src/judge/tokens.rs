@@ -446,6 +446,8 @@ fn counterexample(
         },
         "ops": ops,
         "ops_omitted": omitted,
+        "reading": "ops are in call order; an op ending in ? had an unknown outcome and may \
+                    have taken effect at any time after its call, or never",
         "linearized_tail": linearized,
         "state_reached": final_cx.final_state,
         "could_not_place": unplaced,

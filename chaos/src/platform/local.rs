@@ -46,7 +46,7 @@ impl Ports {
     pub fn new(n: usize) -> anyhow::Result<Self> {
         Ok(Ports(free_ports(n)?.into_iter()))
     }
-    pub fn next(&mut self) -> anyhow::Result<u16> {
+    pub fn take(&mut self) -> anyhow::Result<u16> {
         self.0.next().context("port batch exhausted")
     }
 }
@@ -96,19 +96,21 @@ impl LocalCluster {
         std::fs::create_dir_all(run_dir.join("logs"))
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let ids = template.ids();
-        let mut ports = Ports::new(2 * ids.len() + 1)?;
+        // One batch for nodes, proxy links and control, so the proxy never
+        // binds a port a node is about to take.
+        let mut ports = Ports::new(2 * ids.len() + ids.len() * ids.len() + 1)?;
         let mut listen = BTreeMap::new();
         let mut admin = BTreeMap::new();
         for id in &ids {
-            listen.insert(id.clone(), ports.next()?);
-            admin.insert(id.clone(), ports.next()?);
+            listen.insert(id.clone(), ports.take()?);
+            admin.insert(id.clone(), ports.take()?);
         }
         let secret = random_secret();
         let mut links = Vec::new();
         for a in &ids {
             for b in &ids {
                 if a != b {
-                    links.push(Link::new(a.clone(), b.clone(), loopback(0), loopback(listen[b])));
+                    links.push(Link::new(a.clone(), b.clone(), loopback(ports.take()?), loopback(listen[b])));
                 }
             }
         }
@@ -117,7 +119,7 @@ impl LocalCluster {
             nodes: ids.clone(),
             default_lease_ms: 30_000,
             control: Some(ControlConfig {
-                listen: loopback(ports.next()?),
+                listen: loopback(ports.take()?),
                 token: secret.clone(),
             }),
             links,

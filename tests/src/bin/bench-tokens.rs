@@ -3,8 +3,13 @@
 //! load generator inside its node, plus the peak RSS of the servers.
 //! Figures are printed, never asserted: this machine is shared and noisy.
 //!
+//! The same load also runs with every dial going through the packet proxy
+//! (no faults set), side by side with the direct run, to show what the proxy
+//! costs.
+//!
 //! BENCH_SECONDS (default 10) and BENCH_CONCURRENCY (workers per client,
-//! default 16) tune a run; BENCH_SERVERS (default "3,5,7") picks the sizes.
+//! default 16) tune a run; BENCH_SERVERS (default "3,5,7") picks the sizes,
+//! BENCH_PROXY_SERVERS (default "5") the sizes also run through the proxy.
 
 use faultline_e2e::TestCluster;
 use serde_json::{json, Value};
@@ -39,25 +44,80 @@ async fn load_all(c: &TestCluster, ms: u64, workers: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Starts a proxy with one port per directed link and rewrites the cluster
+/// file so every dial goes through it, as the chaos controller does.
+async fn route_through_proxy(c: &TestCluster) -> faultline_chaos::proxy::ProxyHandle {
+    use faultline_chaos::proxy::{Link, Proxy, ProxyConfig};
+    let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let mut links = Vec::new();
+    let mut spare = c.spare_ports.iter().copied();
+    for a in &c.nodes {
+        for b in &c.nodes {
+            if a.id != b.id {
+                let port = spare.next().expect("a spare port per link");
+                links.push(Link::new(a.id.clone(), b.id.clone(), addr(port), addr(b.listen)));
+            }
+        }
+    }
+    let proxy = Proxy::start(ProxyConfig::new(links)).await.expect("proxy");
+    let text = std::fs::read_to_string(&c.file).expect("cluster file");
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    if let Some(nodes) = doc.get_mut("nodes").and_then(|n| n.as_sequence_mut()) {
+        for n in nodes.iter_mut() {
+            let id = n.get("id").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let mut dial = serde_yaml::Mapping::new();
+            for peer in &c.nodes {
+                if id < peer.id {
+                    if let Some(a) = proxy.listen_addr(&id, &peer.id) {
+                        dial.insert(peer.id.clone().into(), a.to_string().into());
+                    }
+                }
+            }
+            if let Some(m) = n.as_mapping_mut() {
+                m.insert("dial".into(), serde_yaml::Value::Mapping(dial));
+            }
+        }
+    }
+    std::fs::write(&c.file, serde_yaml::to_string(&doc).expect("yaml")).expect("write");
+    proxy
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let secs: u64 = env("BENCH_SECONDS", 10);
     let workers: usize = env("BENCH_CONCURRENCY", 16);
-    let sizes: Vec<usize> = std::env::var("BENCH_SERVERS")
-        .unwrap_or_else(|_| "3,5,7".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let list = |k: &str, d: &str| -> Vec<usize> {
+        std::env::var(k)
+            .unwrap_or_else(|_| d.into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    };
+    let sizes = list("BENCH_SERVERS", "3,5,7");
+    let proxied = list("BENCH_PROXY_SERVERS", "5");
+    let mut runs: Vec<(usize, bool)> = Vec::new();
+    for n in sizes {
+        runs.push((n, false));
+        if proxied.contains(&n) {
+            runs.push((n, true));
+        }
+    }
     println!(
         "token pays on loopback: 6 clients x {workers} workers, {secs} s per size, binaries in {}",
         faultline_e2e::bin_dir().display()
     );
     println!(
-        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
-        "servers", "pays/s", "p50 ms", "p99 ms", "max ms", "failed", "unknown", "server RSS MB"
+        "{:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
+        "servers", "path", "pays/s", "p50 ms", "p99 ms", "max ms", "failed", "unknown", "server RSS MB"
     );
-    for n in sizes {
-        let mut c = TestCluster::tokens(&format!("bench{n}"), n, 6, "");
+    for (n, via_proxy) in runs {
+        let name = format!("bench{n}{}", if via_proxy { "p" } else { "" });
+        let mut c = TestCluster::tokens(&name, n, 6, "");
+        let proxy = if via_proxy {
+            Some(route_through_proxy(&c).await)
+        } else {
+            None
+        };
         c.start_all();
         c.wait_ready(Duration::from_secs(30)).await;
         load_all(&c, 1000, workers).await; // warm-up: connections, allocator
@@ -82,7 +142,8 @@ async fn main() {
             .map(peak_rss_mb)
             .fold(0.0, f64::max);
         println!(
-            "{n:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>13.1}",
+            "{n:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>13.1}",
+            if via_proxy { "proxy" } else { "direct" },
             sum("pays_per_second"),
             mean("pay_p50_ms"),
             max("pay_p99_ms"),
@@ -91,5 +152,9 @@ async fn main() {
             sum("pays_unknown"),
             rss
         );
+        drop(c);
+        if let Some(p) = proxy {
+            p.shutdown().await;
+        }
     }
 }
