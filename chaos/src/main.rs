@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "faultline-chaos", version, about = "The faultline chaos controller")]
+#[command(
+    name = "faultline-chaos",
+    version,
+    about = "The faultline chaos controller"
+)]
 struct Cli {
     /// Log filter for the controller's own logs (RUST_LOG overrides).
     #[arg(long, global = true, default_value = "warn")]

@@ -81,7 +81,12 @@ impl Nemesis {
 
     /// Undoes `f` (kill -> restart, pause -> resume, rules and proxy
     /// settings removed). Transforms are not undone.
-    pub async fn heal(&mut self, f: &Scheduled, c: &mut LocalCluster, http: &reqwest::Client) -> anyhow::Result<()> {
+    pub async fn heal(
+        &mut self,
+        f: &Scheduled,
+        c: &mut LocalCluster,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
         match f.layer.as_str() {
             "message" => {
                 for t in &f.targets {
@@ -116,7 +121,11 @@ impl Nemesis {
     }
 
     /// Removes every fault at every layer (quiescence).
-    pub async fn heal_all(&mut self, c: &mut LocalCluster, http: &reqwest::Client) -> anyhow::Result<()> {
+    pub async fn heal_all(
+        &mut self,
+        c: &mut LocalCluster,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
         if let Some(p) = c.proxy.as_ref() {
             p.heal();
         }
@@ -132,7 +141,13 @@ impl Nemesis {
         c.heal_processes()
     }
 
-    async fn push(&self, node: &str, c: &LocalCluster, http: &reqwest::Client, lease: Duration) -> anyhow::Result<()> {
+    async fn push(
+        &self,
+        node: &str,
+        c: &LocalCluster,
+        http: &reqwest::Client,
+        lease: Duration,
+    ) -> anyhow::Result<()> {
         let rules: Vec<Value> = self
             .rules
             .get(node)
@@ -146,7 +161,12 @@ impl Nemesis {
                 .json(&json!({"rules": rules, "lease_ms": lease.as_millis() as u64}))
         };
         // A node that is down cannot take rules; that is not an error of the run.
-        if let Ok(r) = req.bearer_auth(c.secret()).timeout(Duration::from_secs(2)).send().await {
+        if let Ok(r) = req
+            .bearer_auth(c.secret())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
             if r.status().is_client_error() {
                 let body = r.text().await.unwrap_or_default();
                 bail!("{node} refused the fault rules: {body}");
@@ -162,13 +182,21 @@ pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
     let kinds: Vec<String> = pr
         .get("kinds")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_else(|| vec!["*".into()]);
     // Optional destinations for send-side faults; all peers by default.
     let dests: Vec<String> = pr
         .get("to")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_else(|| vec!["*".into()]);
     let mut rules = Vec::new();
     for kind in &kinds {
@@ -285,14 +313,24 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
 }
 
 pub(crate) fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<PartitionShape> {
-    let shape = f.params.get("shape").and_then(Value::as_str).unwrap_or("isolate_group");
-    let rest = |group: &[String]| -> Vec<String> { ids.iter().filter(|i| !group.contains(i)).cloned().collect() };
+    let shape = f
+        .params
+        .get("shape")
+        .and_then(Value::as_str)
+        .unwrap_or("isolate_group");
+    let rest = |group: &[String]| -> Vec<String> {
+        ids.iter().filter(|i| !group.contains(i)).cloned().collect()
+    };
     Ok(match shape {
         "isolate_group" => PartitionShape::Groups {
             groups: vec![f.targets.clone(), rest(&f.targets)],
         },
         "isolate" => PartitionShape::Isolate {
-            node: f.targets.first().cloned().context("isolate needs a target")?,
+            node: f
+                .targets
+                .first()
+                .cloned()
+                .context("isolate needs a target")?,
         },
         "one_way" => PartitionShape::OneWay {
             from: f.targets.clone(),

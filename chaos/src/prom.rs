@@ -40,7 +40,11 @@ fn parse_line(line: &str) -> Option<Sample> {
             if end.is_some() {
                 break;
             }
-            let key = body[start..eq?].trim().trim_start_matches(',').trim().to_string();
+            let key = body[start..eq?]
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_string();
             if chars.next()?.1 != '"' {
                 return None;
             }

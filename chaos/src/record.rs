@@ -146,7 +146,9 @@ pub fn append_scrape(file: &mut std::fs::File, s: &Scrape) -> std::io::Result<()
     writeln!(file, "{line}")
 }
 
-fn read_dir_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<BTreeMap<String, T>, RecordError> {
+fn read_dir_json<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+) -> Result<BTreeMap<String, T>, RecordError> {
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(out);

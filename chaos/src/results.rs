@@ -193,11 +193,26 @@ mod tests {
             summary: String::new(),
             evidence: serde_json::Value::Null,
         };
-        assert_eq!(Results::combine(&[c(Valid::True), c(Valid::True)]), Valid::True);
-        assert_eq!(Results::combine(&[c(Valid::True), c(Valid::Unknown)]), Valid::Unknown);
-        assert_eq!(Results::combine(&[c(Valid::Unknown), c(Valid::False)]), Valid::False);
+        assert_eq!(
+            Results::combine(&[c(Valid::True), c(Valid::True)]),
+            Valid::True
+        );
+        assert_eq!(
+            Results::combine(&[c(Valid::True), c(Valid::Unknown)]),
+            Valid::Unknown
+        );
+        assert_eq!(
+            Results::combine(&[c(Valid::Unknown), c(Valid::False)]),
+            Valid::False
+        );
         assert_eq!(Results::combine(&[]), Valid::Unknown);
-        assert_eq!(serde_json::to_string(&Valid::Unknown).unwrap(), "\"unknown\"");
-        assert_eq!(serde_json::from_str::<Valid>("false").unwrap(), Valid::False);
+        assert_eq!(
+            serde_json::to_string(&Valid::Unknown).unwrap(),
+            "\"unknown\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Valid>("false").unwrap(),
+            Valid::False
+        );
     }
 }

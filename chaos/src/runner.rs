@@ -8,7 +8,7 @@ use crate::nemesis::Nemesis;
 use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
 use crate::results::Results;
-use crate::scenario::{self, Schedule, Scenario};
+use crate::scenario::{self, Scenario, Schedule};
 use crate::workload::{ClientDriver, Recorder};
 use crate::{prom, report};
 use anyhow::Context;
@@ -44,8 +44,12 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
         }
         None => scenario::expand(&scn.file, &servers, &clients).map_err(anyhow::Error::msg)?,
     };
-    let run_dir = opts.out.clone().unwrap_or_else(|| default_run_dir(&scn.name));
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let run_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&scn.name));
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     std::fs::copy(&scn.path, run_dir.join("scenario.yaml")).ok();
     record::write_json(&run_dir.join("schedule.json"), &schedule)?;
     eprintln!("run directory: {}", run_dir.display());
@@ -104,7 +108,10 @@ async fn drive(
     let stop_scrape = Arc::new(AtomicBool::new(false));
     let scraper = {
         let mut file = std::fs::File::create(run_dir.join("scrapes.jsonl"))?;
-        let targets: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), cluster.admin_url(id))).collect();
+        let targets: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| (id.clone(), cluster.admin_url(id)))
+            .collect();
         let proxy = cluster.proxy.as_ref().map(|p| p.controller());
         let (http, stop) = (http.clone(), stop_scrape.clone());
         tokio::spawn(async move {
@@ -112,7 +119,12 @@ async fn drive(
                 let t0 = Instant::now();
                 for (id, url) in &targets {
                     let t_us = unix_us();
-                    let text = match http.get(format!("{url}/metrics")).timeout(Duration::from_millis(800)).send().await {
+                    let text = match http
+                        .get(format!("{url}/metrics"))
+                        .timeout(Duration::from_millis(800))
+                        .send()
+                        .await
+                    {
                         Ok(r) => r.text().await.ok(),
                         Err(_) => None,
                     };
@@ -178,7 +190,8 @@ async fn drive(
             next += 1;
             let f = &schedule.faults[i];
             if apply {
-                let lease = Duration::from_millis(f.for_ms.unwrap_or(duration.as_millis() as u64) + 5_000);
+                let lease =
+                    Duration::from_millis(f.for_ms.unwrap_or(duration.as_millis() as u64) + 5_000);
                 let detail = match nemesis.apply(f, cluster, &http, lease).await {
                     Ok(d) => d,
                     Err(e) => json!({"error": format!("{e:#}")}),
@@ -188,8 +201,16 @@ async fn drive(
                     detail["shape"]["minority"]
                         .as_array()
                         .or_else(|| f.params["minority"].as_array())
-                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                        .or_else(|| detail["shape"]["node"].as_str().map(|n| vec![n.to_string()]))
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(String::from))
+                                .collect()
+                        })
+                        .or_else(|| {
+                            detail["shape"]["node"]
+                                .as_str()
+                                .map(|n| vec![n.to_string()])
+                        })
                         .unwrap_or_default()
                 } else {
                     f.targets.clone()
@@ -264,7 +285,16 @@ async fn drive(
         let body = json!({"op": "gettokens", "owner": owner});
         let t0 = Instant::now();
         loop {
-            let op = rec.run(&http, &cluster.admin_url(&reader), cluster.secret(), &reader, body.clone(), timeout).await;
+            let op = rec
+                .run(
+                    &http,
+                    &cluster.admin_url(&reader),
+                    cluster.secret(),
+                    &reader,
+                    body.clone(),
+                    timeout,
+                )
+                .await;
             if op.outcome == "ok" || t0.elapsed() > quiet_for {
                 break;
             }
@@ -278,15 +308,26 @@ async fn drive(
     // Evidence: states, histories (ours, and each node's own for reference).
     let mut states = BTreeMap::new();
     for id in &ids {
-        if let Ok(r) = http.get(format!("{}/state", cluster.admin_url(id))).send().await {
+        if let Ok(r) = http
+            .get(format!("{}/state", cluster.admin_url(id)))
+            .send()
+            .await
+        {
             if let Ok(v) = r.json::<Value>().await {
                 states.insert(id.clone(), v);
             }
         }
-        if let Ok(r) = http.get(format!("{}/history", cluster.admin_url(id))).send().await {
+        if let Ok(r) = http
+            .get(format!("{}/history", cluster.admin_url(id)))
+            .send()
+            .await
+        {
             if let Ok(v) = r.json::<Value>().await {
                 if v["ops"].as_array().is_some_and(|a| !a.is_empty()) {
-                    record::write_json(&run_dir.join("node-history").join(format!("{id}.json")), &v)?;
+                    record::write_json(
+                        &run_dir.join("node-history").join(format!("{id}.json")),
+                        &v,
+                    )?;
                 }
             }
         }
@@ -374,7 +415,11 @@ impl Progress {
             c.ok.load(Ordering::Relaxed),
             c.failed.load(Ordering::Relaxed),
             c.unknown.load(Ordering::Relaxed),
-            if active.is_empty() { "no faults".to_string() } else { format!("faults: {}", active.join(" ")) }
+            if active.is_empty() {
+                "no faults".to_string()
+            } else {
+                format!("faults: {}", active.join(" "))
+            }
         );
         if self.tty {
             eprint!("\r\x1b[2K{line}");

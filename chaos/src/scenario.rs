@@ -63,7 +63,11 @@ impl From<Duration> for String {
 impl TryFrom<serde_yaml::Value> for Duration {
     type Error = String;
     fn try_from(v: serde_yaml::Value) -> Result<Self, String> {
-        let bad = || format!("{v:?} is not a duration; write e.g. 30s, 500ms or 2m");
+        let shown = match &v {
+            serde_yaml::Value::String(s) => format!("{s:?}"),
+            other => format!("{other:?}"),
+        };
+        let bad = || format!("{shown} is not a duration; write e.g. 30s, 500ms or 2m");
         match &v {
             serde_yaml::Value::Number(n) => n
                 .as_f64()
@@ -272,7 +276,11 @@ impl Schedule {
                 } else {
                     f.params.to_string()
                 },
-                if f.in_model { "" } else { "  (outside the model)" }
+                if f.in_model {
+                    ""
+                } else {
+                    "  (outside the model)"
+                }
             );
         }
         s
@@ -324,10 +332,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
         });
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let (field, message) = match msg.split_once(": ") {
+        let (mut field, message) = match msg.split_once(": ") {
             Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
             _ => (String::new(), msg),
         };
+        // Conversion errors (a bad duration) come without a path: find the
+        // line holding the offending value instead.
+        let mut pos = pos;
+        if field.is_empty() {
+            if let Some(bad) = message.split('"').nth(1) {
+                if let Some((i, line)) = text.lines().enumerate().find(|(_, l)| l.contains(bad)) {
+                    pos = Some(Pos { line: i + 1, col: 1 });
+                    field = line.split(':').next().unwrap_or("").trim().trim_start_matches("- ").to_string();
+                }
+            }
+        }
         ConfigError {
             file: path.to_path_buf(),
             pos,
@@ -343,26 +362,53 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     if file.platform != "local" {
         return Err(ctx.err(
             "platform",
-            format!("platform {:?} is not available in this build", file.platform),
+            format!(
+                "platform {:?} is not available in this build",
+                file.platform
+            ),
             "use `platform: local`",
         ));
     }
     if file.duration.ms() < 1000 || file.duration.ms() > 24 * 3600 * 1000 {
-        return Err(ctx.err("duration", "the duration must be between 1s and 24h", "e.g. duration: 30s"));
+        return Err(ctx.err(
+            "duration",
+            "the duration must be between 1s and 24h",
+            "e.g. duration: 30s",
+        ));
     }
     let w = &file.workload;
     if w.concurrency == 0 || w.concurrency > 256 {
-        return Err(ctx.err("workload.concurrency", "concurrency must be 1..=256", "e.g. concurrency: 2"));
+        return Err(ctx.err(
+            "workload.concurrency",
+            "concurrency must be 1..=256",
+            "e.g. concurrency: 2",
+        ));
     }
     if w.rate.is_some_and(|r| !(r > 0.0 && r <= 10_000.0)) {
-        return Err(ctx.err("workload.rate", "rate must be in (0, 10000] operations per second per client", "e.g. rate: 20"));
+        return Err(ctx.err(
+            "workload.rate",
+            "rate must be in (0, 10000] operations per second per client",
+            "e.g. rate: 20",
+        ));
     }
     let m = &w.mix;
-    if [m.pay, m.gettokens, m.pay_any].iter().any(|x| *x < 0.0) || m.pay + m.gettokens + m.pay_any <= 0.0 {
-        return Err(ctx.err("workload.mix", "weights must be >= 0 and not all zero", "e.g. mix: { pay: 0.7, gettokens: 0.3 }"));
+    if [m.pay, m.gettokens, m.pay_any].iter().any(|x| *x < 0.0)
+        || m.pay + m.gettokens + m.pay_any <= 0.0
+    {
+        return Err(ctx.err(
+            "workload.mix",
+            "weights must be >= 0 and not all zero",
+            "e.g. mix: { pay: 0.7, gettokens: 0.3 }",
+        ));
     }
     for (i, b) in file.bugs.iter().enumerate() {
-        if !["errors_as_acks", "read_without_write_back", "skip_owner_check"].contains(&b.as_str()) {
+        if ![
+            "errors_as_acks",
+            "read_without_write_back",
+            "skip_owner_check",
+        ]
+        .contains(&b.as_str())
+        {
             return Err(ctx.err(
                 &format!("bugs[{i}]"),
                 format!("{b:?} is not a planted bug"),
@@ -372,7 +418,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     }
     for (i, f) in file.nemesis.iter().enumerate() {
         let field = |k: &str| format!("nemesis[{i}].{k}");
-        let layer = f.layer.clone().unwrap_or_else(|| default_layer(&f.fault).to_string());
+        let layer = f
+            .layer
+            .clone()
+            .unwrap_or_else(|| default_layer(&f.fault).to_string());
         let known = match layer.as_str() {
             "message" => MESSAGE_FAULTS,
             "packet" => PACKET_FAULTS,
@@ -401,21 +450,40 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
                 ));
             }
             if s == "primary" {
-                return Err(ctx.err(&field("targets"), "the token system has no primary", "select servers by id or another selector"));
+                return Err(ctx.err(
+                    &field("targets"),
+                    "the token system has no primary",
+                    "select servers by id or another selector",
+                ));
             }
         }
         if f.at.ms() >= file.duration.ms() {
-            return Err(ctx.err(&field("at"), "the fault starts after the run ends", "start it before `duration`"));
+            return Err(ctx.err(
+                &field("at"),
+                "the fault starts after the run ends",
+                "start it before `duration`",
+            ));
         }
         if !f.params.is_null() && !f.params.is_object() {
-            return Err(ctx.err(&field("params"), "params must be a mapping", "e.g. params: { p: 0.5 }"));
+            return Err(ctx.err(
+                &field("params"),
+                "params must be a mapping",
+                "e.g. params: { p: 0.5 }",
+            ));
         }
         if let Some(p) = f.params.get("p") {
             if !p.as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)) {
-                return Err(ctx.err(&field("params.p"), "p must be a probability in [0, 1]", "e.g. p: 0.5"));
+                return Err(ctx.err(
+                    &field("params.p"),
+                    "p must be a probability in [0, 1]",
+                    "e.g. p: 0.5",
+                ));
             }
         }
-        if f.fault == "partition" && f.params.get("shape").is_none() && !matches!(&f.targets, Targets::Ids(v) if !v.is_empty()) {
+        if f.fault == "partition"
+            && f.params.get("shape").is_none()
+            && !matches!(&f.targets, Targets::Ids(v) if !v.is_empty())
+        {
             return Err(ctx.err(
                 &field("params"),
                 "a partition needs a shape (or targets to isolate)",
@@ -458,7 +526,11 @@ pub fn default_layer(fault: &str) -> &'static str {
 
 /// Resolves every fault's targets with the seed. `servers` and `clients` are
 /// the cluster's initial roles.
-pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Result<Schedule, String> {
+pub fn expand(
+    s: &ScenarioFile,
+    servers: &[String],
+    clients: &[String],
+) -> Result<Schedule, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let all: Vec<String> = servers.iter().chain(clients).cloned().collect();
     let mut faults = Vec::new();
@@ -475,14 +547,20 @@ pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Resul
         let targets = match &f.targets {
             Targets::Ids(ids) => {
                 if let Some(bad) = ids.iter().find(|i| !all.contains(i)) {
-                    return Err(format!("nemesis fault {id}: {bad:?} is not a node of the cluster"));
+                    return Err(format!(
+                        "nemesis fault {id}: {bad:?} is not a node of the cluster"
+                    ));
                 }
                 ids.clone()
             }
             Targets::Selector(sel) => match sel.as_str() {
                 "f_servers" => pick(&mut rng, servers, f_count),
                 "random_minority" => {
-                    let k = if f_count == 0 { 0 } else { rand::Rng::random_range(&mut rng, 1..=f_count) };
+                    let k = if f_count == 0 {
+                        0
+                    } else {
+                        rand::Rng::random_range(&mut rng, 1..=f_count)
+                    };
                     pick(&mut rng, servers, k)
                 }
                 "one_server" => pick(&mut rng, servers, 1),
@@ -490,7 +568,11 @@ pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Resul
                 "servers" => servers.to_vec(),
                 "clients" => clients.to_vec(),
                 "all" => all.clone(),
-                other => return Err(format!("nemesis fault {id}: selector {other:?} does not apply")),
+                other => {
+                    return Err(format!(
+                        "nemesis fault {id}: selector {other:?} does not apply"
+                    ))
+                }
             },
         };
         let mut params = if f.params.is_null() {
@@ -502,7 +584,10 @@ pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Resul
         if f.fault == "partition" && params.get("shape").is_none() {
             params["shape"] = serde_json::json!("isolate_group");
         }
-        if f.fault == "partition" && params["shape"] == "majority_minority" && params.get("minority").is_none() {
+        if f.fault == "partition"
+            && params["shape"] == "majority_minority"
+            && params.get("minority").is_none()
+        {
             let mut shuffled = servers.to_vec();
             shuffled.shuffle(&mut rng);
             let mut minority: Vec<String> = shuffled.into_iter().take(f_count).collect();
@@ -513,14 +598,20 @@ pub fn expand(s: &ScenarioFile, servers: &[String], clients: &[String]) -> Resul
             id,
             at_ms: f.at.ms(),
             for_ms: f.for_.map(|d| d.ms()),
-            layer: f.layer.clone().unwrap_or_else(|| default_layer(&f.fault).to_string()),
+            layer: f
+                .layer
+                .clone()
+                .unwrap_or_else(|| default_layer(&f.fault).to_string()),
             fault: f.fault.clone(),
             targets,
             params,
             in_model: f.in_model,
         });
     }
-    Ok(Schedule { seed: s.seed, faults })
+    Ok(Schedule {
+        seed: s.seed,
+        faults,
+    })
 }
 
 #[cfg(test)]
@@ -534,7 +625,11 @@ mod tests {
     }
 
     fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("faultline-scn-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "faultline-scn-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("c.yaml"), "system: tokens\n").unwrap();
         d
@@ -553,7 +648,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.faults[0].targets.len(), 2, "f = 2 of 5 servers");
         assert_eq!(a.faults[0].layer, "message");
-        assert_eq!(a.faults[1].params["minority"].as_array().map(|m| m.len()), Some(2));
+        assert_eq!(
+            a.faults[1].params["minority"].as_array().map(|m| m.len()),
+            Some(2)
+        );
         assert_eq!(a.faults[2].targets.len(), 1);
         let mut other = s.file.clone();
         other.seed = 10;
@@ -572,13 +670,43 @@ mod tests {
     fn bad_scenarios_name_line_and_field() {
         let d = dir();
         let cases = [
-            ("unknown-field", GOOD.replace("seed: 9", "sed: 9"), 3, "unknown field `sed`"),
-            ("bad-fault", GOOD.replace("fault: omission", "fault: explode"), 7, "nemesis[0].fault"),
-            ("bad-selector", GOOD.replace("targets: f_servers", "targets: most_servers"), 8, "unknown selector"),
+            (
+                "unknown-field",
+                GOOD.replace("seed: 9", "sed: 9"),
+                3,
+                "unknown field `sed`",
+            ),
+            (
+                "bad-fault",
+                GOOD.replace("fault: omission", "fault: explode"),
+                7,
+                "nemesis[0].fault",
+            ),
+            (
+                "bad-selector",
+                GOOD.replace("targets: f_servers", "targets: most_servers"),
+                8,
+                "unknown selector",
+            ),
             ("bad-p", GOOD.replace("p: 1.0", "p: 1.5"), 9, "probability"),
-            ("late", GOOD.replace("at: 14s", "at: 40s"), 14, "after the run ends"),
-            ("bad-duration", GOOD.replace("duration: 20s", "duration: soon"), 2, "not a duration"),
-            ("no-cluster", GOOD.replace("cluster: c.yaml", "cluster: nope.yaml"), 1, "does not exist"),
+            (
+                "late",
+                GOOD.replace("at: 14s", "at: 40s"),
+                14,
+                "after the run ends",
+            ),
+            (
+                "bad-duration",
+                GOOD.replace("duration: 20s", "duration: soon"),
+                2,
+                "not a duration",
+            ),
+            (
+                "no-cluster",
+                GOOD.replace("cluster: c.yaml", "cluster: nope.yaml"),
+                1,
+                "does not exist",
+            ),
         ];
         for (name, text, line, what) in cases {
             let p = write(&d, &format!("{name}.yaml"), &text);

@@ -34,8 +34,12 @@ fn up_path(dir: &Path) -> PathBuf {
 
 pub fn load_up(dir: &Path) -> anyhow::Result<UpFile> {
     let p = up_path(dir);
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("no cluster is up in {} (run `faultline-chaos up` first)", dir.display()))?;
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "no cluster is up in {} (run `faultline-chaos up` first)",
+            dir.display()
+        )
+    })?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -51,7 +55,10 @@ fn loopback(port: u16) -> SocketAddr {
 /// Starts a process in its own session so it outlives this command.
 fn spawn_detached(mut cmd: Command, log: &Path) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     // SAFETY: setsid only detaches the child from our terminal session.
     unsafe {
@@ -66,7 +73,8 @@ fn spawn_detached(mut cmd: Command, log: &Path) -> anyhow::Result<u32> {
 /// Whether the process exists and is not a zombie waiting to be reaped.
 fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 checks for existence only.
-    let exists = libc::pid_t::try_from(pid).is_ok_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+    let exists =
+        libc::pid_t::try_from(pid).is_ok_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
@@ -85,7 +93,9 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 fn start_node(up: &UpFile, dir: &Path, id: &str) -> anyhow::Result<u32> {
     let mut cmd = Command::new(&up.node_bin);
-    cmd.args(["run", "--cluster"]).arg(&up.cluster).args(["--id", id]);
+    cmd.args(["run", "--cluster"])
+        .arg(&up.cluster)
+        .args(["--id", id]);
     spawn_detached(cmd, &dir.join("logs").join(format!("{id}.log")))
 }
 
@@ -93,7 +103,10 @@ fn start_node(up: &UpFile, dir: &Path, id: &str) -> anyhow::Result<u32> {
 pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result<()> {
     if let Ok(old) = load_up(dir) {
         if old.pids.values().any(|p| alive(*p)) {
-            bail!("a cluster is already up in {} (run `faultline-chaos down` first)", dir.display());
+            bail!(
+                "a cluster is already up in {} (run `faultline-chaos down` first)",
+                dir.display()
+            );
         }
     }
     let template = load_template(cluster)?;
@@ -113,7 +126,12 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
             if a != b {
                 let p = ports.take()?;
                 link_port.insert((a.clone(), b.clone()), p);
-                links.push(Link::new(a.clone(), b.clone(), loopback(p), loopback(listen[b])));
+                links.push(Link::new(
+                    a.clone(),
+                    b.clone(),
+                    loopback(p),
+                    loopback(listen[b]),
+                ));
             }
         }
     }
@@ -146,7 +164,12 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
             dial: ids
                 .iter()
                 .filter(|p| n.id.as_str() < p.as_str())
-                .map(|p| (p.clone(), loopback(link_port[&(n.id.clone(), p.clone())]).to_string()))
+                .map(|p| {
+                    (
+                        p.clone(),
+                        loopback(link_port[&(n.id.clone(), p.clone())]).to_string(),
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -158,7 +181,9 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
 
     let me = std::env::current_exe()?;
     let mut proxy_cmd = Command::new(me);
-    proxy_cmd.args(["proxy", "--config"]).arg(std::fs::canonicalize(&proxy_path)?);
+    proxy_cmd
+        .args(["proxy", "--config"])
+        .arg(std::fs::canonicalize(&proxy_path)?);
     let proxy_pid = spawn_detached(proxy_cmd, &dir.join("logs").join("proxy.log"))?;
     let mut up = UpFile {
         cluster: cluster_path,
@@ -262,8 +287,17 @@ async fn render_status(up: &UpFile, http: &reqwest::Client) -> String {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .filter(|l| l["partitioned"] == true || l["faults"].as_object().is_some_and(|f| !f.is_empty()))
-                        .map(|l| format!("{}->{}", l["from"].as_str().unwrap_or("?"), l["to"].as_str().unwrap_or("?")))
+                        .filter(|l| {
+                            l["partitioned"] == true
+                                || l["faults"].as_object().is_some_and(|f| !f.is_empty())
+                        })
+                        .map(|l| {
+                            format!(
+                                "{}->{}",
+                                l["from"].as_str().unwrap_or("?"),
+                                l["to"].as_str().unwrap_or("?")
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -289,7 +323,12 @@ pub async fn status(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `faultline-chaos fault KIND [TARGETS] [/ GROUP] [--p P] [--ms MS] [--for D]`.
-pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration) -> anyhow::Result<()> {
+pub async fn fault(
+    dir: &Path,
+    words: &[String],
+    params: Value,
+    lease: Duration,
+) -> anyhow::Result<()> {
     let mut up = load_up(dir)?;
     let cluster = config::load(&up.cluster, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ids = cluster.ids();
@@ -299,7 +338,12 @@ pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration)
     };
     let list = |w: Option<&String>| -> anyhow::Result<Vec<String>> {
         let v: Vec<String> = w
-            .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+            .map(|s| {
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(bad) = v.iter().find(|i| !ids.contains(i)) {
             bail!("{bad:?} is not a node of this cluster ({})", ids.join(", "));
@@ -376,7 +420,11 @@ pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration)
             if !status.is_success() {
                 bail!("the proxy refused the partition: {}", v["error"]);
             }
-            println!("partitioned for {:?}: {} directions blocked", lease, v["blocked"].as_array().map_or(0, |a| a.len()));
+            println!(
+                "partitioned for {:?}: {} directions blocked",
+                lease,
+                v["blocked"].as_array().map_or(0, |a| a.len())
+            );
         }
         other => {
             let name = other.replace('-', "_");
@@ -398,7 +446,10 @@ pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration)
                 "message" => {
                     let rules = message_rules(&f)?;
                     for t in &f.targets {
-                        let admin = cluster.node(t).map(|n| n.admin.to_string()).unwrap_or_default();
+                        let admin = cluster
+                            .node(t)
+                            .map(|n| n.admin.to_string())
+                            .unwrap_or_default();
                         let r = http
                             .put(format!("http://{admin}/faults"))
                             .bearer_auth(&up.secret)
@@ -406,10 +457,16 @@ pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration)
                             .send()
                             .await?;
                         if !r.status().is_success() {
-                            bail!("{t} refused the rules: {}", r.text().await.unwrap_or_default());
+                            bail!(
+                                "{t} refused the rules: {}",
+                                r.text().await.unwrap_or_default()
+                            );
                         }
                     }
-                    println!("{other} on {} for {lease:?} (message layer)", f.targets.join(","));
+                    println!(
+                        "{other} on {} for {lease:?} (message layer)",
+                        f.targets.join(",")
+                    );
                 }
                 "packet" => {
                     let spec = serde_json::to_value(packet_spec(&f)?)?;
@@ -422,7 +479,10 @@ pub async fn fault(dir: &Path, words: &[String], params: Value, lease: Duration)
                             .send()
                             .await?;
                     }
-                    println!("{other} on every link of {} for {lease:?} (packet layer)", f.targets.join(","));
+                    println!(
+                        "{other} on every link of {} for {lease:?} (packet layer)",
+                        f.targets.join(",")
+                    );
                 }
                 _ => {
                     bail!("unknown fault {other:?}: try partition, isolate, omission, drop, delay, duplicate, reorder, packet-loss, packet-delay, blackhole, kill, pause, resume, restart, heal");

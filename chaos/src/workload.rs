@@ -34,11 +34,22 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn take(&self) -> BTreeMap<String, Vec<HistoryOp>> {
-        self.ops.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.ops
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 
     /// Runs one operation on `client` and records it.
-    pub async fn run(&self, http: &reqwest::Client, url: &str, secret: &str, client: &str, body: Value, timeout: Duration) -> HistoryOp {
+    pub async fn run(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        secret: &str,
+        client: &str,
+        body: Value,
+        timeout: Duration,
+    ) -> HistoryOp {
         let kind = body["op"].as_str().unwrap_or("?").to_string();
         let invoke_us = unix_us();
         let resp = http
@@ -50,16 +61,31 @@ impl Recorder {
             .await;
         let (outcome, reply) = match resp {
             Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(v) => (v["outcome"].as_str().unwrap_or("unknown").to_string(), v["reply"].clone()),
-                Err(e) => ("unknown".to_string(), json!({"result": "unknown", "reason": format!("bad answer: {e}")})),
+                Ok(v) => (
+                    v["outcome"].as_str().unwrap_or("unknown").to_string(),
+                    v["reply"].clone(),
+                ),
+                Err(e) => (
+                    "unknown".to_string(),
+                    json!({"result": "unknown", "reason": format!("bad answer: {e}")}),
+                ),
             },
             // A refused request (400/401) was never run.
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status().as_u16();
-                ("failed".to_string(), json!({"result": "failed", "error": {"error": "refused", "detail": status}}))
+                (
+                    "failed".to_string(),
+                    json!({"result": "failed", "error": {"error": "refused", "detail": status}}),
+                )
             }
-            Ok(r) => ("unknown".to_string(), json!({"result": "unknown", "reason": format!("HTTP {}", r.status())})),
-            Err(e) => ("unknown".to_string(), json!({"result": "unknown", "reason": format!("call failed: {e}")})),
+            Ok(r) => (
+                "unknown".to_string(),
+                json!({"result": "unknown", "reason": format!("HTTP {}", r.status())}),
+            ),
+            Err(e) => (
+                "unknown".to_string(),
+                json!({"result": "unknown", "reason": format!("call failed: {e}")}),
+            ),
         };
         let c = &self.counters;
         match outcome.as_str() {
@@ -103,7 +129,13 @@ impl ClientDriver {
         let owned: Arc<Mutex<Vec<u32>>> = Arc::default();
         let mut loops = Vec::new();
         for w in 0..me.spec.concurrency {
-            let (me, http, rec, stop, owned) = (me.clone(), http.clone(), rec.clone(), stop.clone(), owned.clone());
+            let (me, http, rec, stop, owned) = (
+                me.clone(),
+                http.clone(),
+                rec.clone(),
+                stop.clone(),
+                owned.clone(),
+            );
             loops.push(tokio::spawn(async move {
                 let mut rng = ChaCha8Rng::seed_from_u64(me.seed ^ (w as u64) << 32 ^ fnv(&me.id));
                 let pace = me
@@ -115,9 +147,13 @@ impl ClientDriver {
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = tokio::time::Instant::now();
                     let body = me.next_op(&mut rng, &owned);
-                    let op = rec.run(&http, &me.url, &me.secret, &me.id, body, timeout).await;
+                    let op = rec
+                        .run(&http, &me.url, &me.secret, &me.id, body, timeout)
+                        .await;
                     me.learn(&op, &owned);
-                    if op.outcome != "ok" && op.reply.as_ref().is_some_and(|r| r["result"] == "unknown") {
+                    if op.outcome != "ok"
+                        && op.reply.as_ref().is_some_and(|r| r["result"] == "unknown")
+                    {
                         // The node may be down: do not spin.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -137,7 +173,11 @@ impl ClientDriver {
         let total = m.pay + m.gettokens + m.pay_any;
         let roll = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
         let others: Vec<&String> = self.clients.iter().filter(|c| **c != self.id).collect();
-        let to = others.choose(rng).map(|s| s.as_str()).unwrap_or(self.id.as_str()).to_string();
+        let to = others
+            .choose(rng)
+            .map(|s| s.as_str())
+            .unwrap_or(self.id.as_str())
+            .to_string();
         if roll < m.pay {
             let token = owned.lock().ok().and_then(|mut o| {
                 if o.is_empty() {
@@ -156,7 +196,10 @@ impl ClientDriver {
             let owner = if rng.random_bool(0.5) {
                 self.id.clone()
             } else {
-                self.clients.choose(rng).cloned().unwrap_or_else(|| self.id.clone())
+                self.clients
+                    .choose(rng)
+                    .cloned()
+                    .unwrap_or_else(|| self.id.clone())
             };
             json!({"op": "gettokens", "owner": owner})
         } else {
@@ -176,6 +219,7 @@ impl ClientDriver {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }

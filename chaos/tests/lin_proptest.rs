@@ -11,9 +11,8 @@
 //! domains so that identical operations, ties and refusals are common.
 
 use faultline_chaos::check::{
-    check, check_parallel, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation,
-    Outcome, Register, RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput,
-    TokenState, Verdict,
+    check, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register,
+    RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput, TokenState, Verdict,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -357,73 +356,6 @@ fn search<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> bool {
     verdicts[0]
 }
 
-/// `check_parallel` must agree with `check`, down to the reported partition.
-fn same_in_parallel<M>(model: &M, h: &[Operation<M::Input, M::Output>])
-where
-    M: Model + Sync,
-    M::State: Sync,
-    M::Input: Sync,
-    M::Output: Sync,
-{
-    let (Ok(one), Ok(two)) = (
-        check(model, h, &CheckOptions::default()),
-        check_parallel(model, h, &CheckOptions::default(), 2),
-    ) else {
-        panic!("check failed");
-    };
-    assert_eq!(one.verdict, two.verdict);
-    assert_eq!(
-        one.counterexample.map(|c| c.partition),
-        two.counterexample.map(|c| c.partition)
-    );
-}
-
-fn search_with<M: Model>(
-    model: &M,
-    h: &[Operation<M::Input, M::Output>],
-    options: &CheckOptions,
-) -> bool {
-    let result = match check(model, h, options) {
-        Ok(r) => r,
-        Err(e) => panic!("check failed: {e}"),
-    };
-    match result.verdict {
-        Verdict::Valid => true,
-        Verdict::Invalid => {
-            let Some(cx) = result.counterexample else {
-                panic!("invalid without a counter-example");
-            };
-            let partition = model
-                .partition(h)
-                .into_iter()
-                .find(|p| p.key == cx.partition)
-                .unwrap_or_else(|| panic!("no partition {:?}", cx.partition));
-            let mut state = partition.init.clone();
-            for (n, &i) in cx.prefix.iter().enumerate() {
-                assert!(
-                    partition.ops.contains(&i),
-                    "prefix op {i} outside the partition"
-                );
-                assert!(!cx.prefix[..n].contains(&i), "prefix op {i} twice");
-                // Real time: nothing later in the prefix returned before this one was called.
-                for &j in &cx.prefix[n + 1..] {
-                    let later = &h[j];
-                    assert!(
-                        !later.output.is_known() || later.ret.is_none_or(|r| r >= h[i].call),
-                        "prefix breaks real-time order"
-                    );
-                }
-                state = model
-                    .step(&state, &h[i].input, h[i].output.known())
-                    .unwrap_or_else(|| panic!("prefix step {n} (op {i}) refused"));
-            }
-            assert!(!cx.unplaced.is_empty());
-            false
-        }
-        Verdict::Unknown => panic!("unbounded check returned unknown"),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
@@ -445,13 +377,11 @@ proptest! {
     #[test]
     fn token_search_matches_brute_force(h in token_history(false)) {
         prop_assert_eq!(search(&token_model(), &h), brute_token(&h), "history: {:#?}", h);
-        same_in_parallel(&token_model(), &h);
     }
 
     #[test]
     fn kv_search_matches_brute_force(h in kv_history()) {
         prop_assert_eq!(search(&KeyValue, &h), brute_kv(&h), "history: {:#?}", h);
-        same_in_parallel(&KeyValue, &h);
     }
 }
 

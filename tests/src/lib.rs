@@ -55,7 +55,10 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.chars().all(|c| c.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        else {
             continue;
         };
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {

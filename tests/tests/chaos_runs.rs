@@ -29,6 +29,13 @@ nodes:
   - { id: c4, role: client, listen: 127.0.0.1:17, admin: 127.0.0.1:18 }
 ";
 
+/// Chaos runs are whole clusters; on a 2-core machine they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Run {
     code: Option<i32>,
     results: Value,
@@ -44,6 +51,7 @@ fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn run(name: &str, body: &str) -> Run {
+    let _one = serial();
     let dir = scratch(&format!("chaos-{name}"));
     let scn = scenario(&dir, name, body);
     let out_dir = dir.join("run");
@@ -90,16 +98,47 @@ fn token_scenario_is_valid_and_writes_its_report() {
     let r = run("valid", &body);
     assert_eq!(r.code, Some(0), "not valid: {}\n{}", r.results, r.stderr);
     assert_eq!(r.results["valid"], true);
-    for name in ["linearizable", "quiescent-state", "versions-monotonic", "liveness", "faults-applied"] {
-        assert_eq!(check(&r, name)["valid"], true, "{name}: {}", check(&r, name));
+    for name in [
+        "linearizable",
+        "quiescent-state",
+        "versions-monotonic",
+        "liveness",
+        "faults-applied",
+    ] {
+        assert_eq!(
+            check(&r, name)["valid"],
+            true,
+            "{name}: {}",
+            check(&r, name)
+        );
     }
-    assert!(r.results["stats"]["ops"]["ok"].as_u64().unwrap_or(0) > 100, "{}", r.results["stats"]);
-    for f in ["report.html", "junit.xml", "results.json", "schedule.json", "scrapes.jsonl", "cluster.yaml"] {
+    assert!(
+        r.results["stats"]["ops"]["ok"].as_u64().unwrap_or(0) > 100,
+        "{}",
+        r.results["stats"]
+    );
+    for f in [
+        "report.html",
+        "junit.xml",
+        "results.json",
+        "schedule.json",
+        "scrapes.jsonl",
+        "cluster.yaml",
+    ] {
         assert!(r.dir.join(f).is_file(), "missing {f}");
     }
     // Judging the recorded run again gives the same verdict.
-    let again = Command::new(chaos_bin()).arg("check").arg(&r.dir).output().expect("check");
-    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stdout));
+    let again = Command::new(chaos_bin())
+        .arg("check")
+        .arg(&r.dir)
+        .output()
+        .expect("check");
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
 }
 
 /// Transforms while install messages are slow keep servers frozen, so
@@ -122,7 +161,13 @@ fn each_planted_bug_is_caught() {
         ("no-owner-check", NO_OWNER_CHECK),
     ] {
         let r = run(name, &format!("{body}{WORKLOAD}"));
-        assert_eq!(r.code, Some(1), "{name}: expected invalid: {}\n{}", r.results["checks"], r.stderr);
+        assert_eq!(
+            r.code,
+            Some(1),
+            "{name}: expected invalid: {}\n{}",
+            r.results["checks"],
+            r.stderr
+        );
         let failing: Vec<&Value> = r.results["checks"]
             .as_array()
             .map(|a| a.iter().filter(|c| c["valid"] == false).collect())
@@ -137,6 +182,7 @@ fn each_planted_bug_is_caught() {
 
 #[test]
 fn an_interrupted_run_leaves_no_process() {
+    let _one = serial();
     let dir = scratch("chaos-interrupted");
     let scn = scenario(&dir, "interrupted", &format!("duration: 60s\n{WORKLOAD}"));
     let out_dir = dir.join("run");
@@ -148,6 +194,7 @@ fn an_interrupted_run_leaves_no_process() {
         .arg("--quiet")
         .arg("--node-bin")
         .arg(node_bin())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
         .spawn()
         .expect("spawn");
     // Wait until the nodes are up, then interrupt as Ctrl-C would.
@@ -156,18 +203,32 @@ fn an_interrupted_run_leaves_no_process() {
     while processes_mentioning(&needle).len() < 9 && t0.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(processes_mentioning(&needle).len() >= 9, "nodes never started");
+    assert!(
+        processes_mentioning(&needle).len() >= 9,
+        "nodes never started: {}",
+        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+    );
     std::thread::sleep(Duration::from_secs(2));
     unsafe_sigint(child.id());
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(2), "an interrupted run is neither valid nor invalid");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "an interrupted run is neither valid nor invalid"
+    );
     let t0 = Instant::now();
     while !processes_mentioning(&needle).is_empty() && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(processes_mentioning(&needle).is_empty(), "left: {:?}", processes_mentioning(&needle));
+    assert!(
+        processes_mentioning(&needle).is_empty(),
+        "left: {:?}",
+        processes_mentioning(&needle)
+    );
 }
 
 fn unsafe_sigint(pid: u32) {
-    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
 }

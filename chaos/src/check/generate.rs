@@ -203,9 +203,6 @@ mod tests {
             assert!(h.iter().any(|o| !o.output.is_known()));
             let r = check(&model, &h, &CheckOptions::default()).expect("well formed");
             assert_eq!(r.verdict, Verdict::Valid, "seed {seed}");
-            let p = check_parallel(&model, &h, &CheckOptions::default(), 2).expect("well formed");
-            assert_eq!(p.verdict, Verdict::Valid, "seed {seed} on two threads");
-            assert_eq!(p.partitions_checked, r.partitions_checked);
 
             // A read of a version that never existed.
             let Some(i) = h
@@ -221,9 +218,56 @@ mod tests {
             assert_eq!(r.verdict, Verdict::Invalid, "seed {seed}");
             let cx = r.counterexample.expect("counter-example");
             assert_eq!(cx.partition, format!("token {}", h[i].input.token));
-            let p = check_parallel(&model, &h, &CheckOptions::default(), 3).expect("well formed");
-            assert_eq!(p.verdict, Verdict::Invalid, "seed {seed} on three threads");
-            assert_eq!(p.counterexample, Some(cx));
+        }
+    }
+
+    /// Large enough for `check_parallel` to use its threads.
+    #[test]
+    fn parallel_check_agrees_with_sequential_check() {
+        let w = TokenWorkload {
+            tokens: 12,
+            clients: 6,
+            ops: 1_500,
+            unknown_rate: 0.03,
+            ..TokenWorkload::default()
+        };
+        for seed in 0..3 {
+            let (model, mut h) = token_history(&w, seed);
+            let p = check_parallel(&model, &h, &CheckOptions::default(), 2).expect("well formed");
+            assert_eq!(p.verdict, Verdict::Valid, "seed {seed}");
+            assert_eq!(p.partitions_checked, p.partitions_total);
+            assert_eq!(p.partitions_total, 12);
+
+            // Corrupt reads of two tokens; both checks must report the same, smaller one.
+            let mut corrupted = Vec::new();
+            for token in [seed, seed + 5] {
+                let Some(i) = h.iter().position(|o| {
+                    o.input.token == token && matches!(o.output, Outcome::Ok(TokenOutput::State(_)))
+                }) else {
+                    panic!("no read of token {token}");
+                };
+                if let Outcome::Ok(TokenOutput::State(s)) = &mut h[i].output {
+                    s.version += 1_000;
+                }
+                corrupted.push(token);
+            }
+            let r = check(&model, &h, &CheckOptions::default()).expect("well formed");
+            assert_eq!(r.verdict, Verdict::Invalid);
+            for threads in [2, 3] {
+                let p = check_parallel(&model, &h, &CheckOptions::default(), threads).expect("ok");
+                assert_eq!(
+                    p.verdict,
+                    Verdict::Invalid,
+                    "seed {seed}, {threads} threads"
+                );
+                assert_eq!(p.counterexample, r.counterexample, "seed {seed}");
+            }
+            let Some(cx) = r.counterexample else {
+                panic!("no counter-example");
+            };
+            assert!(corrupted
+                .iter()
+                .any(|t| cx.partition == format!("token {t}")));
 
             let spent = CheckOptions::with_time_limit(Duration::ZERO);
             let p = check_parallel(&model, &h, &spent, 2).expect("well formed");

@@ -225,7 +225,8 @@ pub fn check<M: Model>(
 }
 
 /// [`check`] with partitions searched on `threads` threads at once (each partition on one
-/// thread). The verdict and counter-example are the same as [`check`]'s: when a partition fails,
+/// thread). Histories under 1,000 operations or with a single partition are checked on the
+/// calling thread. The verdict and counter-example are the same as [`check`]'s: when a partition fails,
 /// searches of larger partitions are abandoned but smaller ones finish, so the smallest
 /// failing partition is still the one reported. The step bound is shared, so with several
 /// threads it may be overrun by about a thousand steps per thread.
@@ -241,11 +242,15 @@ where
     M::Input: Sync,
     M::Output: Sync,
 {
-    if threads <= 1 {
+    // Starting threads costs tens of microseconds, more than checking a small history.
+    if threads <= 1 || history.len() < PARALLEL_MIN_OPS {
         return check(model, history, options);
     }
     let started = Instant::now();
     let partitions = prepare(model, history)?;
+    if partitions.len() < 2 {
+        return check(model, history, options);
+    }
     let shared = Shared::new();
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<SearchOutcome>>> =
@@ -283,6 +288,9 @@ where
     let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(summarize(outcomes, &shared, started))
 }
+
+/// Below this many operations [`check_parallel`] checks on the calling thread.
+const PARALLEL_MIN_OPS: usize = 1_000;
 
 /// Validates the history and its partitioning; partitions come back smallest first (cheap
 /// ones fail fast, and the first failure is then the smallest).

@@ -92,7 +92,11 @@ impl LocalCluster {
     /// Writes the run's cluster file (fresh ports, dials through the proxy,
     /// certificates, a random secret), starts the proxy. Nodes are not
     /// started yet.
-    pub async fn create(template: &Cluster, run_dir: &Path, opts: LocalOptions) -> anyhow::Result<Self> {
+    pub async fn create(
+        template: &Cluster,
+        run_dir: &Path,
+        opts: LocalOptions,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(run_dir.join("logs"))
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let ids = template.ids();
@@ -110,7 +114,12 @@ impl LocalCluster {
         for a in &ids {
             for b in &ids {
                 if a != b {
-                    links.push(Link::new(a.clone(), b.clone(), loopback(ports.take()?), loopback(listen[b])));
+                    links.push(Link::new(
+                        a.clone(),
+                        b.clone(),
+                        loopback(ports.take()?),
+                        loopback(listen[b]),
+                    ));
                 }
             }
         }
@@ -129,7 +138,9 @@ impl LocalCluster {
             .context("cannot start the packet proxy")?;
         let proxy_url = format!(
             "http://{}",
-            proxy.control_addr().context("the proxy has no control address")?
+            proxy
+                .control_addr()
+                .context("the proxy has no control address")?
         );
         // Record the proxy's real ports so `faultline-chaos proxy` could run it alone.
         let mut bound = proxy_cfg;
@@ -165,7 +176,11 @@ impl LocalCluster {
                 let dial = ids
                     .iter()
                     .filter(|p| n.id.as_str() < p.as_str())
-                    .filter_map(|p| proxy.listen_addr(&n.id, p).map(|a| (p.clone(), a.to_string())))
+                    .filter_map(|p| {
+                        proxy
+                            .listen_addr(&n.id, p)
+                            .map(|a| (p.clone(), a.to_string()))
+                    })
                     .collect();
                 NodeFile {
                     id: n.id.clone(),
@@ -228,7 +243,13 @@ impl LocalCluster {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {} ({})", id, self.node_bin.display()))?;
-        self.procs.insert(id.to_string(), Proc { child, paused: false });
+        self.procs.insert(
+            id.to_string(),
+            Proc {
+                child,
+                paused: false,
+            },
+        );
         Ok(())
     }
 
@@ -297,7 +318,11 @@ impl LocalCluster {
         let ids: Vec<String> = self.procs.keys().cloned().collect();
         'outer: while t0.elapsed() < within {
             for id in &ids {
-                let ok = match http.get(format!("{}/state", self.admin_url(id))).send().await {
+                let ok = match http
+                    .get(format!("{}/state", self.admin_url(id)))
+                    .send()
+                    .await
+                {
                     Ok(r) => r
                         .json::<serde_json::Value>()
                         .await

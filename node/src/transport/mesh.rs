@@ -135,7 +135,9 @@ where
             });
             tokio::spawn(writer(peer.clone(), qrx, crx, metrics.clone()));
             if me < n.id.as_str() {
-                let addr = cluster.dial_addr(me, &n.id).unwrap_or_else(|| n.advertise.clone());
+                let addr = cluster
+                    .dial_addr(me, &n.id)
+                    .unwrap_or_else(|| n.advertise.clone());
                 tokio::spawn(dialer(
                     endpoint.clone(),
                     peer.clone(),

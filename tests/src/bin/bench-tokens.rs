@@ -55,7 +55,12 @@ async fn route_through_proxy(c: &TestCluster) -> faultline_chaos::proxy::ProxyHa
         for b in &c.nodes {
             if a.id != b.id {
                 let port = spare.next().expect("a spare port per link");
-                links.push(Link::new(a.id.clone(), b.id.clone(), addr(port), addr(b.listen)));
+                links.push(Link::new(
+                    a.id.clone(),
+                    b.id.clone(),
+                    addr(port),
+                    addr(b.listen),
+                ));
             }
         }
     }
@@ -64,7 +69,11 @@ async fn route_through_proxy(c: &TestCluster) -> faultline_chaos::proxy::ProxyHa
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     if let Some(nodes) = doc.get_mut("nodes").and_then(|n| n.as_sequence_mut()) {
         for n in nodes.iter_mut() {
-            let id = n.get("id").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let id = n
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
             let mut dial = serde_yaml::Mapping::new();
             for peer in &c.nodes {
                 if id < peer.id {
@@ -108,7 +117,15 @@ async fn main() {
     );
     println!(
         "{:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
-        "servers", "path", "pays/s", "p50 ms", "p99 ms", "max ms", "failed", "unknown", "server RSS MB"
+        "servers",
+        "path",
+        "pays/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "failed",
+        "unknown",
+        "server RSS MB"
     );
     for (n, via_proxy) in runs {
         let name = format!("bench{n}{}", if via_proxy { "p" } else { "" });
