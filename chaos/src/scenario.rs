@@ -342,8 +342,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
         if field.is_empty() {
             if let Some(bad) = message.split('"').nth(1) {
                 if let Some((i, line)) = text.lines().enumerate().find(|(_, l)| l.contains(bad)) {
-                    pos = Some(Pos { line: i + 1, col: 1 });
-                    field = line.split(':').next().unwrap_or("").trim().trim_start_matches("- ").to_string();
+                    pos = Some(Pos {
+                        line: i + 1,
+                        col: 1,
+                    });
+                    field = line
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("- ")
+                        .to_string();
                 }
             }
         }

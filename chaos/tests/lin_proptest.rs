@@ -356,6 +356,52 @@ fn search<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> bool {
     verdicts[0]
 }
 
+fn search_with<M: Model>(
+    model: &M,
+    h: &[Operation<M::Input, M::Output>],
+    options: &CheckOptions,
+) -> bool {
+    let result = match check(model, h, options) {
+        Ok(r) => r,
+        Err(e) => panic!("check failed: {e}"),
+    };
+    match result.verdict {
+        Verdict::Valid => true,
+        Verdict::Invalid => {
+            let Some(cx) = result.counterexample else {
+                panic!("invalid without a counter-example");
+            };
+            let partition = model
+                .partition(h)
+                .into_iter()
+                .find(|p| p.key == cx.partition)
+                .unwrap_or_else(|| panic!("no partition {:?}", cx.partition));
+            let mut state = partition.init.clone();
+            for (n, &i) in cx.prefix.iter().enumerate() {
+                assert!(
+                    partition.ops.contains(&i),
+                    "prefix op {i} outside the partition"
+                );
+                assert!(!cx.prefix[..n].contains(&i), "prefix op {i} twice");
+                // Real time: nothing later in the prefix returned before this one was called.
+                for &j in &cx.prefix[n + 1..] {
+                    let later = &h[j];
+                    assert!(
+                        !later.output.is_known() || later.ret.is_none_or(|r| r >= h[i].call),
+                        "prefix breaks real-time order"
+                    );
+                }
+                state = model
+                    .step(&state, &h[i].input, h[i].output.known())
+                    .unwrap_or_else(|| panic!("prefix step {n} (op {i}) refused"));
+            }
+            assert!(!cx.unplaced.is_empty());
+            false
+        }
+        Verdict::Unknown => panic!("unbounded check returned unknown"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 

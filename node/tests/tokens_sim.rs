@@ -3,215 +3,15 @@
 //! omission on f servers; invariants are checked after every event. The same
 //! harness must catch a deliberately broken variant.
 
-use faultline_node::protocol::tokens::{
-    invariants::{check_reads, Checker, Done},
-    Bugs, Params, Reply, Request, TokensNode,
-};
-use faultline_node::protocol::Core;
-use faultline_node::sim::{NetConfig, Sim};
-use rand::seq::IndexedRandom;
-use rand::Rng;
-use std::sync::Arc;
-
-const SECOND: u64 = 1_000_000;
-
-struct Outcome {
-    ops: usize,
-    ok: usize,
-    transforms_ok: usize,
-}
-
-fn cluster(seed: u64, bugs: Bugs) -> (Sim<TokensNode>, Vec<String>) {
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x5eed);
-    let n_servers = rng.random_range(3..=7usize);
-    let servers: Vec<String> = (1..=n_servers).map(|i| format!("s{i}")).collect();
-    let clients: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
-    let nodes: Vec<String> = servers.iter().chain(&clients).cloned().collect();
-    let mut params = Params::with_defaults(
-        nodes.clone(),
-        servers.clone(),
-        Params::round_robin_owners(&clients, 60),
-    );
-    params.op_deadline_us = SECOND;
-    params.reconfig_recovery_us = 2 * SECOND;
-    params.bugs = bugs;
-    let params = Arc::new(params);
-    let cores = nodes
-        .iter()
-        .map(|id| TokensNode::new(id.clone(), params.clone()))
-        .collect();
-    let net = NetConfig {
-        drop: rng.random_range(0.0..0.1),
-        duplicate: rng.random_range(0.0..0.1),
-        delay_min_us: 50,
-        delay_max_us: rng.random_range(500..20_000),
-    };
-    let mut sim = Sim::new(seed, cores, net);
-    // Omission on f < n/2 of the initial servers.
-    let f = (n_servers - 1) / 2;
-    for s in servers.choose_multiple(&mut rng, f) {
-        let p = rng.random_range(0.3..=1.0);
-        sim.omission.insert(s.clone(), p);
-    }
-    (sim, nodes)
-}
-
-/// Runs one seed; returns a violation, if any, with the seed in the message.
-fn run_seed(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
-    let (mut sim, nodes) = cluster(seed, bugs);
-    let mut checker = Checker::default();
-    let mut check =
-        |sim: &Sim<TokensNode>, step: &faultline_node::sim::Step| -> Result<(), String> {
-            let mut durable_dirty = false;
-            if let Some(id) = &step.node {
-                if let Some(n) = sim.node(id) {
-                    checker.observe(n)?;
-                    durable_dirty = true;
-                }
-            }
-            for &i in &step.completed {
-                if let Some((_, Reply::Paid { token, tag })) = &sim.history[i].completed {
-                    checker.acknowledge(*token, tag);
-                }
-            }
-            if durable_dirty || !step.completed.is_empty() {
-                checker.check_durable(sim.nodes().filter(|n| !sim.is_crashed(n.id_str())))?;
-            }
-            Ok(())
-        };
-
-    // Workload: 40 operations over 3 simulated seconds, overlapping.
-    let mut t = 0;
-    for _ in 0..40 {
-        t += sim.rng().random_range(0..150_000);
-        let node = nodes.choose(sim.rng()).cloned().unwrap_or_default();
-        let roll = sim.rng().random_range(0..100);
-        let request = if roll < 8 {
-            Request::Transform
-        } else if roll < 30 {
-            Request::GetTokens {
-                owner: nodes.choose(sim.rng()).cloned().unwrap_or_default(),
-            }
-        } else {
-            // Pay a token this node probably owns: token i starts at client i mod 6.
-            let token = match node.strip_prefix('c').and_then(|c| c.parse::<u32>().ok()) {
-                Some(c) => (c - 1) + 6 * sim.rng().random_range(0..10),
-                None => sim.rng().random_range(0..60),
-            };
-            let to = nodes
-                .iter()
-                .filter(|n| n.starts_with('c'))
-                .cloned()
-                .collect::<Vec<_>>()
-                .choose(sim.rng())
-                .cloned()
-                .unwrap_or_default();
-            Request::Pay { token, to }
-        };
-        sim.invoke_at(t, &node, request);
-    }
-    sim.run_until(4 * SECOND, 2_000_000, &mut check)
-        .map_err(|e| format!("seed {seed}: {e}"))?;
-
-    // Heal and let it settle: every client must then read successfully.
-    sim.omission.clear();
-    sim.net.drop = 0.0;
-    sim.run_until(12 * SECOND, 2_000_000, &mut check)
-        .map_err(|e| format!("seed {seed} (healing): {e}"))?;
-    let clients: Vec<String> = sim
-        .nodes()
-        .filter(|n| n.role() == "client")
-        .map(|n| n.id_str().to_string())
-        .collect();
-    let mut reads = Vec::new();
-    let at = sim.now;
-    for c in &clients {
-        for owner in &nodes {
-            reads.push(sim.invoke_at(
-                at,
-                c,
-                Request::GetTokens {
-                    owner: owner.clone(),
-                },
-            ));
-        }
-    }
-    sim.run_until(at + 4 * SECOND, 2_000_000, &mut check)
-        .map_err(|e| format!("seed {seed} (final reads): {e}"))?;
-    // After quiescence the reads of one client partition the 60 tokens.
-    let mut seen = vec![0u32; 60];
-    for &i in reads.iter().take(nodes.len()) {
-        match &sim.history[i].completed {
-            Some((_, Reply::Tokens { tokens, .. })) => {
-                for (t, _) in tokens {
-                    seen[*t as usize] += 1;
-                }
-            }
-            other => {
-                let states: Vec<String> = sim
-                    .nodes()
-                    .map(|n| {
-                        let mut v = n.state_json();
-                        v["tokens"] = serde_json::Value::Null;
-                        v.to_string()
-                    })
-                    .collect();
-                return Err(format!(
-                    "seed {seed}: final read not live after healing: {other:?}\n{}",
-                    states.join("\n")
-                ));
-            }
-        }
-    }
-    if let Some(t) = seen.iter().position(|&n| n != 1) {
-        return Err(format!(
-            "seed {seed}: token {t} has {} owners at quiescence",
-            seen[t]
-        ));
-    }
-
-    let done: Vec<Done> = sim
-        .history
-        .iter()
-        .map(|e| Done {
-            node: &e.node,
-            request: &e.request,
-            invoked: e.invoked,
-            completed: e.completed.as_ref().map(|(t, r)| (*t, r)),
-        })
-        .collect();
-    check_reads(&done).map_err(|e| format!("seed {seed}: {e}"))?;
-    if let Some(e) = sim.history.iter().find(|e| e.completed.is_none()) {
-        return Err(format!(
-            "seed {seed}: operation never answered: {} {:?} at {}",
-            e.node, e.request, e.invoked
-        ));
-    }
-    Ok(Outcome {
-        ops: sim.history.len(),
-        ok: sim
-            .history
-            .iter()
-            .filter(|e| {
-                e.completed
-                    .as_ref()
-                    .is_some_and(|(_, r)| r.outcome() == "ok")
-            })
-            .count(),
-        transforms_ok: sim
-            .history
-            .iter()
-            .filter(|e| matches!(e.completed, Some((_, Reply::Transformed { .. }))))
-            .count(),
-    })
-}
+use faultline_node::protocol::tokens::simulation::run_seed;
+use faultline_node::protocol::tokens::Bugs;
 
 #[test]
 fn five_hundred_seeds_hold_every_invariant() {
     let (mut ops, mut ok, mut transforms) = (0, 0, 0);
     for seed in 0..500 {
         match run_seed(seed, Bugs::default()) {
-            Ok(o) => {
+            Ok((o, _)) => {
                 ops += o.ops;
                 ok += o.ok;
                 transforms += o.transforms_ok;
@@ -247,8 +47,8 @@ fn errors_counted_as_acks_are_caught() {
 
 #[test]
 fn a_failing_seed_replays_exactly() {
-    let a = run_seed(7, Bugs::default()).map(|o| (o.ops, o.ok, o.transforms_ok));
-    let b = run_seed(7, Bugs::default()).map(|o| (o.ops, o.ok, o.transforms_ok));
+    let a = run_seed(7, Bugs::default()).map(|(o, _)| o);
+    let b = run_seed(7, Bugs::default()).map(|(o, _)| o);
     assert_eq!(a, b);
 }
 
@@ -265,7 +65,7 @@ fn replay_one_seed() {
     let r = run_seed(seed, Bugs::default());
     eprintln!(
         "seed {seed}: {:?} in {:?}",
-        r.as_ref().map(|o| (o.ops, o.ok, o.transforms_ok)),
+        r.as_ref().map(|(o, _)| o),
         t.elapsed()
     );
     r.unwrap();

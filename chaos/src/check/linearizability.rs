@@ -9,10 +9,12 @@
 //! - A configuration is (set of linearized operations, model state). Configurations already
 //!   explored are kept in a hash set (Lowe): reaching one again cannot succeed where it failed.
 //!   The set of operations is a bitset whose hash is kept up to date by XOR-ing one random word
-//!   per operation (Zobrist hashing), so a lookup hashes the state but never the bitset.
-//! - Unknown outcomes never return: their calls sit in a second list and stay candidates
-//!   until linearized, and the search succeeds as soon as every operation with a known outcome
-//!   is linearized, so an unknown operation may also never take effect.
+//!   per operation (Zobrist hashing), so a lookup hashes the state but never the bitset, and
+//!   the set stores only the bitset's moving window (see `Bits`), so long partitions cost a
+//!   few words per configuration.
+//! - Unknown outcomes never return: their calls stay candidates until linearized (they are
+//!   kept in call order beside the list), and the search succeeds as soon as every operation
+//!   with a known outcome is linearized, so an unknown operation may also never take effect.
 //! - Four prunings keep the search exact while cutting its size (each argued where it is
 //!   used): read-only operations are linearized as soon as they fit, with no alternatives;
 //!   read-only operations with unknown outcomes are dropped; an unknown operation is never
@@ -28,7 +30,12 @@
 //!   is final only if the bound cut nothing). This took generated 100,000-operation token
 //!   histories with 2% lost pays from timeouts to under 0.1 s.
 //! - Partitions are checked smallest first; the first that fails is reported, which makes the
-//!   counter-example the smallest failing partition.
+//!   counter-example the smallest failing partition. [`check_parallel`] spreads partitions over
+//!   threads and keeps that guarantee.
+//! - Bounds (time, steps, cache size) end a search with [`Verdict::Unknown`] instead of
+//!   letting it run or grow without end. Time is read every 1024 steps; freeing a very large
+//!   cache after a stop takes extra time of its own (seconds for tens of millions of
+//!   configurations).
 
 use crate::check::history::{ClientId, HistoryError, Operation, Time};
 use crate::check::model::{Model, Partition};

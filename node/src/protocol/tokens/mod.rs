@@ -20,6 +20,7 @@ pub mod invariants;
 mod messages;
 mod node;
 mod reconfig;
+pub mod simulation;
 
 pub use messages::*;
 pub use node::TokensNode;
