@@ -112,7 +112,7 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
     let template = load_template(cluster)?;
     std::fs::create_dir_all(dir.join("logs"))?;
     let ids = template.ids();
-    let mut ports = Ports::new(2 * ids.len() + ids.len() * ids.len() + 1)?;
+    let mut ports = Ports::new(2 * ids.len() + 2 * ids.len() * ids.len() + 1)?;
     let mut listen = BTreeMap::new();
     let mut admin = BTreeMap::new();
     let mut link_port = BTreeMap::new();
@@ -126,12 +126,8 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
             if a != b {
                 let p = ports.take()?;
                 link_port.insert((a.clone(), b.clone()), p);
-                links.push(Link::new(
-                    a.clone(),
-                    b.clone(),
-                    loopback(p),
-                    loopback(listen[b]),
-                ));
+                let link = Link::new(a.clone(), b.clone(), loopback(p), loopback(listen[b]));
+                links.push(link.with_upstream(loopback(ports.take()?)));
             }
         }
     }

@@ -97,7 +97,8 @@ pub struct TestCluster {
     pub dir: PathBuf,
     pub file: PathBuf,
     pub nodes: Vec<NodeSpec>,
-    /// Ports from the same batch as the nodes', one per directed link, for
+    /// Ports from the same batch as the nodes, two per directed link (listen
+    /// and upstream), for
     /// a test that routes dials through a proxy.
     pub spare_ports: Vec<u16>,
     procs: BTreeMap<String, Child>,
@@ -110,7 +111,7 @@ impl TestCluster {
     pub fn tokens(name: &str, servers: usize, clients: usize, extra: &str) -> Self {
         let dir = scratch(name);
         let n = servers + clients;
-        let mut ports = free_ports(2 * n + n * n).into_iter();
+        let mut ports = free_ports(2 * n + 2 * n * n).into_iter();
         let mut port = move || ports.next().expect("port batch");
         let mut nodes = Vec::new();
         for (role, n, p) in [("server", servers, "s"), ("client", clients, "c")] {
@@ -144,7 +145,7 @@ impl TestCluster {
             "certs failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let spare_ports = (0..n * n).map(|_| port()).collect();
+        let spare_ports = (0..2 * n * n).map(|_| port()).collect();
         TestCluster {
             dir,
             file,

@@ -102,7 +102,7 @@ impl LocalCluster {
         let ids = template.ids();
         // One batch for nodes, proxy links and control, so the proxy never
         // binds a port a node is about to take.
-        let mut ports = Ports::new(2 * ids.len() + ids.len() * ids.len() + 1)?;
+        let mut ports = Ports::new(2 * ids.len() + 2 * ids.len() * ids.len() + 1)?;
         let mut listen = BTreeMap::new();
         let mut admin = BTreeMap::new();
         for id in &ids {
@@ -114,12 +114,13 @@ impl LocalCluster {
         for a in &ids {
             for b in &ids {
                 if a != b {
-                    links.push(Link::new(
+                    let link = Link::new(
                         a.clone(),
                         b.clone(),
                         loopback(ports.take()?),
                         loopback(listen[b]),
-                    ));
+                    );
+                    links.push(link.with_upstream(loopback(ports.take()?)));
                 }
             }
         }

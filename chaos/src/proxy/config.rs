@@ -29,6 +29,11 @@ pub struct Link {
     pub listen: SocketAddr,
     /// Node `to`'s real address.
     pub target: SocketAddr,
+    /// Where the link's upstream socket binds (default: any free port). A
+    /// controller that hands out ports in one batch sets it, so the proxy
+    /// never takes a port promised to a node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<SocketAddr>,
     /// Faults of the `from -> to` direction from start-up. They hold without a
     /// lease (they are the configured baseline) until cleared through the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,8 +52,15 @@ impl Link {
             to: to.into(),
             listen,
             target,
+            upstream: None,
             faults: None,
         }
+    }
+
+    /// The same link with its upstream socket bound to `addr`.
+    pub fn with_upstream(mut self, addr: SocketAddr) -> Self {
+        self.upstream = Some(addr);
+        self
     }
 
     /// The same link with baseline faults.

@@ -76,11 +76,11 @@ impl LinkSockets {
         let bound = listen
             .local_addr()
             .map_err(|e| ProxyError::io("reading a bound listen address", e))?;
-        let any: SocketAddr = if link.target.is_ipv4() {
+        let any: SocketAddr = link.upstream.unwrap_or(if link.target.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
             SocketAddr::from(([0u16; 8], 0))
-        };
+        });
         let upstream = UdpSocket::bind(any)
             .await
             .map_err(|source| ProxyError::Bind {

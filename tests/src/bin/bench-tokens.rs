@@ -54,13 +54,11 @@ async fn route_through_proxy(c: &TestCluster) -> faultline_chaos::proxy::ProxyHa
     for a in &c.nodes {
         for b in &c.nodes {
             if a.id != b.id {
-                let port = spare.next().expect("a spare port per link");
-                links.push(Link::new(
-                    a.id.clone(),
-                    b.id.clone(),
-                    addr(port),
-                    addr(b.listen),
-                ));
+                let (Some(port), Some(up)) = (spare.next(), spare.next()) else {
+                    panic!("two spare ports per link");
+                };
+                let link = Link::new(a.id.clone(), b.id.clone(), addr(port), addr(b.listen));
+                links.push(link.with_upstream(addr(up)));
             }
         }
     }
