@@ -23,6 +23,15 @@ pub struct Nemesis {
     rules: BTreeMap<String, BTreeMap<usize, Vec<Value>>>,
 }
 
+/// A list of strings among the params, if present.
+fn strings(params: &Value, key: &str) -> Option<Vec<String>> {
+    params.get(key).and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect()
+    })
+}
+
 fn p(params: &Value, key: &str, default: f64) -> f64 {
     params.get(key).and_then(Value::as_f64).unwrap_or(default)
 }
@@ -179,25 +188,9 @@ impl Nemesis {
 /// The node fault rules of a message-layer fault.
 pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
     let pr = &f.params;
-    let kinds: Vec<String> = pr
-        .get("kinds")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_else(|| vec!["*".into()]);
+    let kinds = strings(pr, "kinds").unwrap_or_else(|| vec!["*".into()]);
     // Optional destinations for send-side faults; all peers by default.
-    let dests: Vec<String> = pr
-        .get("to")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_else(|| vec!["*".into()]);
+    let dests = strings(pr, "to").unwrap_or_else(|| vec!["*".into()]);
     let mut rules = Vec::new();
     for kind in &kinds {
         for to in &dests {

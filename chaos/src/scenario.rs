@@ -6,12 +6,11 @@
 //!
 //! Errors name the file, line, field and the fix, like cluster-file errors.
 
-use faultline_node::config::{positions, ConfigError, Pos};
+use faultline_node::config::{yaml_error, ConfigError, Ctx};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -296,23 +295,6 @@ pub struct Scenario {
     pub cluster_path: PathBuf,
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
-    positions: HashMap<String, Pos>,
-}
-
-impl Ctx<'_> {
-    fn err(&self, field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.path.to_path_buf(),
-            pos: positions::lookup(&self.positions, field),
-            field: field.to_string(),
-            message: message.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
 pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
@@ -325,49 +307,9 @@ pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
-    let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
-        let pos = e.location().map(|l| Pos {
-            line: l.line(),
-            col: l.column(),
-        });
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let (mut field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-            _ => (String::new(), msg),
-        };
-        // Conversion errors (a bad duration) come without a path: find the
-        // line holding the offending value instead.
-        let mut pos = pos;
-        if field.is_empty() {
-            if let Some(bad) = message.split('"').nth(1) {
-                if let Some((i, line)) = text.lines().enumerate().find(|(_, l)| l.contains(bad)) {
-                    pos = Some(Pos {
-                        line: i + 1,
-                        col: 1,
-                    });
-                    field = line
-                        .split(':')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .trim_start_matches("- ")
-                        .to_string();
-                }
-            }
-        }
-        ConfigError {
-            file: path.to_path_buf(),
-            pos,
-            field,
-            message,
-            fix: "see the scenario reference in README.md".into(),
-        }
-    })?;
-    let ctx = Ctx {
-        path,
-        positions: positions::positions(text),
-    };
+    let file: ScenarioFile = serde_yaml::from_str(text)
+        .map_err(|e| yaml_error(path, text, &e, "see the scenario reference in README.md"))?;
+    let ctx = Ctx::new(path, text);
     if file.platform != "local" {
         return Err(ctx.err(
             "platform",

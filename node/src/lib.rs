@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod faults;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod runtime;

@@ -72,17 +72,6 @@ enum Cmd {
     },
 }
 
-fn init_logs(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn load(path: &std::path::Path, certs: Certs) -> Result<config::Cluster, ExitCode> {
     config::load(path, certs).map_err(|e: ConfigError| {
         eprintln!("error: {e}");
@@ -129,7 +118,7 @@ fn main() -> ExitCode {
             data_dir,
             fsync,
         } => {
-            init_logs(&args.log);
+            faultline_node::logging::init(&args.log);
             let c = match load(&cluster, Certs::Required) {
                 Ok(c) => c,
                 Err(code) => return code,

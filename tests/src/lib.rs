@@ -27,8 +27,9 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-pub fn node_bin() -> PathBuf {
-    let p = bin_dir().join("faultline-node");
+/// A workspace binary, built beforehand.
+fn built(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
     assert!(
         p.is_file(),
         "{} is missing: build it first (`make test` does, or `cargo build --bins`)",
@@ -37,14 +38,12 @@ pub fn node_bin() -> PathBuf {
     p
 }
 
+pub fn node_bin() -> PathBuf {
+    built("faultline-node")
+}
+
 pub fn chaos_bin() -> PathBuf {
-    let p = bin_dir().join("faultline-chaos");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (`make test` does, or `cargo build --bins`)",
-        p.display()
-    );
-    p
+    built("faultline-chaos")
 }
 
 /// Processes whose command line mentions `needle` (e.g. a run directory).

@@ -262,13 +262,27 @@ pub enum Certs {
     NotYet,
 }
 
-struct Ctx<'a> {
+/// A YAML file being validated: its path and the position of every field,
+/// to build errors that point at the line to fix. Scenario files use it too.
+pub struct Ctx<'a> {
     path: &'a Path,
     positions: HashMap<String, Pos>,
 }
 
-impl Ctx<'_> {
-    fn err(&self, field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+impl<'a> Ctx<'a> {
+    pub fn new(path: &'a Path, text: &str) -> Self {
+        Ctx {
+            path,
+            positions: positions::positions(text),
+        }
+    }
+
+    pub fn err(
+        &self,
+        field: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.to_path_buf(),
             pos: positions::lookup(&self.positions, field),
@@ -295,37 +309,64 @@ pub fn load(path: &Path, certs: Certs) -> Result<Cluster, ConfigError> {
 /// relative paths.
 pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigError> {
     let file: ClusterFile = serde_yaml::from_str(text).map_err(|e| {
-        let pos = e.location().map(|l| Pos {
-            line: l.line(),
-            col: l.column(),
-        });
-        let msg = e.to_string();
-        // serde_yaml appends " at line L column C"; the position is printed already.
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let (field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-            _ => (String::new(), msg),
-        };
-        let fix = if message.contains("unknown field") {
-            "remove the field or correct its spelling (see the cluster file reference in README.md)"
-        } else if message.contains("missing field") {
-            "add the field (see the cluster file reference in README.md)"
-        } else {
-            "correct the YAML at that position"
-        };
-        ConfigError {
-            file: path.to_path_buf(),
-            pos,
-            field,
-            message,
-            fix: fix.into(),
-        }
+        yaml_error(
+            path,
+            text,
+            &e,
+            "see the cluster file reference in README.md",
+        )
     })?;
-    let ctx = Ctx {
-        path,
-        positions: positions::positions(text),
-    };
+    let ctx = Ctx::new(path, text);
     validate(&ctx, file, certs)
+}
+
+/// A deserialisation error as a [`ConfigError`] with file, line and field.
+/// `reference` says where the format is documented.
+pub fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error, reference: &str) -> ConfigError {
+    let mut pos = e.location().map(|l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    let msg = e.to_string();
+    // serde_yaml appends " at line L column C"; the position is printed already.
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let (mut field, message) = match msg.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+        _ => (String::new(), msg),
+    };
+    // Conversion errors (a bad duration) come without a path: find the line
+    // holding the offending quoted value instead.
+    if field.is_empty() {
+        if let Some(bad) = message.split('"').nth(1).filter(|b| !b.is_empty()) {
+            if let Some((i, line)) = text.lines().enumerate().find(|(_, l)| l.contains(bad)) {
+                pos = Some(Pos {
+                    line: i + 1,
+                    col: 1,
+                });
+                field = line
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("- ")
+                    .to_string();
+            }
+        }
+    }
+    let fix = if message.contains("unknown field") {
+        format!("remove the field or correct its spelling ({reference})")
+    } else if message.contains("missing field") {
+        format!("add the field ({reference})")
+    } else {
+        format!("correct the YAML at that position ({reference})")
+    };
+    ConfigError {
+        file: path.to_path_buf(),
+        pos,
+        field,
+        message,
+        fix,
+    }
 }
 
 fn roles_of(system: &str) -> &'static [&'static str] {

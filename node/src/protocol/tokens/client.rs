@@ -506,31 +506,12 @@ impl TokensNode {
         pay_write: Option<WriteEntry>,
         out: &mut Outbox<Self>,
     ) {
-        if let Phase::Write { entries, then, .. } = phase {
-            if entries.is_empty() {
-                return self.finish_then(now, req, then, out);
+        let phase = match phase {
+            Phase::Write { entries, then, .. } if entries.is_empty() => {
+                return self.finish_then(now, req, then, out)
             }
-            return self.enter_phase_raw(
-                now,
-                req,
-                write_phase(entries, then),
-                wrote,
-                pay_write,
-                out,
-            );
-        }
-        self.enter_phase_raw(now, req, phase, wrote, pay_write, out);
-    }
-
-    fn enter_phase_raw(
-        &mut self,
-        now: Time,
-        req: ReqId,
-        phase: Phase,
-        wrote: bool,
-        pay_write: Option<WriteEntry>,
-        out: &mut Outbox<Self>,
-    ) {
+            phase => phase,
+        };
         let rid = self.rid();
         let backoff = self.params.retransmit_us;
         let Some(op) = self.ops.ops.get_mut(&req) else {
