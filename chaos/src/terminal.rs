@@ -5,15 +5,13 @@
 //! hold for a lease (`--for`), so they heal by themselves.
 
 use crate::nemesis::{links_of, message_rules, packet_spec};
-use crate::platform::local::{load_template, Ports};
-use crate::proxy::{ControlConfig, Link, ProxyConfig};
+use crate::platform::local::{load_template, plan};
 use crate::scenario::{default_layer, Scheduled};
 use anyhow::{bail, Context};
-use faultline_node::config::{self, Certs, ClusterFile, NodeFile};
+use faultline_node::config::{self, Certs};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,10 +44,6 @@ pub fn load_up(dir: &Path) -> anyhow::Result<UpFile> {
 fn save_up(dir: &Path, up: &UpFile) -> anyhow::Result<()> {
     std::fs::write(up_path(dir), serde_json::to_string_pretty(up)?)?;
     Ok(())
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Starts a process in its own session so it outlives this command.
@@ -111,69 +105,18 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
     }
     let template = load_template(cluster)?;
     std::fs::create_dir_all(dir.join("logs"))?;
-    let ids = template.ids();
-    let mut ports = Ports::new(2 * ids.len() + 2 * ids.len() * ids.len() + 1)?;
-    let mut listen = BTreeMap::new();
-    let mut admin = BTreeMap::new();
-    let mut link_port = BTreeMap::new();
-    for id in &ids {
-        listen.insert(id.clone(), ports.take()?);
-        admin.insert(id.clone(), ports.take()?);
-    }
-    let mut links = Vec::new();
-    for a in &ids {
-        for b in &ids {
-            if a != b {
-                let p = ports.take()?;
-                link_port.insert((a.clone(), b.clone()), p);
-                let link = Link::new(a.clone(), b.clone(), loopback(p), loopback(listen[b]));
-                links.push(link.with_upstream(loopback(ports.take()?)));
-            }
-        }
-    }
     let secret = template.secret.clone();
-    let control = loopback(ports.take()?);
-    let proxy_cfg = ProxyConfig {
-        seed: template.file.seed,
-        nodes: ids.clone(),
-        default_lease_ms: 60_000,
-        control: Some(ControlConfig {
-            listen: control,
-            token: secret.clone(),
-        }),
-        links,
-    };
-    let proxy_path = dir.join("proxy.yaml");
-    std::fs::write(&proxy_path, serde_yaml::to_string(&proxy_cfg)?)?;
-    let mut file: ClusterFile = template.file.clone();
-    file.tls.dir = PathBuf::from("certs");
-    file.data_dir = Some(PathBuf::from("data"));
-    file.nodes = template
-        .nodes
-        .iter()
-        .map(|n| NodeFile {
-            id: n.id.clone(),
-            role: n.role.clone(),
-            listen: loopback(listen[&n.id]).to_string(),
-            advertise: None,
-            admin: loopback(admin[&n.id]).to_string(),
-            dial: ids
-                .iter()
-                .filter(|p| n.id.as_str() < p.as_str())
-                .map(|p| {
-                    (
-                        p.clone(),
-                        loopback(link_port[&(n.id.clone(), p.clone())]).to_string(),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let cluster_path = dir.join("cluster.yaml");
-    std::fs::write(&cluster_path, serde_yaml::to_string(&file)?)?;
-    faultline_node::transport::tls::generate_for(&ids, &dir.join("certs"))?;
-    let cluster_path = std::fs::canonicalize(&cluster_path)?;
+    let plan = plan(&template, template.file.seed, secret.clone(), &[])?;
+    let control = plan
+        .proxy
+        .control
+        .as_ref()
+        .map(|c| c.listen)
+        .context("the plan has no proxy control address")?;
+    let cluster_path = std::fs::canonicalize(plan.write(dir)?)?;
     config::load(&cluster_path, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ids = template.ids();
+    let proxy_path = dir.join("proxy.yaml");
 
     let me = std::env::current_exe()?;
     let mut proxy_cmd = Command::new(me);

@@ -835,10 +835,12 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                             self.counterexample(&longest),
                         ));
                     }
-                    bound = if bound >= (self.ops.len() as u32) {
-                        u32::MAX
-                    } else {
-                        (bound * 2).max(1)
+                    // No run can be longer than the number of unknown operations, so a
+                    // bound that large is no bound.
+                    let unknown = self.ops.len() as u32 - self.known_ops;
+                    bound = match (bound * 2).max(1) {
+                        doubled if doubled >= unknown => u32::MAX,
+                        doubled => doubled,
                     };
                 }
                 Err(Stop::Limit(limit)) => return SearchOutcome::Stopped(limit),
