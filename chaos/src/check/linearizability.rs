@@ -838,7 +838,7 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                     // No run can be longer than the number of unknown operations, so a
                     // bound that large is no bound.
                     let unknown = self.ops.len() as u32 - self.known_ops;
-                    bound = match (bound * 2).max(1) {
+                    bound = match bound.saturating_mul(2).max(1) {
                         doubled if doubled >= unknown => u32::MAX,
                         doubled => doubled,
                     };
@@ -1774,7 +1774,7 @@ mod tests {
             unknown(3, RI::Cas { from: 3, to: 4 }, 3),
             ok(4, RI::Read, 10, 11, RO::ReadOk(Some(4))),
         ];
-        for unknown_run_bound in [0, 1, 2, 3, 100] {
+        for unknown_run_bound in [0, 1, 2, 3, 100, u32::MAX - 1] {
             let opts = CheckOptions {
                 unknown_run_bound,
                 ..CheckOptions::default()
