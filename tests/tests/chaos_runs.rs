@@ -181,6 +181,46 @@ fn each_planted_bug_is_caught() {
 }
 
 #[test]
+fn a_replay_plays_the_same_schedule() {
+    let body = |seed: u64| {
+        format!("duration: 3s\nseed: {seed}\n{WORKLOAD}nemesis:\n  - {{ at: 1s, for: 1s, fault: omission, targets: random_minority }}\n  - {{ at: 1s, for: 1s, fault: kill, targets: one_server }}\n")
+    };
+    let first = run("replay-a", &body(21));
+    assert_eq!(first.code, Some(0), "{}\n{}", first.results, first.stderr);
+    let _one = serial();
+    let dir = scratch("chaos-replay-b");
+    // Another seed in the file: the replay must still use the recorded schedule.
+    let scn = scenario(&dir, "replay-b", &body(99));
+    let out_dir = dir.join("run");
+    let out = Command::new(chaos_bin())
+        .arg("run")
+        .arg(&scn)
+        .arg("--replay")
+        .arg(&first.dir)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--quiet")
+        .arg("--node-bin")
+        .arg(node_bin())
+        .output()
+        .expect("replay");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = std::fs::read_to_string(first.dir.join("schedule.json")).expect("first schedule");
+    let b = std::fs::read_to_string(out_dir.join("schedule.json")).expect("replayed schedule");
+    assert_eq!(a, b);
+    let applied: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("windows.json")).expect("windows"),
+    )
+    .expect("json");
+    assert_eq!(applied.as_array().map(|w| w.len()), Some(2), "{applied}");
+}
+
+#[test]
 fn an_interrupted_run_leaves_no_process() {
     let _one = serial();
     let dir = scratch("chaos-interrupted");

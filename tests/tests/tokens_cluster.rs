@@ -300,6 +300,58 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Reordering, duplication and delay at the message layer: pays still
+    // succeed, and the fault layer counts what it did.
+    let shuffle = json!({"rules": [
+        {"id": "shuffle", "reorder": {"window": 4, "max_hold_ms": 20}},
+        {"id": "twice", "duplicate": 0.5},
+        {"id": "slow", "at": "receive", "delay_ms": 2, "jitter_ms": 3}
+    ], "lease_ms": 20000});
+    for s in ["s1", "s2", "s3"] {
+        let (status, body) = c
+            .send(
+                reqwest::Method::PUT,
+                s,
+                "/faults",
+                Some(&shuffle),
+                Some(faultline_e2e::SECRET),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for token in [6, 12, 18] {
+        let v = until_ok(
+            &c,
+            "c1",
+            json!({"op": "pay", "token": token, "to": "c2"}),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(outcome(&v), "ok", "{v}");
+    }
+    let metrics = c.get_text("s2", "/metrics").await.expect("metrics");
+    for action in ["reorder", "duplicate", "delay"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("faultline_faults_injected_total")
+                    && l.contains(&format!("action=\"{action}\""))),
+            "no {action} counted:\n{metrics}"
+        );
+    }
+    for s in ["s1", "s2", "s3"] {
+        let (status, _) = c
+            .send(
+                reqwest::Method::DELETE,
+                s,
+                "/faults",
+                None,
+                Some(faultline_e2e::SECRET),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+
     // A later read writes the newer version back everywhere, s1 included.
     let v = until_ok(
         &c,
