@@ -40,7 +40,7 @@ client c3 gettokens
 say "stopping s3: no majority; operations answer within the deadline and never claim success"
 stop s3
 client c1 pay 12 c4
-say "bringing s3, s4, s5 back"
+say "bringing s3, s4, s5 back: a retried pay first completes an unknown one, so it may find the token already paid"
 start s3; start s4; start s5
 sleep 1.5
 client c1 pay 12 c4

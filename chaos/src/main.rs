@@ -126,9 +126,8 @@ fn main() -> ExitCode {
                 quiet,
             };
             match rt.block_on(runner::run(&scn, opts)) {
-                Ok((results, dir)) => {
+                Ok((results, _dir)) => {
                     println!("{}", report::summary(&results));
-                    println!("report: {}", dir.join("report.html").display());
                     ExitCode::from(results.valid.exit_code())
                 }
                 Err(e) => {
