@@ -272,3 +272,101 @@ fn unsafe_sigint(pid: u32) {
         .args(["-INT", &pid.to_string()])
         .status();
 }
+
+#[test]
+fn up_fault_status_down_for_a_person_at_a_terminal() {
+    let _one = serial();
+    let dir = scratch("chaos-up");
+    std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("cluster");
+    let up_dir = dir.join("local");
+    let chaos = |args: &[&str]| {
+        let out = Command::new(chaos_bin())
+            .args(args)
+            .arg("--dir")
+            .arg(&up_dir)
+            .output()
+            .expect("faultline-chaos");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let cluster = dir.join("cluster.yaml");
+    let node_bin = node_bin();
+    let (code, text) = chaos(&[
+        "up",
+        "--cluster",
+        cluster.to_str().expect("utf8"),
+        "--node-bin",
+        node_bin.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let needle = up_dir.display().to_string();
+    assert!(
+        processes_mentioning(&needle).len() >= 10,
+        "nodes and proxy: {text}"
+    );
+    let client = |args: &[&str]| {
+        Command::new(node_bin.clone())
+            .args(["client", "--cluster"])
+            .arg(up_dir.join("cluster.yaml"))
+            .args(["--id", "c1"])
+            .args(args)
+            .output()
+            .expect("client")
+    };
+    // A pay works; with the servers split 2/3 from c1's side it cannot.
+    let t0 = Instant::now();
+    while !client(&["pay", "0", "c2"]).status.success() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the cluster never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, text) = chaos(&["fault", "isolate", "c1", "--for", "20s"]);
+    assert_eq!(code, Some(0), "{text}");
+    let cut = client(&["pay", "4", "c2"]);
+    assert!(
+        !cut.status.success(),
+        "a pay from an isolated client succeeded"
+    );
+    let (_, status) = chaos(&["status"]);
+    assert!(
+        status.contains("c1->s1") || status.contains("faulty links"),
+        "{status}"
+    );
+    let (code, text) = chaos(&["fault", "kill", "s2"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (_, status) = chaos(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("s2") && l.contains("down")),
+        "{status}"
+    );
+    let (code, text) = chaos(&["fault", "heal"]);
+    assert_eq!(code, Some(0), "{text}");
+    let t0 = Instant::now();
+    while !client(&["pay", "4", "c2"]).status.success() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no progress after heal"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, text) = chaos(&["fault", "explode", "s1"]);
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = chaos(&["down"]);
+    assert_eq!(code, Some(0), "{text}");
+    let t0 = Instant::now();
+    while !processes_mentioning(&needle).is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        processes_mentioning(&needle).is_empty(),
+        "{:?}",
+        processes_mentioning(&needle)
+    );
+}
