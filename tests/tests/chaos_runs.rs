@@ -294,6 +294,18 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     };
     let cluster = dir.join("cluster.yaml");
     let node_bin = node_bin();
+    // Whatever happens below, nothing detached may outlive the test.
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(chaos_bin())
+                .arg("down")
+                .arg("--dir")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(up_dir.clone());
     let (code, text) = chaos(&[
         "up",
         "--cluster",
