@@ -55,14 +55,7 @@ fn run(name: &str, body: &str) -> Run {
     let dir = scratch(&format!("chaos-{name}"));
     let scn = scenario(&dir, name, body);
     let out_dir = dir.join("run");
-    let out = Command::new(chaos_bin())
-        .arg("run")
-        .arg(&scn)
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--quiet")
-        .arg("--node-bin")
-        .arg(node_bin())
+    let out = chaos_run(&scn, &out_dir, &[])
         .output()
         .expect("run faultline-chaos");
     let results = std::fs::read_to_string(out_dir.join("results.json"))
@@ -78,6 +71,30 @@ fn run(name: &str, body: &str) -> Run {
     let left = processes_mentioning(&r.dir.display().to_string());
     assert!(left.is_empty(), "{name}: processes left behind: {left:?}");
     r
+}
+
+/// Waits (bounded) until no process mentions `needle`, then asserts it.
+fn assert_all_gone(needle: &str, within: Duration) {
+    let t0 = Instant::now();
+    while !processes_mentioning(needle).is_empty() && t0.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = processes_mentioning(needle);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// `faultline-chaos run SCENARIO --out OUT --quiet --node-bin ...` plus `extra`.
+fn chaos_run(scn: &Path, out: &Path, extra: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new(chaos_bin());
+    cmd.arg("run")
+        .arg(scn)
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .arg("--node-bin")
+        .arg(node_bin());
+    cmd
 }
 
 fn check(r: &Run, name: &str) -> Value {
@@ -192,18 +209,13 @@ fn a_replay_plays_the_same_schedule() {
     // Another seed in the file: the replay must still use the recorded schedule.
     let scn = scenario(&dir, "replay-b", &body(99));
     let out_dir = dir.join("run");
-    let out = Command::new(chaos_bin())
-        .arg("run")
-        .arg(&scn)
-        .arg("--replay")
-        .arg(&first.dir)
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--quiet")
-        .arg("--node-bin")
-        .arg(node_bin())
-        .output()
-        .expect("replay");
+    let out = chaos_run(
+        &scn,
+        &out_dir,
+        &["--replay".as_ref(), first.dir.as_os_str()],
+    )
+    .output()
+    .expect("replay");
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -226,14 +238,7 @@ fn an_interrupted_run_leaves_no_process() {
     let dir = scratch("chaos-interrupted");
     let scn = scenario(&dir, "interrupted", &format!("duration: 60s\n{WORKLOAD}"));
     let out_dir = dir.join("run");
-    let mut child = Command::new(chaos_bin())
-        .arg("run")
-        .arg(&scn)
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--quiet")
-        .arg("--node-bin")
-        .arg(node_bin())
+    let mut child = chaos_run(&scn, &out_dir, &[])
         .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
         .spawn()
         .expect("spawn");
@@ -256,15 +261,7 @@ fn an_interrupted_run_leaves_no_process() {
         Some(2),
         "an interrupted run is neither valid nor invalid"
     );
-    let t0 = Instant::now();
-    while !processes_mentioning(&needle).is_empty() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        processes_mentioning(&needle).is_empty(),
-        "left: {:?}",
-        processes_mentioning(&needle)
-    );
+    assert_all_gone(&needle, Duration::from_secs(5));
 }
 
 fn unsafe_sigint(pid: u32) {
@@ -372,13 +369,5 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     assert_eq!(code, Some(2), "{text}");
     let (code, text) = chaos(&["down"]);
     assert_eq!(code, Some(0), "{text}");
-    let t0 = Instant::now();
-    while !processes_mentioning(&needle).is_empty() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        processes_mentioning(&needle).is_empty(),
-        "{:?}",
-        processes_mentioning(&needle)
-    );
+    assert_all_gone(&needle, Duration::from_secs(10));
 }

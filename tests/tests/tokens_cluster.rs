@@ -26,6 +26,19 @@ async fn until_ok(c: &TestCluster, client: &str, body: Value, within: Duration) 
     }
 }
 
+/// A pay that must succeed (retried while servers reconnect).
+async fn pay_ok(c: &TestCluster, client: &str, token: u64, to: &str) -> Value {
+    let v = until_ok(
+        c,
+        client,
+        json!({"op": "pay", "token": token, "to": to}),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(outcome(&v), "ok", "pay {token} {client}->{to}: {v}");
+    v
+}
+
 async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
     let v = until_ok(
         c,
@@ -52,14 +65,7 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
         owned(&c, "c1").await,
         vec![0, 6, 12, 18, 24, 30, 36, 42, 48, 54]
     );
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 0, "to": "c2"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    let v = pay_ok(&c, "c1", 0, "c2").await;
     assert_eq!(v["reply"]["tag"]["version"], 2);
     assert!(owned(&c, "c2").await.contains(&0));
 
@@ -81,14 +87,7 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     // Two of five servers down: still a majority.
     c.kill("s4");
     c.kill("s5");
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 6, "to": "c3"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    pay_ok(&c, "c1", 6, "c3").await;
     assert!(owned(&c, "c3").await.contains(&6));
 
     // Three down: no majority. The answer comes within the deadline and is
@@ -112,14 +111,7 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
         c.start(id);
     }
     c.wait_ready(Duration::from_secs(20)).await;
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 18, "to": "c4"}),
-        Duration::from_secs(15),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    pay_ok(&c, "c1", 18, "c4").await;
     // Token 0 went to c2 before any crash; it is still there.
     assert!(owned(&c, "c2").await.contains(&0));
     assert!(owned(&c, "c4").await.contains(&18));
@@ -174,22 +166,8 @@ async fn transform_moves_roles_and_keeps_every_token() {
         .op("c4", json!({"op": "pay", "token": 3, "to": "c1"}))
         .await;
     assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 0, "to": "s1"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
-    let v = until_ok(
-        &c,
-        "s1",
-        json!({"op": "pay", "token": 0, "to": "c2"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    pay_ok(&c, "c1", 0, "s1").await;
+    pay_ok(&c, "s1", 0, "c2").await;
 
     // Every token is still owned by exactly one node.
     let mut seen = vec![0; 60];
@@ -268,14 +246,7 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 0, "to": "c2"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    pay_ok(&c, "c1", 0, "c2").await;
     let metrics = c.get_text("s1", "/metrics").await.expect("metrics");
     let injected: f64 = metrics
         .lines()
@@ -368,14 +339,7 @@ async fn metrics_follow_prometheus_conventions() {
     let mut c = TestCluster::tokens("metrics", 3, 2, FAST);
     c.start_all();
     c.wait_ready(Duration::from_secs(20)).await;
-    let v = until_ok(
-        &c,
-        "c1",
-        json!({"op": "pay", "token": 0, "to": "c2"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    pay_ok(&c, "c1", 0, "c2").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     for id in ["s1", "c1"] {
         let text = c.get_text(id, "/metrics").await.expect("metrics");
