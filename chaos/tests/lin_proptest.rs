@@ -198,15 +198,15 @@ fn owner(n: u8) -> String {
 }
 
 fn token_input() -> impl Strategy<Value = TokenInput> {
-    (0u64..2, 0u8..3, 0u8..3, any::<bool>()).prop_map(|(token, from, to, read)| TokenInput {
+    (0u64..2, 0u8..3, 0u8..3, 0u8..3).prop_map(|(token, from, to, kind)| TokenInput {
         token,
-        op: if read {
-            TokenOp::Read
-        } else {
-            TokenOp::Pay {
+        op: match kind {
+            0 => TokenOp::Read,
+            1 => TokenOp::Owns { owner: owner(from) },
+            _ => TokenOp::Pay {
                 from: owner(from),
                 to: owner(to),
-            }
+            },
         },
     })
 }
@@ -230,6 +230,7 @@ fn token_history(lossy: bool) -> impl Strategy<Value = Vec<Operation<TokenInput,
                 };
                 match &i.op {
                     TokenOp::Read => TokenOutput::State(t.clone()),
+                    TokenOp::Owns { owner } => TokenOutput::Owns(t.owner == *owner),
                     TokenOp::Pay { from, to } if *from == t.owner => {
                         t.version += 1;
                         t.owner = to.clone();
@@ -243,6 +244,7 @@ fn token_history(lossy: bool) -> impl Strategy<Value = Vec<Operation<TokenInput,
                     version: u64::from(c % 3) + 1,
                     owner: owner(c / 3),
                 }),
+                TokenOp::Owns { .. } => TokenOutput::Owns(c % 2 == 0),
                 TokenOp::Pay { .. } if c % 2 == 0 => TokenOutput::NotOwned,
                 TokenOp::Pay { .. } => TokenOutput::Paid {
                     version: u64::from(c / 2 % 3) + 2,

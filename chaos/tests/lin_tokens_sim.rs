@@ -140,3 +140,19 @@ fn planted_bugs_make_histories_non_linearizable() {
         assert!(caught, "{bugs:?} was never caught");
     }
 }
+
+/// Many more seeds than CI runs, for hunting: `FAULTLINE_SEEDS=2000`.
+#[test]
+#[ignore]
+fn hunt() {
+    let n: u64 = std::env::var("FAULTLINE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for seed in 0..n {
+        match verdict(seed, Bugs::default()) {
+            Ok(Verdict::Valid) => {}
+            other => eprintln!("seed {seed}: {other:?}"),
+        }
+    }
+}

@@ -141,6 +141,7 @@ pub fn token_history(
             .unwrap_or_else(|| model.initial_state(input.token));
         let output = match &input.op {
             TokenOp::Read => TokenOutput::State(current.clone()),
+            TokenOp::Owns { owner } => TokenOutput::Owns(current.owner == *owner),
             TokenOp::Pay { from, .. } if *from == current.owner => TokenOutput::Paid {
                 version: current.version + 1,
             },

@@ -520,6 +520,9 @@ pub enum TokenOp {
     Pay { from: String, to: String },
     /// Reads the token's version and owner.
     Read,
+    /// Asks whether `owner` owns the token (a read that tells only that:
+    /// what a gettokens of `owner` says about each token it does not list).
+    Owns { owner: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -531,6 +534,8 @@ pub enum TokenOutput {
     NotOwned,
     /// What a read saw.
     State(TokenState),
+    /// The answer to [`TokenOp::Owns`].
+    Owns(bool),
 }
 
 /// The tokens system: each token is an object with a version and an owner.
@@ -634,6 +639,10 @@ impl Model for Token {
             (TokenOp::Read, Some(TokenOutput::State(seen))) => {
                 (seen == state).then(|| state.clone())
             }
+            (TokenOp::Owns { .. }, None) => Some(state.clone()),
+            (TokenOp::Owns { owner }, Some(TokenOutput::Owns(yes))) => {
+                ((state.owner == *owner) == *yes).then(|| state.clone())
+            }
             _ => None,
         }
     }
@@ -641,7 +650,9 @@ impl Model for Token {
     fn is_read_only(&self, input: &TokenInput, output: Option<&TokenOutput>) -> bool {
         matches!(
             (&input.op, output),
-            (TokenOp::Read, _) | (TokenOp::Pay { .. }, Some(TokenOutput::NotOwned))
+            (TokenOp::Read, _)
+                | (TokenOp::Owns { .. }, _)
+                | (TokenOp::Pay { .. }, Some(TokenOutput::NotOwned))
         )
     }
 
@@ -667,12 +678,14 @@ impl Model for Token {
         let call = match &input.op {
             TokenOp::Pay { from, to } => format!("pay(token {}, {from} -> {to})", input.token),
             TokenOp::Read => format!("read(token {})", input.token),
+            TokenOp::Owns { owner } => format!("owns(token {}, {owner})", input.token),
         };
         let ret = match output {
             Outcome::Unknown => "?".to_string(),
             Outcome::Ok(TokenOutput::Paid { version }) => format!("paid v{version}"),
             Outcome::Ok(TokenOutput::NotOwned) => "not owned".to_string(),
             Outcome::Ok(TokenOutput::State(s)) => self.describe_state(s),
+            Outcome::Ok(TokenOutput::Owns(yes)) => yes.to_string(),
         };
         format!("{call} -> {ret}")
     }

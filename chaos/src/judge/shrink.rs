@@ -114,7 +114,9 @@ impl Shrinker<'_> {
 fn read_only(op: &TokOp) -> bool {
     matches!(
         (&op.input.op, op.output.known()),
-        (TokenOp::Read, Some(_)) | (TokenOp::Pay { .. }, Some(TokenOutput::NotOwned))
+        (TokenOp::Read, Some(_))
+            | (TokenOp::Owns { .. }, Some(_))
+            | (TokenOp::Pay { .. }, Some(TokenOutput::NotOwned))
     )
 }
 

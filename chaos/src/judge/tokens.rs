@@ -7,7 +7,8 @@
 //!   check); any other failure is a definite no-op and is left out. `unknown`, `pending`, and
 //!   anything that cannot be read as a definite answer are `Outcome::Unknown`: the most
 //!   permissive reading, so a malformed entry can hide a bug but never invent one.
-//! - An `ok` gettokens is one `Read` per listed token, at the read's own call and return
+//! - An `ok` gettokens is one `Read` per listed token, and one `Owns(false)` of its owner
+//!   per token it does not list, at the read's own call and return
 //!   times. That checks each token, not the atomic snapshot. Reads that failed or timed out
 //!   say nothing and are left out.
 //! - Transforms touch no token and are left out.
@@ -44,12 +45,17 @@ pub struct ConvertedHistory<'a> {
 }
 
 /// Converts recorded operations to the Token model (see the module docs for the rules).
-pub fn convert_history<'a>(ops: impl IntoIterator<Item = &'a HistoryOp>) -> ConvertedHistory<'a> {
+/// With `tokens` > 0, a gettokens also says of every token in `0..tokens` it does not
+/// list that its owner does not own it.
+pub fn convert_history<'a>(
+    ops: impl IntoIterator<Item = &'a HistoryOp>,
+    tokens: u64,
+) -> ConvertedHistory<'a> {
     let mut out = ConvertedHistory::default();
     for op in ops {
         match op.kind.as_str() {
             "pay" => convert_pay(op, &mut out),
-            "gettokens" => convert_read(op, &mut out),
+            "gettokens" => convert_read(op, tokens, &mut out),
             "transform" => *out.left_out.entry("transform").or_default() += 1,
             _ => *out.left_out.entry("other kind").or_default() += 1,
         }
@@ -109,7 +115,7 @@ fn paid_version(reply: Option<&Value>, token: u64) -> Option<u64> {
     reply.get("tag")?.get("version")?.as_u64()
 }
 
-fn convert_read<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
+fn convert_read<'a>(op: &'a HistoryOp, all_tokens: u64, out: &mut ConvertedHistory<'a>) {
     let (Some(ret), "ok") = (op.complete_us, op.outcome.as_str()) else {
         *out.left_out.entry("gettokens not ok").or_default() += 1;
         return;
@@ -127,6 +133,7 @@ fn convert_read<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
         *out.left_out.entry("gettokens unreadable").or_default() += 1;
         return;
     };
+    let mut listed = std::collections::BTreeSet::new();
     for entry in tokens {
         let pair = entry.as_array().map(|p| {
             (
@@ -140,6 +147,7 @@ fn convert_read<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
                 .or_default() += 1;
             continue;
         };
+        listed.insert(token);
         let state = TokenState {
             version,
             owner: owner.to_string(),
@@ -154,6 +162,23 @@ fn convert_read<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
             op.invoke_us,
             ret.max(op.invoke_us),
             TokenOutput::State(state),
+        ));
+        out.sources.push(op);
+    }
+    // What the read did not list, its owner did not own at that moment.
+    for token in (0..all_tokens).filter(|t| !listed.contains(t)) {
+        let client = out.ops.len() as u64;
+        out.ops.push(Operation::ok(
+            client,
+            TokenInput {
+                token,
+                op: TokenOp::Owns {
+                    owner: owner.to_string(),
+                },
+            },
+            op.invoke_us,
+            ret.max(op.invoke_us),
+            TokenOutput::Owns(false),
         ));
         out.sources.push(op);
     }
@@ -204,7 +229,10 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
             Value::Null,
         );
     }
-    let mut conv = convert_history(record.histories.values().flat_map(|h| h.ops.iter()));
+    let mut conv = convert_history(
+        record.histories.values().flat_map(|h| h.ops.iter()),
+        token_count(&record.meta),
+    );
     // Tokens the run has but whose initial owner was not recorded cannot be checked; their
     // operations are set aside rather than judged against a made-up start.
     let owners_known = meta.initial_owners.len() as u64;
@@ -499,7 +527,7 @@ mod tests {
                 ..read("c1", &[], 30, 1)
             },
         ];
-        let conv = convert_history(ops.iter());
+        let conv = convert_history(ops.iter(), 0);
         let outs: Vec<Outcome<TokenOutput>> = conv.ops.iter().map(|o| o.output.clone()).collect();
         assert_eq!(
             outs,
@@ -527,7 +555,7 @@ mod tests {
     fn an_ok_pay_without_a_readable_version_counts_as_unknown() {
         let mut op = paid("c1", 0, "c2", 2, 0, 10);
         op.reply = Some(json!({"result": "paid", "token": 0}));
-        let conv = convert_history([&op]);
+        let conv = convert_history([&op], 0);
         assert_eq!(conv.ops[0].output, Outcome::Unknown);
     }
 

@@ -17,27 +17,30 @@
 use super::node::TokensNode;
 use super::*;
 use crate::protocol::{Outbox, ReqId, Time};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Ordered maps throughout: the order in which operations are retransmitted
+/// must not depend on a hasher's per-process seed, or a simulated seed would
+/// not replay.
 #[derive(Default)]
 pub(super) struct ClientOps {
-    ops: HashMap<ReqId, Op>,
-    by_rid: HashMap<u64, ReqId>,
+    ops: BTreeMap<ReqId, Op>,
+    by_rid: BTreeMap<u64, ReqId>,
     /// Tokens with a pay in flight; later pays of the same token wait, because
     /// a client racing itself could write one version twice.
-    busy: HashSet<TokenId>,
-    waiting: HashMap<TokenId, VecDeque<(ReqId, Request)>>,
+    busy: BTreeSet<TokenId>,
+    waiting: BTreeMap<TokenId, VecDeque<(ReqId, Request)>>,
     /// Writes of pays that ended unknown; completed before the next write.
-    pub(super) unresolved: HashMap<TokenId, WriteEntry>,
+    pub(super) unresolved: BTreeMap<TokenId, WriteEntry>,
     /// Tags of tokens this client owns, read with no pay of them in flight.
-    owned: HashMap<TokenId, Tag>,
+    owned: BTreeMap<TokenId, Tag>,
     /// Counts pay starts and ends; `touched[t]` is its value at the last
     /// start or end of a pay of t, so a read knows whether one overlapped it.
     clock: u64,
-    touched: HashMap<TokenId, u64>,
+    touched: BTreeMap<TokenId, u64>,
     /// The highest tag this client wrote per token (paid or resolved), so a
     /// late gift can never bring back a tag it already wrote over.
-    written: HashMap<TokenId, Tag>,
+    written: BTreeMap<TokenId, Tag>,
 }
 
 impl ClientOps {

@@ -10,7 +10,7 @@
 //! - every acknowledged pay is visible to every later read of its new owner.
 
 use super::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Default)]
 pub struct Checker {
@@ -18,7 +18,7 @@ pub struct Checker {
     /// Last tag seen per (server, token), while that server keeps its table.
     last: HashMap<(NodeId, TokenId), Tag>,
     /// Highest acknowledged pay per token.
-    acked: HashMap<TokenId, Tag>,
+    acked: BTreeMap<TokenId, Tag>,
 }
 
 impl Checker {
@@ -76,7 +76,7 @@ impl Checker {
         &self,
         up: impl Iterator<Item = &'a TokensNode>,
     ) -> Result<(), String> {
-        let mut by_epoch: HashMap<u64, (Config, Vec<&[TokenState]>)> = HashMap::new();
+        let mut by_epoch: BTreeMap<u64, (Config, Vec<&[TokenState]>)> = BTreeMap::new();
         for n in up {
             if !n.is_serving() {
                 continue;

@@ -168,10 +168,23 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
             }
         }
     }
-    if let Some(t) = seen.iter().position(|&n| n != 1) {
+    // The reads run concurrently, and the write of a pay that ended unknown
+    // may still sit at a minority and take effect between two of them, so a
+    // token with such a pay may be listed by none or two of the reads (the
+    // linearizability check in the chaos crate judges those). Every other
+    // token must be listed exactly once.
+    let uncertain: std::collections::BTreeSet<u32> = sim
+        .history
+        .iter()
+        .filter_map(|e| match (&e.request, &e.completed) {
+            (Request::Pay { token, .. }, None | Some((_, Reply::Unknown { .. }))) => Some(*token),
+            _ => None,
+        })
+        .collect();
+    if let Some(t) = (0..60u32).find(|t| seen[*t as usize] != 1 && !uncertain.contains(t)) {
         return Err(format!(
             "seed {seed}: token {t} has {} owners at quiescence",
-            seen[t]
+            seen[t as usize]
         ));
     }
 
