@@ -368,6 +368,35 @@ fn one_version_with_two_owners_fails_the_state_check() {
 }
 
 #[test]
+fn only_an_unknown_pay_may_linger_at_a_minority() {
+    // s3 alone holds v4 of token 0, written by c1 to c2.
+    let lingering = server_state(&[(4, "c1", 9_500, "c2"), (1, "", 0, "c2")]);
+    let mut run = clean_run();
+    run.states.insert("s3".into(), lingering.clone());
+    let r = judge(&run, "/tmp/run", &opts());
+    assert_eq!(
+        check(&r, "quiescent-state").valid,
+        Valid::False,
+        "an acknowledged-looking value at a minority"
+    );
+    // If that write belongs to a pay that ended unknown, it may linger.
+    let mut run = clean_run();
+    run.states.insert("s3".into(), lingering);
+    run.histories
+        .entry("c1".into())
+        .or_default()
+        .ops
+        .push(pay_unknown("c1", 0, "c2", 9_400, 9_900));
+    let r = judge(&run, "/tmp/run", &opts());
+    assert_eq!(
+        check(&r, "quiescent-state").valid,
+        Valid::True,
+        "{:?}",
+        check(&r, "quiescent-state")
+    );
+}
+
+#[test]
 fn a_version_going_down_fails_monotonicity() {
     let mut run = clean_run();
     run.scrapes.retain(|s| s.target != "s2");
