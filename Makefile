@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build release test bench demo tour lint fmt clean
+.PHONY: all build release test bench demo soak tour lint fmt clean
 
 all: build
 
@@ -32,6 +32,10 @@ bench: release
 # (no Docker): omission, a partition, a crash; verdict and report.
 demo: release
 	$(RELEASE)/faultline-chaos run scenarios/tokens.yaml
+
+# Ten minutes of repeated faults; not part of CI.
+soak: release
+	$(RELEASE)/faultline-chaos run scenarios/tokens-soak.yaml
 
 # A guided tour with the client verbs on a local cluster.
 tour: release

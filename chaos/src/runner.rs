@@ -301,6 +301,9 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // One more round of scrapes after the heal, so every fault window has a
+    // measurement on both sides.
+    tokio::time::sleep(2 * SCRAPE_EVERY).await;
     let end_us = unix_us();
     stop_scrape.store(true, Ordering::Relaxed);
     let _ = scraper.await;

@@ -227,7 +227,13 @@ pub struct FaultSpec {
     /// either way; liveness is only required for faults inside the model).
     #[serde(default = "yes")]
     pub in_model: bool,
+    /// Repeat the fault this often until the end of the run (soak runs).
+    #[serde(default)]
+    pub every: Option<Duration>,
 }
+
+/// Bound on the occurrences one repeated fault expands to.
+const MAX_OCCURRENCES: usize = 10_000;
 
 fn yes() -> bool {
     true
@@ -408,6 +414,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
                 ));
             }
         }
+        if let Some(every) = f.every {
+            let lasts = f.for_.map_or(0, |d| d.ms());
+            if every.ms() == 0 || every.ms() <= lasts {
+                return Err(ctx.err(
+                    &field("every"),
+                    "a repeated fault must heal before it comes again",
+                    "make `every` longer than `for`",
+                ));
+            }
+        }
         if f.at.ms() >= file.duration.ms() {
             return Err(ctx.err(
                 &field("at"),
@@ -485,9 +501,26 @@ pub fn expand(
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let all: Vec<String> = servers.iter().chain(clients).cloned().collect();
     let mut faults = Vec::new();
-    let mut specs: Vec<&FaultSpec> = s.nemesis.iter().collect();
-    specs.sort_by_key(|f| f.at.ms());
-    for (id, f) in specs.into_iter().enumerate() {
+    // Every occurrence of every fault (`every` repeats one until the end),
+    // in time order; each occurrence draws its own random targets.
+    let mut occurrences: Vec<(u64, &FaultSpec)> = Vec::new();
+    for f in &s.nemesis {
+        let mut at = f.at.ms();
+        loop {
+            occurrences.push((at, f));
+            match f.every {
+                Some(every) if every.ms() > 0 && occurrences.len() < MAX_OCCURRENCES => {
+                    at += every.ms();
+                    if at >= s.duration.ms() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    occurrences.sort_by_key(|(at, _)| *at);
+    for (id, (at_ms, f)) in occurrences.into_iter().enumerate() {
         let n = servers.len();
         let f_count = n.saturating_sub(1) / 2;
         let pick = |rng: &mut ChaCha8Rng, from: &[String], k: usize| -> Vec<String> {
@@ -547,7 +580,7 @@ pub fn expand(
         }
         faults.push(Scheduled {
             id,
-            at_ms: f.at.ms(),
+            at_ms,
             for_ms: f.for_.map(|d| d.ms()),
             layer: f
                 .layer
@@ -615,6 +648,42 @@ mod tests {
         assert!(differs, "other seeds choose other targets");
         assert_eq!(c.seed, 10);
         assert!(a.describe().contains("omission"));
+    }
+
+    #[test]
+    fn every_shipped_scenario_loads_and_expands() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                let s = load(&p).unwrap_or_else(|e| panic!("{e}"));
+                let servers: Vec<String> = (1..=5).map(|i| format!("s{i}")).collect();
+                let clients: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+                let sched = expand(&s.file, &servers, &clients).unwrap();
+                assert!(!sched.faults.is_empty(), "{}", p.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "scenarios found: {n}");
+    }
+
+    #[test]
+    fn repeated_faults_expand_until_the_end() {
+        let d = dir();
+        let text = "cluster: c.yaml\nduration: 60s\nseed: 3\nnemesis:\n  - { at: 5s, for: 4s, every: 20s, fault: kill, targets: one_server }\n  - { at: 10s, for: 5s, fault: omission, targets: f_servers }\n";
+        let s = load(&write(&d, "rep.yaml", text)).unwrap();
+        let servers: Vec<String> = (1..=5).map(|i| format!("s{i}")).collect();
+        let a = expand(&s.file, &servers, &[]).unwrap();
+        let at: Vec<u64> = a.faults.iter().map(|f| f.at_ms).collect();
+        assert_eq!(at, vec![5_000, 10_000, 25_000, 45_000]);
+        assert_eq!(
+            a.faults.iter().map(|f| f.id).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        let bad = text.replace("every: 20s", "every: 3s");
+        let e = load(&write(&d, "rep-bad.yaml", &bad)).expect_err("every shorter than for");
+        assert!(e.to_string().contains("heal before it comes again"), "{e}");
     }
 
     #[test]
