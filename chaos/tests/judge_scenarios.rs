@@ -33,10 +33,19 @@ fn op(client: &str, kind: &str, request: Value, from_ms: u64, to_ms: u64) -> His
     }
 }
 
-fn paid(client: &str, token: u64, to: &str, version: u64, from_ms: u64, to_ms: u64) -> HistoryOp {
+/// A pay of `token` from `client` to `to` with the given outcome and reply.
+fn pay(
+    client: &str,
+    token: u64,
+    to: &str,
+    outcome: &str,
+    reply: Value,
+    from_ms: u64,
+    to_ms: u64,
+) -> HistoryOp {
     HistoryOp {
-        reply: Some(json!({"result": "paid", "token": token,
-            "tag": {"version": version, "writer": client, "nonce": from_ms}})),
+        outcome: outcome.into(),
+        reply: Some(reply),
         ..op(
             client,
             "pay",
@@ -45,34 +54,22 @@ fn paid(client: &str, token: u64, to: &str, version: u64, from_ms: u64, to_ms: u
             to_ms,
         )
     }
+}
+
+fn paid(client: &str, token: u64, to: &str, version: u64, from_ms: u64, to_ms: u64) -> HistoryOp {
+    let reply = json!({"result": "paid", "token": token,
+        "tag": {"version": version, "writer": client, "nonce": from_ms}});
+    pay(client, token, to, "ok", reply, from_ms, to_ms)
 }
 
 fn pay_unknown(client: &str, token: u64, to: &str, from_ms: u64, to_ms: u64) -> HistoryOp {
-    HistoryOp {
-        outcome: "unknown".into(),
-        reply: Some(json!({"result": "unknown", "reason": "deadline passed after the write"})),
-        ..op(
-            client,
-            "pay",
-            json!({"op": "pay", "token": token, "to": to}),
-            from_ms,
-            to_ms,
-        )
-    }
+    let reply = json!({"result": "unknown", "reason": "deadline passed after the write"});
+    pay(client, token, to, "unknown", reply, from_ms, to_ms)
 }
 
 fn pay_failed(client: &str, token: u64, to: &str, from_ms: u64, to_ms: u64) -> HistoryOp {
-    HistoryOp {
-        outcome: "failed".into(),
-        reply: Some(json!({"result": "failed", "error": {"error": "no_quorum", "detail": "read"}})),
-        ..op(
-            client,
-            "pay",
-            json!({"op": "pay", "token": token, "to": to}),
-            from_ms,
-            to_ms,
-        )
-    }
+    let reply = json!({"result": "failed", "error": {"error": "no_quorum", "detail": "read"}});
+    pay(client, token, to, "failed", reply, from_ms, to_ms)
 }
 
 fn read(owner: &str, tokens: &[(u64, u64)], from_ms: u64, to_ms: u64) -> HistoryOp {

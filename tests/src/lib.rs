@@ -210,24 +210,20 @@ impl TestCluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    pub async fn get(&self, id: &str, path: &str) -> Option<Value> {
-        let r = self
-            .http
+    async fn fetch(&self, id: &str, path: &str) -> Option<reqwest::Response> {
+        self.http
             .get(format!("{}{path}", self.admin(id)))
             .send()
             .await
-            .ok()?;
-        r.json().await.ok()
+            .ok()
+    }
+
+    pub async fn get(&self, id: &str, path: &str) -> Option<Value> {
+        self.fetch(id, path).await?.json().await.ok()
     }
 
     pub async fn get_text(&self, id: &str, path: &str) -> Option<String> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.admin(id)))
-            .send()
-            .await
-            .ok()?;
-        r.text().await.ok()
+        self.fetch(id, path).await?.text().await.ok()
     }
 
     /// POST with the cluster secret; returns (status, body).
