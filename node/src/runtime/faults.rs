@@ -88,6 +88,11 @@ impl FaultControl {
         }
     }
 
+    /// Whether any rule is installed; without one the hot path skips the layer.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Decides one message's fate and counts what was injected.
     pub fn decide(&self, from: &str, to: &str, kind: &str, at: Side) -> Option<Decision> {
         if !self.active.load(Ordering::Acquire) {
