@@ -39,6 +39,20 @@ async fn pay_ok(c: &TestCluster, client: &str, token: u64, to: &str) -> Value {
     v
 }
 
+/// A node's metrics once `ready` holds of them, or after 5 s, whichever is first:
+/// a node counts a fault when it handles the message, which may be after the
+/// operation that sent it completed elsewhere.
+async fn metrics_until(c: &TestCluster, node: &str, ready: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let m = c.get_text(node, "/metrics").await.unwrap_or_default();
+        if ready(&m) || t0.elapsed() > Duration::from_secs(5) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
     let v = until_ok(
         c,
@@ -247,13 +261,18 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         .await;
     assert_eq!(status, 200, "{body}");
     pay_ok(&c, "c1", 0, "c2").await;
-    let metrics = c.get_text("s1", "/metrics").await.expect("metrics");
-    let injected: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("faultline_faults_injected_total") && l.contains("omit-"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(injected >= 1.0, "no injected faults counted:\n{metrics}");
+    // The pay completes on s2 and s3; s1 may count its dropped copy a moment later.
+    let injected = |m: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with("faultline_faults_injected_total") && l.contains("omit-"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let metrics = metrics_until(&c, "s1", |m| injected(m) >= 1.0).await;
+    assert!(
+        injected(&metrics) >= 1.0,
+        "no injected faults counted:\n{metrics}"
+    );
     // s1 saw the write but, omitting everything, never applied it.
     let s1 = c.get("s1", "/state").await.expect("state");
     assert_eq!(s1["tokens"][0]["version"], 1, "{s1}");
@@ -300,15 +319,14 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         .await;
         assert_eq!(outcome(&v), "ok", "{v}");
     }
-    let metrics = c.get_text("s2", "/metrics").await.expect("metrics");
     for action in ["reorder", "duplicate", "delay"] {
-        assert!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with("faultline_faults_injected_total")
-                    && l.contains(&format!("action=\"{action}\""))),
-            "no {action} counted:\n{metrics}"
-        );
+        let needle = format!("action=\"{action}\"");
+        let counted = |m: &str| {
+            m.lines()
+                .any(|l| l.starts_with("faultline_faults_injected_total") && l.contains(&needle))
+        };
+        let metrics = metrics_until(&c, "s2", counted).await;
+        assert!(counted(&metrics), "no {action} counted:\n{metrics}");
     }
     for s in ["s1", "s2", "s3"] {
         let (status, _) = c
@@ -340,9 +358,18 @@ async fn metrics_follow_prometheus_conventions() {
     c.start_all();
     c.wait_ready(Duration::from_secs(20)).await;
     pay_ok(&c, "c1", 0, "c2").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
     for id in ["s1", "c1"] {
-        let text = c.get_text(id, "/metrics").await.expect("metrics");
+        // Gauges are refreshed every 200 ms; s1 may also apply the pay after
+        // the majority that acknowledged it.
+        let text = metrics_until(&c, id, |m| {
+            id != "s1"
+                || m.lines().any(|l| {
+                    l.starts_with("faultline_token_version{")
+                        && l.contains("token=\"0\"")
+                        && l.ends_with(" 2")
+                })
+        })
+        .await;
         for name in [
             "faultline_messages_sent_total",
             "faultline_messages_received_total",
