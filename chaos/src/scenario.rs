@@ -7,6 +7,7 @@
 //! Errors name the file, line, field and the fix, like cluster-file errors.
 
 use faultline_node::config::{yaml_error, ConfigError, Ctx};
+use faultline_node::protocol::tokens::Bugs;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -359,17 +360,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
         ));
     }
     for (i, b) in file.bugs.iter().enumerate() {
-        if ![
-            "errors_as_acks",
-            "read_without_write_back",
-            "skip_owner_check",
-        ]
-        .contains(&b.as_str())
-        {
+        if let Err(e) = Bugs::default().enable(b) {
             return Err(ctx.err(
                 &format!("bugs[{i}]"),
-                format!("{b:?} is not a planted bug"),
-                "use errors_as_acks, read_without_write_back or skip_owner_check",
+                e,
+                format!("use one of {}", Bugs::names().join(", ")),
             ));
         }
     }

@@ -133,6 +133,10 @@ fn planted_bugs_make_histories_non_linearizable() {
             errors_as_acks: true,
             ..Bugs::default()
         },
+        Bugs {
+            stale_tag_cache: true,
+            ..Bugs::default()
+        },
     ];
     for bugs in cases {
         let caught = (0..200)

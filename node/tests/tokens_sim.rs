@@ -45,6 +45,29 @@ fn errors_counted_as_acks_are_caught() {
     );
 }
 
+/// Issue 6's double pay: a gettokens caching its own tags when its read
+/// phase ended, so a pay inside the write-back left a stale tag behind. The
+/// simulator's self-racing workload must find it.
+#[test]
+fn a_stale_tag_cache_is_caught() {
+    let bugs = Bugs {
+        stale_tag_cache: true,
+        ..Bugs::default()
+    };
+    let failures: Vec<String> = (0..300)
+        .filter_map(|s| run_seed(s, bugs.clone()).err())
+        .collect();
+    eprintln!(
+        "stale-tag-cache: {} of 300 seeds violate an invariant; first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        failures.iter().any(|f| f.contains("paid twice")),
+        "the simulator did not find the double pay"
+    );
+}
+
 #[test]
 fn a_failing_seed_replays_exactly() {
     let a = run_seed(7, Bugs::default()).map(|(o, _)| o);

@@ -197,6 +197,48 @@ fn each_planted_bug_is_caught() {
     }
 }
 
+/// Issue 6: message loss alone (inside the model) once made clients pay one
+/// token version twice. With the fix the run is valid; with the old code
+/// (planted as `stale_tag_cache`) `no-double-pay` names the double pay.
+const LOSSY: &str = "duration: 10s\nseed: 7\nworkload:\n  concurrency: 3\n  rate: 40\n  mix: { pay: 0.5, gettokens: 0.5 }\n  op_timeout: 6s\nchecks: { liveness_bound: 5s, linearizability_timeout: 30s, quiescence: 15s }\nnemesis:\n  - { at: 0s, for: 10s, fault: drop, targets: all, params: { p: 0.2 } }\n";
+
+#[test]
+fn message_loss_pays_no_version_twice() {
+    let r = run("lossy", LOSSY);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "not valid: {}\n{}",
+        r.results["checks"],
+        r.stderr
+    );
+    assert_eq!(
+        check(&r, "no-double-pay")["valid"],
+        true,
+        "{}",
+        check(&r, "no-double-pay")
+    );
+    let r = run(
+        "lossy-stale-cache",
+        &format!("bugs: [stale_tag_cache]\n{LOSSY}"),
+    );
+    assert_eq!(
+        r.code,
+        Some(1),
+        "expected invalid: {}\n{}",
+        r.results["checks"],
+        r.stderr
+    );
+    let double = check(&r, "no-double-pay");
+    assert_eq!(double["valid"], false, "{double}");
+    assert!(
+        double["evidence"]["first"]["pays"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2),
+        "{double}"
+    );
+}
+
 #[test]
 fn a_replay_plays_the_same_schedule() {
     let body = |seed: u64| {

@@ -4,6 +4,7 @@
 //! tested on hand-built records and read on its own:
 //! - [`tokens`]: `linearizable`, the client histories against the Token model, per token;
 //!   [`shrink`] cuts a failing token's history down to a counter-example a person can read.
+//! - [`double_pay`]: `no-double-pay`, no token version made by two acknowledged pays.
 //! - [`state`]: `quiescent-state`, the servers' tables after the final read.
 //! - [`versions`]: `versions-monotonic`, the token version gauges in the scrapes.
 //! - [`liveness`]: `liveness`, progress after each healed in-model fault, and availability.
@@ -14,6 +15,7 @@
 //! The verdict is never `false` without evidence that cannot be explained by missing data:
 //! wherever data is missing or a bound is hit, a check says `unknown` instead.
 
+mod double_pay;
 mod faults;
 mod liveness;
 mod scrapes;
@@ -69,6 +71,7 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
     let (applied, fault_measures) = faults::check(record, &index);
     let checks = vec![
         tokens::check_linearizable(record, opts),
+        double_pay::check(record, &ops),
         state::check_quiescent(record),
         versions::check_monotonic(&index, meta.start_us),
         live,

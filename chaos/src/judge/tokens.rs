@@ -104,7 +104,7 @@ fn convert_pay<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
     out.sources.push(op);
 }
 
-fn paid_version(reply: Option<&Value>, token: u64) -> Option<u64> {
+pub(crate) fn paid_version(reply: Option<&Value>, token: u64) -> Option<u64> {
     let reply = reply?;
     if reply.get("result").and_then(Value::as_str) != Some("paid") {
         return None;

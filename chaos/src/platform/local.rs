@@ -368,12 +368,7 @@ pub fn plan(
     if !bugs.is_empty() {
         let mut t = file.tokens.clone().unwrap_or_default();
         for b in bugs {
-            match b.as_str() {
-                "errors_as_acks" => t.bugs.errors_as_acks = true,
-                "read_without_write_back" => t.bugs.read_without_write_back = true,
-                "skip_owner_check" => t.bugs.skip_owner_check = true,
-                other => bail!("unknown planted bug {other:?}"),
-            }
+            t.bugs.enable(b).map_err(anyhow::Error::msg)?;
         }
         file.tokens = Some(t);
     }

@@ -73,6 +73,8 @@ enum Then {
         tokens: Vec<(TokenId, u64)>,
         /// Tags of this client's own tokens, to cache on success.
         mine: Vec<(TokenId, Tag)>,
+        /// `ClientOps::clock` when the read started.
+        started: u64,
     },
     /// An earlier unknown write of the pay's token is now at a majority; the
     /// pay continues with its read phase.
@@ -219,6 +221,13 @@ impl TokensNode {
             return;
         }
         self.ops.owned.insert(token, tag);
+    }
+
+    /// No pay of `token` is in flight, and none started or ended since the
+    /// clock read `started`: a tag read since then is still the token's tag.
+    fn untouched_since(&self, token: TokenId, started: u64) -> bool {
+        !self.ops.busy.contains(&token)
+            && self.ops.touched.get(&token).is_none_or(|&c| c <= started)
     }
 
     /// Marks a pay of `token` starting or ending, for the owned-tag cache.
@@ -475,22 +484,24 @@ impl TokensNode {
                     .filter(|(_, (s, _))| s.owner == *owner)
                     .map(|(t, (s, _))| (*t, s.tag.version))
                     .collect();
-                // Cache our own tokens' tags only if no pay of them overlapped
-                // this read: such a pay may have moved them after we read.
-                let mine = best
+                // Candidates for the owned-tag cache; whether a pay overlapped
+                // the read is decided when the whole read ends (`finish_then`).
+                let mut mine: Vec<(TokenId, Tag)> = best
                     .iter()
-                    .filter(|(t, (s, _))| {
-                        s.owner == self.id
-                            && !self.ops.busy.contains(t)
-                            && self.ops.touched.get(t).is_none_or(|&c| c <= started)
-                    })
+                    .filter(|(_, (s, _))| s.owner == self.id)
                     .map(|(t, (s, _))| (*t, s.tag.clone()))
                     .collect();
+                if self.params.bugs.stale_tag_cache {
+                    // Planted bug: the overlap test runs now, so a pay that
+                    // starts and ends during the write-back is not seen.
+                    mine.retain(|(t, _)| self.untouched_since(*t, started));
+                }
                 let owner = owner.clone();
                 let then = Then::Tokens {
                     owner,
                     tokens,
                     mine,
+                    started,
                 };
                 (write_phase(write_back, then), false, None)
             }
@@ -547,9 +558,17 @@ impl TokensNode {
                 owner,
                 tokens,
                 mine,
+                started,
             } => {
                 if owner == self.id {
-                    self.ops.owned.extend(mine);
+                    // Only now is the read over: a pay of a token that started
+                    // at any time since the read started (its write-back
+                    // phase included) may have moved it past what we read.
+                    for (t, tag) in mine {
+                        if self.params.bugs.stale_tag_cache || self.untouched_since(t, started) {
+                            self.ops.owned.insert(t, tag);
+                        }
+                    }
                 }
                 self.complete(now, req, Reply::Tokens { owner, tokens }, out);
             }
@@ -608,11 +627,18 @@ impl TokensNode {
             self.touch(token);
             self.ops.owned.remove(&token);
             self.ops.busy.remove(&token);
-            let next = self.ops.waiting.get_mut(&token).and_then(|q| q.pop_front());
-            if self.ops.waiting.get(&token).is_some_and(|q| q.is_empty()) {
-                self.ops.waiting.remove(&token);
-            }
-            if let Some((req, request)) = next {
+            // Start the next queued pay of the token; one refused at once
+            // (say the client became a server meanwhile) must not strand the
+            // ones behind it.
+            while !self.ops.busy.contains(&token) {
+                let Some(queue) = self.ops.waiting.get_mut(&token) else {
+                    break;
+                };
+                let next = queue.pop_front();
+                if queue.is_empty() {
+                    self.ops.waiting.remove(&token);
+                }
+                let Some((req, request)) = next else { break };
                 self.client_request(now, req, request, out);
             }
         }

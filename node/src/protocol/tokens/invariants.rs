@@ -7,7 +7,8 @@
 //! - every acknowledged pay is durable: in every configuration that can
 //!   still serve reads, fewer than a majority of its serving members hold an
 //!   older tag, so any read quorum sees it;
-//! - every acknowledged pay is visible to every later read of its new owner.
+//! - every acknowledged pay is visible to every later read of its new owner;
+//! - no two different pays of one (token, version) are acknowledged.
 
 use super::*;
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,8 @@ pub struct Checker {
     last: HashMap<(NodeId, TokenId), Tag>,
     /// Highest acknowledged pay per token.
     acked: BTreeMap<TokenId, Tag>,
+    /// Every acknowledged pay by (token, version).
+    paid: HashMap<(TokenId, u64), Tag>,
 }
 
 impl Checker {
@@ -63,11 +66,22 @@ impl Checker {
         Ok(())
     }
 
-    pub fn acknowledge(&mut self, token: TokenId, tag: &Tag) {
+    /// Records a pay answered `paid`. Two different acknowledged pays of one
+    /// (token, version) are a double spend: one of them cannot be placed.
+    pub fn acknowledge(&mut self, token: TokenId, tag: &Tag) -> Result<(), String> {
+        if let Some(other) = self.paid.insert((token, tag.version), tag.clone()) {
+            if other != *tag {
+                return Err(format!(
+                    "token {token} version {} paid twice: {other:?} and {tag:?}",
+                    tag.version
+                ));
+            }
+        }
         let e = self.acked.entry(token).or_insert_with(|| tag.clone());
         if *tag > *e {
             *e = tag.clone();
         }
+        Ok(())
     }
 
     /// Every acknowledged pay must be seen by any read quorum of any

@@ -34,6 +34,9 @@ pub enum Refusal {
     NotReady { epoch: u64 },
     /// The payer does not own the token at the version it read.
     NotOwner { token: TokenId },
+    /// The server already holds another write of this pay's version: the
+    /// payer's read was stale (never happens in a correct client).
+    Conflict { token: TokenId, version: u64 },
     /// The new owner is not a client, or the token does not exist.
     Invalid(String),
 }

@@ -85,6 +85,42 @@ pub struct Bugs {
     /// Pays skip the ownership check: the client pays whatever it read and
     /// servers do not verify the payer owned the token.
     pub skip_owner_check: bool,
+    /// Caches a gettokens read's own tags when the read phase ends instead of
+    /// when the whole read (write-back included) ends, so a pay that starts
+    /// and ends during the write-back leaves a stale tag in the cache and the
+    /// next pay writes the same version again (the double pay of issue 6);
+    /// servers accept a second write of a version (the code before the fix).
+    pub stale_tag_cache: bool,
+}
+
+impl Bugs {
+    /// The planted bugs' names, as written in a cluster or scenario file
+    /// (derived from the fields, so the list cannot drift from them).
+    pub fn names() -> Vec<String> {
+        match serde_json::to_value(Bugs::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Switches on the planted bug `name`; an unknown name is an error that
+    /// lists the known ones.
+    pub fn enable(&mut self, name: &str) -> Result<(), String> {
+        let unknown = || {
+            format!(
+                "{name:?} is not a planted bug (known: {})",
+                Bugs::names().join(", ")
+            )
+        };
+        let mut v = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let slot = v
+            .as_object_mut()
+            .and_then(|m| m.get_mut(name))
+            .ok_or_else(unknown)?;
+        *slot = serde_json::Value::Bool(true);
+        *self = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 /// Parameters of a token cluster, shared by every node.

@@ -270,6 +270,21 @@ impl TokensNode {
         if !self.params.bugs.skip_owner_check && local.tag == *prev && local.owner != *from {
             return Err(Refusal::NotOwner { token: e.token });
         }
+        // Only the owner at `prev` writes the next version and it resolves
+        // its unknown writes before writing again, so two different tags of
+        // one version mean a payer wrote from a stale read: refuse, so the
+        // pay ends unknown instead of paid twice.
+        // The planted `stale_tag_cache` is the code before this fix: both
+        // this check and the client's are off.
+        if !self.params.bugs.stale_tag_cache
+            && local.tag.version == e.tag.version
+            && local.tag != e.tag
+        {
+            return Err(Refusal::Conflict {
+                token: e.token,
+                version: e.tag.version,
+            });
+        }
         Ok(())
     }
 

@@ -76,7 +76,7 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
         }
         for &i in &step.completed {
             if let Some((_, Reply::Paid { token, tag })) = &sim.history[i].completed {
-                checker.acknowledge(*token, tag);
+                checker.acknowledge(*token, tag)?;
             }
         }
         if durable_dirty || !step.completed.is_empty() {
@@ -114,6 +114,37 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
             Request::Pay { token, to }
         };
         sim.invoke_at(t, &node, request);
+    }
+    // A client racing itself: a gettokens of its own tokens, and pays of one
+    // of them that start while the read (or its write-back) is in flight.
+    // Paying to itself keeps the token, so every pay after the first may take
+    // the cached-tag fast path: a tag cached across one of these pays would
+    // make the next pay write the same version twice.
+    for _ in 0..8 {
+        let c = sim.rng().random_range(1..=6u32);
+        let client = format!("c{c}");
+        let token = (c - 1) + 6 * sim.rng().random_range(0..10);
+        let at = sim.rng().random_range(0..3 * SECOND);
+        sim.invoke_at(
+            at,
+            &client,
+            Request::GetTokens {
+                owner: client.clone(),
+            },
+        );
+        let mut t = at;
+        for _ in 0..3 {
+            t += sim.rng().random_range(0..20_000);
+            let to = client.clone();
+            sim.invoke_at(t, &client, Request::Pay { token, to });
+            sim.invoke_at(
+                t,
+                &client,
+                Request::GetTokens {
+                    owner: client.clone(),
+                },
+            );
+        }
     }
     sim.run_until(4 * SECOND, 2_000_000, &mut check)
         .map_err(|e| format!("seed {seed}: {e}"))?;
