@@ -185,6 +185,70 @@ impl Nemesis {
     }
 }
 
+/// The params each fault takes (partition shapes are checked by their own
+/// type); anything else is a typo the run would silently ignore.
+fn known_params(fault: &str) -> Option<&'static [&'static str]> {
+    Some(match fault {
+        "omission" => &["p", "kinds"],
+        "drop" | "duplicate" => &["p", "kinds", "to"],
+        "delay" => &["ms", "jitter_ms", "kinds", "to"],
+        "reorder" => &["window", "hold_ms", "kinds", "to"],
+        "cut" => &["kinds", "to"],
+        "packet_loss" | "packet_duplicate" => &["p"],
+        "burst_loss" => &["p_enter_bad", "p_leave_bad", "loss_bad", "loss_good"],
+        "packet_delay" => &["ms", "jitter_ms", "distribution"],
+        "packet_reorder" => &["window", "hold_ms"],
+        "bandwidth" => &["bytes_per_sec"],
+        "blackhole" | "kill" | "pause" | "transform" => &[],
+        _ => return None,
+    })
+}
+
+/// Checks one scheduled fault's params when the scenario is loaded, through
+/// the same conversions `apply` uses, so that a fault the nodes or the proxy
+/// would refuse mid-run is refused before anything starts.
+pub fn check_params(f: &Scheduled, ids: &[String]) -> Result<(), String> {
+    if let (Some(known), Some(m)) = (known_params(&f.fault), f.params.as_object()) {
+        if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown param {k:?} (this fault takes: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        for (k, v) in m {
+            let text = matches!(k.as_str(), "kinds" | "to" | "distribution");
+            if !text && !v.as_f64().is_some_and(f64::is_finite) {
+                return Err(format!("{k}: {v} is not a number"));
+            }
+        }
+    }
+    let id_set: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    match f.layer.as_str() {
+        "message" => {
+            for rule in message_rules(f).map_err(|e| e.to_string())? {
+                let rule: faultline_node::faults::FaultRule =
+                    serde_json::from_value(rule).map_err(|e| e.to_string())?;
+                rule.validate(&id_set, faultline_node::protocol::tokens::MESSAGE_KINDS)?;
+            }
+        }
+        "packet" if f.fault == "partition" => {
+            partition_shape(f, ids).map_err(|e| format!("{e:#}"))?;
+        }
+        "packet" => {
+            packet_spec(f)
+                .map_err(|e| format!("{e:#}"))?
+                .validate()
+                .map_err(|e| e.to_string())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The node fault rules of a message-layer fault.
 pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
     let pr = &f.params;

@@ -54,6 +54,9 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
     record::write_json(&run_dir.join("schedule.json"), &schedule)?;
     eprintln!("run directory: {}", run_dir.display());
     eprint!("{}", schedule.describe());
+    for w in &scn.warnings {
+        eprintln!("warning: {w}");
+    }
 
     let mut cluster = LocalCluster::create(
         &template,

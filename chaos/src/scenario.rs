@@ -6,7 +6,7 @@
 //!
 //! Errors name the file, line, field and the fix, like cluster-file errors.
 
-use faultline_node::config::{yaml_error, ConfigError, Ctx};
+use faultline_node::config::{self, yaml_error, Certs, Cluster, ConfigError, Ctx};
 use faultline_node::protocol::tokens::Bugs;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
@@ -43,7 +43,11 @@ fn local() -> String {
     "local".into()
 }
 
-/// A duration written `30s`, `500ms`, `2m` or a number of seconds.
+/// The longest duration a scenario may name: 30 days, in ms.
+pub const MAX_DURATION_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// A duration written `30s`, `500ms`, `2m` or a number of seconds, at most
+/// [`MAX_DURATION_MS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "serde_yaml::Value", into = "String")]
 pub struct Duration(pub u64);
@@ -67,13 +71,20 @@ impl TryFrom<serde_yaml::Value> for Duration {
             serde_yaml::Value::String(s) => format!("{s:?}"),
             other => format!("{other:?}"),
         };
-        let bad = || format!("{shown} is not a duration; write e.g. 30s, 500ms or 2m");
+        let bad = || {
+            format!(
+                "{shown} is not a duration from 0 to 30 days; write e.g. 30s, 500ms or 2m \
+                 (leave `for` out to mean until the end of the run)"
+            )
+        };
+        // Finite and bounded, so that no sum of durations can wrap.
+        let ms = |f: f64, mult: f64| {
+            Some(f * mult)
+                .filter(|ms| ms.is_finite() && (0.0..=MAX_DURATION_MS as f64).contains(ms))
+                .map(|ms| Duration(ms as u64))
+        };
         match &v {
-            serde_yaml::Value::Number(n) => n
-                .as_f64()
-                .filter(|f| *f >= 0.0)
-                .map(|f| Duration((f * 1000.0) as u64))
-                .ok_or_else(bad),
+            serde_yaml::Value::Number(n) => n.as_f64().and_then(|f| ms(f, 1000.0)).ok_or_else(bad),
             serde_yaml::Value::String(s) => {
                 let s = s.trim();
                 let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
@@ -88,8 +99,7 @@ impl TryFrom<serde_yaml::Value> for Duration {
                 num.trim()
                     .parse::<f64>()
                     .ok()
-                    .filter(|f| *f >= 0.0)
-                    .map(|f| Duration((f * mult) as u64))
+                    .and_then(|f| ms(f, mult))
                     .ok_or_else(bad)
             }
             _ => Err(bad()),
@@ -244,6 +254,9 @@ fn yes() -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scheduled {
     pub id: usize,
+    /// The index of the `nemesis:` entry this occurrence comes from.
+    #[serde(default)]
+    pub entry: usize,
     pub at_ms: u64,
     pub for_ms: Option<u64>,
     pub fault: String,
@@ -300,6 +313,9 @@ pub struct Scenario {
     pub file: ScenarioFile,
     pub name: String,
     pub cluster_path: PathBuf,
+    /// Things that are allowed but probably not meant (a fault that does
+    /// nothing); printed before the run.
+    pub warnings: Vec<String>,
 }
 
 pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
@@ -462,6 +478,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
             "give the cluster file's path relative to the scenario file",
         ));
     }
+    let cluster = config::load(&cluster_path, Certs::NotYet)?;
+    let warnings = check_against_cluster(&ctx, &file, &cluster)?;
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
             .and_then(|s| s.to_str())
@@ -473,7 +491,74 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
         file,
         name,
         cluster_path,
+        warnings,
     })
+}
+
+/// What can only be checked with the cluster in hand: client and target ids,
+/// every fault's params (through the same conversion the nemesis applies), and
+/// faults that would do nothing. Returns warnings for the latter.
+fn check_against_cluster(
+    ctx: &Ctx,
+    file: &ScenarioFile,
+    cluster: &Cluster,
+) -> Result<Vec<String>, ConfigError> {
+    let ids = cluster.ids();
+    let clients = cluster.with_role("client");
+    for (i, c) in file.workload.clients.iter().enumerate() {
+        if !clients.contains(c) {
+            return Err(ctx.err(
+                &format!("workload.clients[{i}]"),
+                format!("{c:?} is not a client of {}", cluster.path.display()),
+                format!("use clients of the cluster: {}", clients.join(", ")),
+            ));
+        }
+    }
+    for (i, f) in file.nemesis.iter().enumerate() {
+        if let Targets::Ids(v) = &f.targets {
+            if let Some((j, bad)) = v.iter().enumerate().find(|(_, t)| !ids.contains(t)) {
+                return Err(ctx.err(
+                    &format!("nemesis[{i}].targets[{j}]"),
+                    format!("{bad:?} is not a node of {}", cluster.path.display()),
+                    format!(
+                        "use node ids ({}) or a selector ({})",
+                        ids.join(", "),
+                        SELECTORS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let schedule = expand(file, &cluster.with_role("server"), &clients)
+        .map_err(|e| ctx.err("nemesis", e, "see the scenario reference in README.md"))?;
+    for s in &schedule.faults {
+        crate::nemesis::check_params(s, &ids).map_err(|e| {
+            ctx.err(
+                &format!("nemesis[{}].params", s.entry),
+                format!("{} fault: {e}", s.fault),
+                "see the fault reference in README.md",
+            )
+        })?;
+    }
+    let mut warnings = Vec::new();
+    let end = file.duration.ms();
+    for (i, f) in file.nemesis.iter().enumerate() {
+        let line = ctx
+            .pos(&format!("nemesis[{i}]"))
+            .map_or(String::new(), |p| format!(" (line {})", p.line));
+        match f.for_ {
+            Some(d) if d.ms() == 0 => warnings.push(format!(
+                "nemesis[{i}]{line}: `for: 0s` heals the fault as soon as it is applied; it does nothing"
+            )),
+            Some(d) if f.every.is_none() && f.at.ms() + d.ms() > end => warnings.push(format!(
+                "nemesis[{i}]{line}: runs to {:.1}s, past the end of the run at {:.1}s; it is healed at the end",
+                (f.at.ms() + d.ms()) as f64 / 1000.0,
+                end as f64 / 1000.0
+            )),
+            _ => {}
+        }
+    }
+    Ok(warnings)
 }
 
 pub fn default_layer(fault: &str) -> &'static str {
@@ -498,11 +583,11 @@ pub fn expand(
     let mut faults = Vec::new();
     // Every occurrence of every fault (`every` repeats one until the end),
     // in time order; each occurrence draws its own random targets.
-    let mut occurrences: Vec<(u64, &FaultSpec)> = Vec::new();
-    for f in &s.nemesis {
+    let mut occurrences: Vec<(u64, usize, &FaultSpec)> = Vec::new();
+    for (entry, f) in s.nemesis.iter().enumerate() {
         let mut at = f.at.ms();
         loop {
-            occurrences.push((at, f));
+            occurrences.push((at, entry, f));
             match f.every {
                 Some(every) if every.ms() > 0 && occurrences.len() < MAX_OCCURRENCES => {
                     at += every.ms();
@@ -514,8 +599,8 @@ pub fn expand(
             }
         }
     }
-    occurrences.sort_by_key(|(at, _)| *at);
-    for (id, (at_ms, f)) in occurrences.into_iter().enumerate() {
+    occurrences.sort_by_key(|(at, entry, _)| (*at, *entry));
+    for (id, (at_ms, entry, f)) in occurrences.into_iter().enumerate() {
         let n = servers.len();
         let f_count = n.saturating_sub(1) / 2;
         let pick = |rng: &mut ChaCha8Rng, from: &[String], k: usize| -> Vec<String> {
@@ -527,7 +612,7 @@ pub fn expand(
             Targets::Ids(ids) => {
                 if let Some(bad) = ids.iter().find(|i| !all.contains(i)) {
                     return Err(format!(
-                        "nemesis fault {id}: {bad:?} is not a node of the cluster"
+                        "nemesis[{entry}]: {bad:?} is not a node of the cluster"
                     ));
                 }
                 ids.clone()
@@ -549,7 +634,7 @@ pub fn expand(
                 "all" => all.clone(),
                 other => {
                     return Err(format!(
-                        "nemesis fault {id}: selector {other:?} does not apply"
+                        "nemesis[{entry}]: selector {other:?} does not apply"
                     ))
                 }
             },
@@ -575,6 +660,7 @@ pub fn expand(
         }
         faults.push(Scheduled {
             id,
+            entry,
             at_ms,
             for_ms: f.for_.map(|d| d.ms()),
             layer: f
@@ -610,8 +696,53 @@ mod tests {
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("c.yaml"), "system: tokens\n").unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/tokens.yaml");
+        std::fs::copy(shipped, d.join("c.yaml")).unwrap();
         d
+    }
+
+    fn load_err(text: &str) -> String {
+        match load(&write(&dir(), "bad.yaml", text)) {
+            Ok(_) => panic!("loaded: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn mistakes_are_refused_before_anything_starts() {
+        let head = "cluster: c.yaml\nduration: 20s\n";
+        for (body, want) in [
+            ("workload: { clients: [c9] }\n", "bad.yaml:3:23: field `workload.clients[0]`: \"c9\" is not a client"),
+            ("nemesis:\n  - { at: 3s, for: .inf, fault: omission, targets: [s1] }\n", "not a duration from 0 to 30 days"),
+            ("nemesis:\n  - { at: 3s, for: 1e17, fault: omission, targets: [s1] }\n", "not a duration from 0 to 30 days"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: packet_delay, targets: [s1], params: { ms: -100 } }\n", "field `nemesis[0].params`: packet_delay fault: invalid faults: delay.ms"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: partition, params: { shape: triangle } }\n", "unknown variant `triangle`"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: kill, targets: [s1] }\n  - { at: 1s, for: 2s, fault: omission, targets: [s9] }\n", "bad.yaml:5:51: field `nemesis[1].targets[0]`: \"s9\" is not a node"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: drop, targets: [s1], params: { probability: 0.3 } }\n", "unknown param \"probability\""),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: delay, targets: [s1], params: { ms: fast } }\n", "ms: \"fast\" is not a number"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: drop, targets: [s1], params: { kinds: [wrte] } }\n", "\"wrte\" is not a message kind"),
+        ] {
+            let e = load_err(&format!("{head}{body}"));
+            assert!(e.contains(want), "{body}: expected {want:?} in {e}");
+            assert!(e.contains("fix:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn faults_that_do_nothing_are_warned_about() {
+        let text = "cluster: c.yaml\nduration: 20s\nnemesis:\n  - { at: 3s, for: 0s, fault: omission, targets: [s1] }\n  - { at: 15s, for: 10s, fault: omission, targets: [s2] }\n";
+        let s = load(&write(&dir(), "warn.yaml", text)).unwrap();
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].contains("nemesis[0] (line 4): `for: 0s`"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings[1].contains("runs to 25.0s, past the end of the run at 20.0s"),
+            "{:?}",
+            s.warnings
+        );
     }
 
     const GOOD: &str = "cluster: c.yaml\nduration: 20s\nseed: 9\nnemesis:\n  - at: 2s\n    for: 3s\n    fault: omission\n    targets: f_servers\n    params: { p: 1.0 }\n  - at: 8s\n    for: 4s\n    fault: partition\n    params: { shape: majority_minority }\n  - at: 14s\n    for: 2s\n    fault: kill\n    targets: one_server\n";

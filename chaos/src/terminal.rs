@@ -4,8 +4,9 @@
 //! read that file. Faults set here use the same rules as the nemesis and
 //! hold for a lease (`--for`), so they heal by themselves.
 
-use crate::nemesis::{links_of, message_rules, packet_spec};
+use crate::nemesis::{check_params, links_of, message_rules, packet_spec};
 use crate::platform::local::{load_template, plan};
+use crate::proxy::MAX_LEASE;
 use crate::scenario::{default_layer, Scheduled};
 use anyhow::{bail, Context};
 use faultline_node::config::{self, Certs};
@@ -289,6 +290,12 @@ pub async fn fault(
         }
         Ok(v)
     };
+    if lease.is_zero() || lease > MAX_LEASE {
+        bail!(
+            "--for {lease:?} is outside 1 ms..{:?}, the longest lease the nodes and the proxy keep",
+            MAX_LEASE
+        );
+    }
     let lease_ms = lease.as_millis() as u64;
     match kind {
         "heal" => {
@@ -370,6 +377,7 @@ pub async fn fault(
             let layer = default_layer(&name);
             let f = Scheduled {
                 id: 0,
+                entry: 0,
                 at_ms: 0,
                 for_ms: Some(lease_ms),
                 fault: name.clone(),
@@ -381,6 +389,7 @@ pub async fn fault(
             if f.targets.is_empty() {
                 bail!("name the target nodes, e.g. `fault {other} s4`");
             }
+            check_params(&f, &ids).map_err(|e| anyhow::anyhow!("{other}: {e}"))?;
             match layer {
                 "message" => {
                     let rules = message_rules(&f)?;
@@ -412,11 +421,18 @@ pub async fn fault(
                     for (a, b) in links_of(&f.targets, &ids) {
                         let mut body = spec.clone();
                         body["lease_ms"] = json!(lease_ms);
-                        http.put(format!("{}/links/{a}/{b}/faults", up.proxy_url))
+                        let r = http
+                            .put(format!("{}/links/{a}/{b}/faults", up.proxy_url))
                             .bearer_auth(&up.secret)
                             .json(&body)
                             .send()
                             .await?;
+                        if !r.status().is_success() {
+                            bail!(
+                                "the proxy refused the fault on {a}->{b}: {}",
+                                r.text().await.unwrap_or_default()
+                            );
+                        }
                     }
                     println!(
                         "{other} on every link of {} for {lease:?} (packet layer)",

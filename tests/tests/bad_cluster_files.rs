@@ -160,6 +160,33 @@ fn each_bad_file_gets_its_error() {
     );
     let text = format!("{}{}", header("certs"), server_lines(8));
     expect_error(&dir, "eight-servers", &text, 5, "nodes", "this file has 8");
+    // Numbers that once passed and then hurt (issue 6): each has a range.
+    for (name, section, line, field, what) in [
+        (
+            "keep-alive-zero",
+            "transport:\n  keep_alive_ms: 0\n",
+            6,
+            "transport.keep_alive_ms",
+            "0 ms is outside 10..=600000 ms",
+        ),
+        (
+            "a-trillion-tokens",
+            "tokens:\n  tokens: 1000000000000\n",
+            6,
+            "tokens.tokens",
+            "1000000000000 tokens is outside 1..=100000",
+        ),
+        (
+            "deadline-that-wraps",
+            "tokens:\n  op_deadline_ms: 18446744073709552\n",
+            6,
+            "tokens.op_deadline_ms",
+            "outside 1..=3600000 ms",
+        ),
+    ] {
+        let text = format!("{}{section}{GOOD_NODES}", header("certs"));
+        expect_error(&dir, name, &text, line, field, what);
+    }
     // An address that does not parse.
     let text = good.replace("listen: 127.0.0.1:17201", "listen: localhost:http");
     expect_error(

@@ -354,6 +354,11 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     ]);
     assert_eq!(code, Some(0), "{text}");
     let needle = up_dir.display().to_string();
+    // Detached processes may still be exec'ing when `up` returns.
+    let t0 = Instant::now();
+    while processes_mentioning(&needle).len() < 10 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         processes_mentioning(&needle).len() >= 10,
         "nodes and proxy: {text}"
@@ -409,6 +414,16 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     }
     let (code, text) = chaos(&["fault", "explode", "s1"]);
     assert_eq!(code, Some(2), "{text}");
+    // Refused faults are errors, not successes (issue 6).
+    for bad in [
+        &["fault", "packet-loss", "s3", "--p", "1.5"][..],
+        &["fault", "packet-delay", "s3", "--ms=-10"][..],
+        &["fault", "packet-loss", "s3", "--p", "0.1", "--for", "1500m"][..],
+    ] {
+        let (code, text) = chaos(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {text}");
+        assert!(text.contains("error"), "{bad:?}: {text}");
+    }
     let (code, text) = chaos(&["down"]);
     assert_eq!(code, Some(0), "{text}");
     assert_all_gone(&needle, Duration::from_secs(10));

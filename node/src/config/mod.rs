@@ -277,6 +277,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Where `field` is written, if it is.
+    pub fn pos(&self, field: &str) -> Option<Pos> {
+        positions::lookup(&self.positions, field)
+    }
+
     pub fn err(
         &self,
         field: &str,
@@ -510,6 +515,7 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         .filter(|n| n.role == "client")
         .map(|n| n.id.as_str())
         .collect();
+    check_ranges(ctx, &file)?;
     if t.min_servers < 1 || t.min_servers > t.max_servers {
         return Err(ctx.err(
             "tokens.min_servers",
@@ -569,13 +575,6 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
             ));
         }
     }
-    if t.op_deadline_ms == 0 || t.retransmit_ms == 0 {
-        return Err(ctx.err(
-            "tokens",
-            "op_deadline_ms and retransmit_ms must be positive",
-            "use e.g. op_deadline_ms: 3000, retransmit_ms: 50",
-        ));
-    }
     for (i, n) in nodes.iter().enumerate() {
         if let Some(peer) = n.dial.keys().find(|p| !seen_ids.contains(*p)) {
             return Err(ctx.err(
@@ -586,7 +585,7 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         }
     }
     let tr = &file.transport;
-    if tr.keep_alive_ms >= tr.idle_timeout_ms || tr.idle_timeout_ms == 0 {
+    if tr.keep_alive_ms >= tr.idle_timeout_ms {
         return Err(ctx.err(
             "transport.keep_alive_ms",
             format!(
@@ -594,13 +593,6 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
                 tr.keep_alive_ms, tr.idle_timeout_ms
             ),
             "e.g. idle_timeout_ms: 5000 and keep_alive_ms: 1000",
-        ));
-    }
-    if tr.max_frame_bytes < 1024 {
-        return Err(ctx.err(
-            "transport.max_frame_bytes",
-            "frames this small cannot carry a table",
-            "use at least 65536",
         ));
     }
     for (i, r) in file.faults.iter().enumerate() {
@@ -653,6 +645,171 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         secret,
         file,
     })
+}
+
+/// One number of a file and the range it must be in (inclusive), so that no
+/// value that passes can hurt later: spin a core, allocate terabytes, or wrap
+/// when converted to microseconds.
+pub struct Range {
+    pub field: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+    pub default: u64,
+    pub unit: &'static str,
+}
+
+impl Range {
+    /// The range error, naming the field's line, or `None` when it holds.
+    pub fn check(&self, ctx: &Ctx) -> Result<(), ConfigError> {
+        if (self.min..=self.max).contains(&self.value) {
+            return Ok(());
+        }
+        Err(ctx.err(
+            self.field,
+            format!(
+                "{} {} is outside {}..={} {}",
+                self.value, self.unit, self.min, self.max, self.unit
+            ),
+            format!(
+                "use a value from {} to {} (the default is {})",
+                self.min, self.max, self.default
+            ),
+        ))
+    }
+}
+
+/// Every number of the cluster file that is not checked against another.
+fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
+    let tr = &file.transport;
+    let dt = TransportFile::default();
+    let t = file.tokens.clone().unwrap_or_default();
+    let d = TokensFile::default();
+    let r = |field, value: u64, min, max, default: u64, unit| Range {
+        field,
+        value,
+        min,
+        max,
+        default,
+        unit,
+    };
+    let ranges = [
+        // Keep-alives below 10 ms burn a core on an idle cluster; idle
+        // timeouts must leave room for them and for a partition to heal.
+        r(
+            "transport.idle_timeout_ms",
+            tr.idle_timeout_ms,
+            100,
+            3_600_000,
+            dt.idle_timeout_ms,
+            "ms",
+        ),
+        r(
+            "transport.keep_alive_ms",
+            tr.keep_alive_ms,
+            10,
+            600_000,
+            dt.keep_alive_ms,
+            "ms",
+        ),
+        r(
+            "transport.initial_rtt_ms",
+            tr.initial_rtt_ms,
+            1,
+            10_000,
+            dt.initial_rtt_ms,
+            "ms",
+        ),
+        r(
+            "transport.max_frame_bytes",
+            tr.max_frame_bytes as u64,
+            1024,
+            64 << 20,
+            dt.max_frame_bytes as u64,
+            "bytes",
+        ),
+        r(
+            "transport.reconnect_min_ms",
+            tr.reconnect_min_ms,
+            1,
+            60_000,
+            dt.reconnect_min_ms,
+            "ms",
+        ),
+        r(
+            "transport.reconnect_max_ms",
+            tr.reconnect_max_ms,
+            tr.reconnect_min_ms.max(1),
+            600_000,
+            dt.reconnect_max_ms,
+            "ms",
+        ),
+        r(
+            "transport.queue_limit",
+            tr.queue_limit as u64,
+            1,
+            10_000_000,
+            dt.queue_limit as u64,
+            "frames",
+        ),
+        r(
+            "tokens.tokens",
+            t.tokens as u64,
+            1,
+            100_000,
+            d.tokens as u64,
+            "tokens",
+        ),
+        r(
+            "tokens.min_servers",
+            t.min_servers as u64,
+            1,
+            64,
+            d.min_servers as u64,
+            "servers",
+        ),
+        r(
+            "tokens.max_servers",
+            t.max_servers as u64,
+            1,
+            64,
+            d.max_servers as u64,
+            "servers",
+        ),
+        r(
+            "tokens.op_deadline_ms",
+            t.op_deadline_ms,
+            1,
+            3_600_000,
+            d.op_deadline_ms,
+            "ms",
+        ),
+        r(
+            "tokens.retransmit_ms",
+            t.retransmit_ms,
+            1,
+            60_000,
+            d.retransmit_ms,
+            "ms",
+        ),
+        r(
+            "tokens.retransmit_max_ms",
+            t.retransmit_max_ms,
+            t.retransmit_ms.max(1),
+            600_000,
+            d.retransmit_max_ms,
+            "ms",
+        ),
+        r(
+            "tokens.reconfig_recovery_ms",
+            t.reconfig_recovery_ms,
+            10,
+            3_600_000,
+            d.reconfig_recovery_ms,
+            "ms",
+        ),
+    ];
+    ranges.iter().try_for_each(|r| r.check(ctx))
 }
 
 /// A human summary for `faultline-node check`.
