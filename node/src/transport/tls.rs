@@ -30,6 +30,11 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} holds no usable {what}")]
     Pem { path: PathBuf, what: &'static str },
     #[error("certificate generation failed: {0}")]
@@ -46,12 +51,29 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn write(path: &Path, text: &str) -> Result<(), TlsError> {
-    std::fs::write(path, text).map_err(|source| TlsError::Write {
+/// Writes `text` to `path` with permissions `mode` (0600 for private keys,
+/// 0644 for certificates), also when the file already existed.
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
 }
+
+const KEY_MODE: u32 = 0o600;
+const CERT_MODE: u32 = 0o644;
 
 /// Makes a private CA and one certificate per node of the cluster in `out`.
 /// An existing CA in `out` is reused so certificates can be added later.
@@ -64,14 +86,24 @@ pub fn generate_for(ids: &[String], out: &Path) -> Result<Vec<PathBuf>, TlsError
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
-    std::fs::create_dir_all(out).map_err(|source| TlsError::Write {
+    use std::os::unix::fs::PermissionsExt;
+    let dir_err = |source| TlsError::Write {
         path: out.to_path_buf(),
         source,
-    })?;
+    };
+    // The directory holds private keys: only the owner may list or enter it.
+    std::fs::create_dir_all(out).map_err(dir_err)?;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
     let ca_key_path = out.join("ca.key");
     let ca_key = match std::fs::read_to_string(&ca_key_path) {
         Ok(pem) => KeyPair::from_pem(&pem)?,
-        Err(_) => KeyPair::generate()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyPair::generate()?,
+        Err(source) => {
+            return Err(TlsError::Read {
+                path: ca_key_path,
+                source,
+            })
+        }
     };
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -80,8 +112,8 @@ pub fn generate_for(ids: &[String], out: &Path) -> Result<Vec<PathBuf>, TlsError
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key)?;
     let mut written = vec![out.join("ca.pem"), ca_key_path.clone()];
-    write(&out.join("ca.pem"), &ca_cert.pem())?;
-    write(&ca_key_path, &ca_key.serialize_pem())?;
+    write(&out.join("ca.pem"), &ca_cert.pem(), CERT_MODE)?;
+    write(&ca_key_path, &ca_key.serialize_pem(), KEY_MODE)?;
     let issuer = Issuer::new(ca, ca_key);
     for id in ids {
         let key = KeyPair::generate()?;
@@ -91,8 +123,8 @@ pub fn generate_for(ids: &[String], out: &Path) -> Result<Vec<PathBuf>, TlsError
             .push(DnType::CommonName, id.as_str());
         let cert = params.signed_by(&key, &issuer)?;
         let (c, k) = (out.join(format!("{id}.pem")), out.join(format!("{id}.key")));
-        write(&c, &cert.pem())?;
-        write(&k, &key.serialize_pem())?;
+        write(&c, &cert.pem(), CERT_MODE)?;
+        write(&k, &key.serialize_pem(), KEY_MODE)?;
         written.push(c);
         written.push(k);
     }
@@ -228,4 +260,35 @@ pub fn peer_id(conn: &quinn::Connection, ids: &[String]) -> Option<String> {
                 .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
         })
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_keys_are_readable_by_their_owner_only() {
+        let dir = std::env::temp_dir().join(format!("faultline-certs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let written = generate_for(&["s1".to_string(), "c1".to_string()], &dir).expect("certs");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        assert_eq!(mode(&dir), Some(0o700));
+        for p in &written {
+            let want = if p.extension().is_some_and(|e| e == "key") {
+                0o600
+            } else {
+                0o644
+            };
+            assert_eq!(mode(p), Some(want), "{}", p.display());
+        }
+        // Run again over the files: the CA is reused and the modes stay.
+        generate_for(&["s1".to_string()], &dir).expect("again");
+        assert_eq!(mode(&dir.join("ca.key")), Some(0o600));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
