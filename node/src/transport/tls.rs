@@ -30,11 +30,6 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("{path} holds no usable {what}")]
     Pem { path: PathBuf, what: &'static str },
     #[error("certificate generation failed: {0}")]
