@@ -58,6 +58,10 @@ pub struct RunMeta {
     /// Planted bugs switched on in the cluster file, if any.
     #[serde(default)]
     pub bugs: Vec<String>,
+    /// Set when the run was interrupted (Ctrl-C) at this Unix time, µs: the
+    /// evidence stops there and the verdict cannot be `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_us: Option<u64>,
 }
 
 /// One fault as applied: when it started and healed, where, and whether

@@ -2,6 +2,12 @@
 //! nemesis schedule, scrape metrics throughout, heal and wait for
 //! quiescence, collect histories and states, judge, write the report, and
 //! tear everything down, on success, on error and on Ctrl-C alike.
+//!
+//! A first Ctrl-C ends the run early but keeps its evidence: the workload
+//! stops (operations in flight are recorded as pending), every fault heals,
+//! states and histories are collected with short timeouts, and the run is
+//! judged with the verdict at best `unknown` ("interrupted at 12.3 s"). A
+//! second Ctrl-C stops at once.
 
 use crate::judge::{self, JudgeOptions};
 use crate::nemesis::Nemesis;
@@ -9,7 +15,7 @@ use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
 use crate::results::Results;
 use crate::scenario::{self, Scenario, Schedule};
-use crate::workload::{ClientDriver, Recorder};
+use crate::workload::{ClientDriver, Recorder, Roles};
 use crate::{prom, report};
 use anyhow::Context;
 use faultline_node::runtime::history::unix_us;
@@ -17,7 +23,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,9 +74,25 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
         },
     )
     .await?;
+    // 0 while the run goes on; the Unix time (µs) of the first Ctrl-C after.
+    let interrupted = Arc::new(AtomicU64::new(0));
+    let first = {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(unix_us(), Ordering::SeqCst);
+                eprintln!(
+                    "\ninterrupted: healing and saving the evidence (Ctrl-C again to stop at once)"
+                );
+            }
+        })
+    };
     let result = tokio::select! {
-        r = drive(scn, &schedule, &mut cluster, &run_dir, opts.quiet) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        r = drive(scn, &schedule, &mut cluster, &run_dir, opts.quiet, &interrupted) => r,
+        _ = async {
+            let _ = first.await;
+            tokio::signal::ctrl_c().await
+        } => Err(anyhow::anyhow!("interrupted twice: stopped without judging")),
     };
     cluster.teardown().await;
     let results = result?;
@@ -91,16 +113,25 @@ async fn drive(
     cluster: &mut LocalCluster,
     run_dir: &Path,
     quiet: bool,
+    interrupted: &AtomicU64,
 ) -> anyhow::Result<Results> {
+    let cut_short = || interrupted.load(Ordering::SeqCst) != 0;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
     cluster.start_all()?;
     cluster.wait_ready(&http, Duration::from_secs(30)).await?;
     let ids = cluster.cluster.ids();
-    let clients = cluster.cluster.with_role("client");
+    let roles: Roles = Arc::new(std::sync::RwLock::new(
+        cluster.cluster.with_role("client").into_iter().collect(),
+    ));
+    // Every node gets a driver (idle while it is not a client), unless the
+    // scenario names the clients to drive.
+    // Initial clients come first, so each keeps the seed it had by position.
     let workload_clients: Vec<String> = if scn.file.workload.clients.is_empty() {
-        clients.clone()
+        let first = cluster.cluster.with_role("client");
+        let rest = ids.iter().filter(|i| !first.contains(i)).cloned();
+        first.iter().cloned().chain(rest).collect()
     } else {
         scn.file.workload.clients.clone()
     };
@@ -164,7 +195,7 @@ async fn drive(
             id: id.clone(),
             url: cluster.admin_url(id),
             secret: cluster.secret().to_string(),
-            clients: clients.clone(),
+            roles: roles.clone(),
             tokens,
             spec: scn.file.workload.clone(),
             seed: schedule.seed.wrapping_add(i as u64),
@@ -187,7 +218,7 @@ async fn drive(
     let mut open: BTreeMap<usize, usize> = BTreeMap::new();
     let progress = Progress::new(quiet, duration);
     let mut next = 0;
-    while t_start.elapsed() < duration {
+    while t_start.elapsed() < duration && !cut_short() {
         while next < events.len() && t_start.elapsed() >= Duration::from_millis(events[next].0) {
             let (_, i, apply) = events[next];
             next += 1;
@@ -237,6 +268,9 @@ async fn drive(
                     .and_then(|w| w.last().map(|w| w.targets.join(",")))
                     .unwrap_or_default();
                 progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
+                if f.fault == "transform" {
+                    learn_roles(cluster, &http, &ids, &roles).await;
+                }
             } else {
                 if let Err(e) = nemesis.heal(f, cluster, &http).await {
                     progress.note(&format!("healing #{} failed: {e:#}", f.id));
@@ -261,7 +295,12 @@ async fn drive(
     // Quiescence: stop the workload, heal everything, wait for the cluster.
     stop.store(true, Ordering::Relaxed);
     for d in drivers {
-        let _ = d.await;
+        if cut_short() {
+            // Operations in flight stay in the history as pending.
+            d.abort();
+        } else {
+            let _ = d.await;
+        }
     }
     nemesis.heal_all(cluster, &http).await?;
     let healed_us = unix_us();
@@ -277,14 +316,27 @@ async fn drive(
     }
     progress.done();
     let quiet_for = Duration::from_millis(scn.file.checks.quiescence.ms());
-    if let Err(e) = cluster.wait_ready(&http, quiet_for).await {
-        eprintln!("warning: {e:#}");
+    if !cut_short() {
+        if let Err(e) = cluster.wait_ready(&http, quiet_for).await {
+            eprintln!("warning: {e:#}");
+        }
     }
     // Final reads with write-back put every token's latest value at a
     // majority, so the state check can demand it. They are in the history.
-    let reader = clients.first().cloned().unwrap_or_default();
+    // They go through a node that is a client now (transforms move roles).
+    learn_roles(cluster, &http, &ids, &roles).await;
+    let reader = roles
+        .read()
+        .ok()
+        .and_then(|r| r.iter().next().cloned())
+        .unwrap_or_default();
     let timeout = Duration::from_millis(scn.file.workload.op_timeout.ms().max(1000));
-    for owner in &ids {
+    let final_reads: &[String] = if cut_short() || reader.is_empty() {
+        &[]
+    } else {
+        &ids
+    };
+    for owner in final_reads {
         let body = json!({"op": "gettokens", "owner": owner});
         let t0 = Instant::now();
         loop {
@@ -298,7 +350,7 @@ async fn drive(
                     timeout,
                 )
                 .await;
-            if op.outcome == "ok" || t0.elapsed() > quiet_for {
+            if op.outcome == "ok" || t0.elapsed() > quiet_for || cut_short() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -306,7 +358,15 @@ async fn drive(
     }
     // One more round of scrapes after the heal, so every fault window has a
     // measurement on both sides.
-    tokio::time::sleep(2 * SCRAPE_EVERY).await;
+    if !cut_short() {
+        tokio::time::sleep(2 * SCRAPE_EVERY).await;
+    }
+    // Evidence is collected within a few seconds even from a sick cluster.
+    let ask = if cut_short() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
     let end_us = unix_us();
     stop_scrape.store(true, Ordering::Relaxed);
     let _ = scraper.await;
@@ -316,6 +376,7 @@ async fn drive(
     for id in &ids {
         if let Ok(r) = http
             .get(format!("{}/state", cluster.admin_url(id)))
+            .timeout(ask)
             .send()
             .await
         {
@@ -325,6 +386,7 @@ async fn drive(
         }
         if let Ok(r) = http
             .get(format!("{}/history", cluster.admin_url(id)))
+            .timeout(ask)
             .send()
             .await
         {
@@ -364,6 +426,7 @@ async fn drive(
             initial_owners: params.initial_owners.clone(),
             liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
             bugs: scn.file.bugs.clone(),
+            interrupted_us: Some(interrupted.load(Ordering::SeqCst)).filter(|t| *t != 0),
         },
         windows: windows.lock().map(|w| w.clone()).unwrap_or_default(),
         histories,
@@ -372,6 +435,39 @@ async fn drive(
     };
     record.save(run_dir)?;
     judge_dir(run_dir, scn.file.checks.linearizability_timeout.ms())
+}
+
+/// Reads every node's role from its `/state` and sets `roles` to the nodes
+/// that are clients now. A node that does not answer keeps its last role.
+async fn learn_roles(
+    cluster: &LocalCluster,
+    http: &reqwest::Client,
+    ids: &[String],
+    roles: &Roles,
+) {
+    for id in ids {
+        let role = match http
+            .get(format!("{}/state", cluster.admin_url(id)))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["role"].as_str().map(String::from)),
+            Err(_) => None,
+        };
+        let Some(role) = role else { continue };
+        if let Ok(mut r) = roles.write() {
+            if role == "client" {
+                r.insert(id.clone());
+            } else {
+                r.remove(id);
+            }
+        }
+    }
 }
 
 /// Judges a recorded run directory and writes its report.

@@ -24,20 +24,34 @@ pub struct Counters {
     pub unknown: AtomicU64,
 }
 
-/// Every operation the controller ran, by client.
+/// Every operation the controller ran, by client. Operations still in flight
+/// are kept too, so a run cut short (interrupted) still records every
+/// invocation, as `pending`.
 #[derive(Default)]
 pub struct Recorder {
     next: AtomicU64,
     ops: Mutex<BTreeMap<String, Vec<HistoryOp>>>,
+    pending: Mutex<BTreeMap<u64, HistoryOp>>,
     pub counters: Counters,
 }
 
 impl Recorder {
+    /// The completed operations and, after them, those still in flight.
     pub fn take(&self) -> BTreeMap<String, Vec<HistoryOp>> {
-        self.ops
+        let mut all = self
+            .ops
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for op in pending.into_values() {
+            all.entry(op.client.clone()).or_default().push(op);
+        }
+        all
     }
 
     /// Runs one operation on `client` and records it.
@@ -52,6 +66,22 @@ impl Recorder {
     ) -> HistoryOp {
         let kind = body["op"].as_str().unwrap_or("?").to_string();
         let invoke_us = unix_us();
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(
+                id,
+                HistoryOp {
+                    id,
+                    client: client.to_string(),
+                    kind: kind.clone(),
+                    request: body.clone(),
+                    invoke_us,
+                    complete_us: None,
+                    outcome: "pending".into(),
+                    reply: None,
+                },
+            );
+        }
         let resp = http
             .post(format!("{url}/ops"))
             .bearer_auth(secret)
@@ -94,7 +124,7 @@ impl Recorder {
             _ => c.unknown.fetch_add(1, Ordering::Relaxed),
         };
         let op = HistoryOp {
-            id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
+            id,
             client: client.to_string(),
             kind,
             request: body,
@@ -103,6 +133,9 @@ impl Recorder {
             outcome,
             reply: Some(reply),
         };
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
         if let Ok(mut m) = self.ops.lock() {
             m.entry(client.to_string()).or_default().push(op.clone());
         }
@@ -110,12 +143,21 @@ impl Recorder {
     }
 }
 
-/// One client's driver.
+/// The nodes that are clients now. Roles change with transforms; drivers
+/// read this before every operation, so none drives a node that became a
+/// server and one starts driving a server that became a client.
+pub type Roles = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
+
+fn is_client(roles: &Roles, id: &str) -> bool {
+    roles.read().map(|r| r.contains(id)).unwrap_or(false)
+}
+
+/// One node's driver; it is idle while its node is not a client.
 pub struct ClientDriver {
     pub id: String,
     pub url: String,
     pub secret: String,
-    pub clients: Vec<String>,
+    pub roles: Roles,
     pub tokens: u32,
     pub spec: Spec,
     pub seed: u64,
@@ -145,12 +187,23 @@ impl ClientDriver {
                 let timeout = Duration::from_millis(me.spec.op_timeout.ms().max(100));
                 // Bounded by the stop flag, which the controller always sets.
                 while !stop.load(Ordering::Relaxed) {
+                    if !is_client(&me.roles, &me.id) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     let t0 = tokio::time::Instant::now();
                     let body = me.next_op(&mut rng, &owned);
                     let op = rec
                         .run(&http, &me.url, &me.secret, &me.id, body, timeout)
                         .await;
                     me.learn(&op, &owned);
+                    if became_server(&op) {
+                        // The runner learns roles after a transform; this
+                        // driver saw it first.
+                        if let Ok(mut r) = me.roles.write() {
+                            r.remove(&me.id);
+                        }
+                    }
                     if op.outcome != "ok"
                         && op.reply.as_ref().is_some_and(|r| r["result"] == "unknown")
                     {
@@ -172,7 +225,12 @@ impl ClientDriver {
         let m = &self.spec.mix;
         let total = m.pay + m.gettokens + m.pay_any;
         let roll = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
-        let others: Vec<&String> = self.clients.iter().filter(|c| **c != self.id).collect();
+        let clients: Vec<String> = self
+            .roles
+            .read()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        let others: Vec<&String> = clients.iter().filter(|c| **c != self.id).collect();
         let to = others
             .choose(rng)
             .map(|s| s.as_str())
@@ -196,7 +254,7 @@ impl ClientDriver {
             let owner = if rng.random_bool(0.5) {
                 self.id.clone()
             } else {
-                self.clients
+                clients
                     .choose(rng)
                     .cloned()
                     .unwrap_or_else(|| self.id.clone())
@@ -216,6 +274,20 @@ impl ClientDriver {
             }
         }
     }
+}
+
+/// The node refused because it is a server now.
+fn became_server(op: &HistoryOp) -> bool {
+    let error = op
+        .reply
+        .as_ref()
+        .and_then(|r| r.get("error"))
+        .and_then(|e| e.get("error"))
+        .and_then(Value::as_str);
+    matches!(
+        error,
+        Some("servers_cannot_pay" | "servers_cannot_get_tokens")
+    )
 }
 
 fn fnv(s: &str) -> u64 {

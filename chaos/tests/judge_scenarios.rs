@@ -237,6 +237,7 @@ fn clean_run() -> RunRecord {
             initial_owners: vec!["c1".into(), "c2".into()],
             liveness_bound_ms: 3_000,
             bugs: Vec::new(),
+            interrupted_us: None,
         },
         windows: vec![FaultWindow {
             id: 0,

@@ -239,6 +239,56 @@ fn message_loss_pays_no_version_twice() {
     );
 }
 
+/// Issue 6: after c1 becomes a server, the workload stops driving it and
+/// the final reads go through a node that is a client at the end.
+#[test]
+fn the_workload_follows_roles_after_a_transform() {
+    let t0 = Instant::now();
+    let r = run(
+        "transform-roles",
+        &format!("duration: 8s\nseed: 3\n{WORKLOAD}nemesis:\n  - {{ at: 2s, fault: transform, targets: [c1] }}\n"),
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "not valid: {}\n{}",
+        r.results["checks"],
+        r.stderr
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let history: Value = serde_json::from_str(
+        &std::fs::read_to_string(r.dir.join("history").join("c1.json")).expect("c1 history"),
+    )
+    .expect("json");
+    let refused = history["ops"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .filter(|o| {
+                    o["reply"]["error"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("servers_cannot"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    // At most the operations in flight when the transform completed.
+    assert!(
+        refused <= 3,
+        "{refused} operations were sent to c1 as a server"
+    );
+    assert_eq!(
+        check(&r, "quiescent-state")["valid"],
+        true,
+        "{}",
+        check(&r, "quiescent-state")
+    );
+}
+
 #[test]
 fn a_replay_plays_the_same_schedule() {
     let body = |seed: u64| {
@@ -304,6 +354,40 @@ fn an_interrupted_run_leaves_no_process() {
         "an interrupted run is neither valid nor invalid"
     );
     assert_all_gone(&needle, Duration::from_secs(5));
+    // The evidence is kept and can be judged again (issue 6).
+    for f in ["results.json", "meta.json", "report.html", "schedule.json"] {
+        assert!(out_dir.join(f).is_file(), "missing {f}");
+    }
+    assert!(out_dir.join("history").is_dir(), "no history/");
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results"),
+    )
+    .expect("json");
+    assert_eq!(results["valid"], "unknown", "{results}");
+    let complete = results["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "run-complete"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        complete["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("interrupted at")),
+        "{complete}"
+    );
+    let ops = results["stats"]["ops"]["ok"].as_u64().unwrap_or(0);
+    assert!(ops > 0, "no operations recorded: {}", results["stats"]);
+    let again = Command::new(chaos_bin())
+        .arg("check")
+        .arg(&out_dir)
+        .output()
+        .expect("check");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
 }
 
 fn unsafe_sigint(pid: u32) {

@@ -32,6 +32,7 @@ pub(crate) fn meta() -> RunMeta {
         initial_owners: vec!["c1".into(), "c2".into()],
         liveness_bound_ms: 2_000,
         bugs: Vec::new(),
+        interrupted_us: None,
     }
 }
 

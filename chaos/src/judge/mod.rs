@@ -69,7 +69,7 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
 
     let (live, availability) = liveness::check(record, &ops);
     let (applied, fault_measures) = faults::check(record, &index);
-    let checks = vec![
+    let mut checks = vec![
         tokens::check_linearizable(record, opts),
         double_pay::check(record, &ops),
         state::check_quiescent(record),
@@ -77,6 +77,9 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
         live,
         applied,
     ];
+    if let Some(at) = meta.interrupted_us {
+        interrupted(&mut checks, rel_ms(at, meta.start_us) / 1000.0);
+    }
 
     let mut stats = stats::stats(&ops, &index);
     stats.availability = availability;
@@ -96,6 +99,29 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
         timeline,
         windows: record.windows.clone(),
     }
+}
+
+/// A run cut short: what needs the end of the run (quiescence, progress after
+/// the last heal) is unknown, the history-based safety checks stand (operations
+/// in flight are pending, which they allow), and `run-complete` says why the
+/// verdict cannot be `true`.
+fn interrupted(checks: &mut Vec<CheckOutcome>, at_s: f64) {
+    let why = format!("the run was interrupted at {at_s:.1} s, before quiescence");
+    for c in checks.iter_mut() {
+        if matches!(
+            c.name.as_str(),
+            "quiescent-state" | "liveness" | "faults-applied"
+        ) {
+            c.valid = Valid::Unknown;
+            c.summary = format!("{why}; not judged (it would have said: {})", c.summary);
+        }
+    }
+    checks.push(outcome(
+        "run-complete",
+        Valid::Unknown,
+        format!("interrupted at {at_s:.1} s"),
+        serde_json::json!({ "interrupted_s": at_s }),
+    ));
 }
 
 /// Tokens in the run: as recorded, or as many as have an initial owner if the count is
