@@ -44,9 +44,12 @@ enum Cmd {
     /// Judge a recorded run directory again and rewrite its report.
     Check {
         run_dir: PathBuf,
-        /// Linearizability search bound in seconds.
-        #[arg(long, default_value_t = 30)]
+        /// Linearizability search bound in seconds (1..=3600).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
+        /// Linearizability search memory bound in MiB (16..=65536).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=65536))]
+        memory_mb: u64,
     },
     /// Start a local cluster (nodes and proxy, detached) and keep it running.
     Up {
@@ -136,7 +139,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Check { run_dir, timeout } => match runner::judge_dir(&run_dir, timeout * 1000) {
+        Cmd::Check {
+            run_dir,
+            timeout,
+            memory_mb,
+        } => match runner::judge_dir(&run_dir, timeout * 1000, memory_mb) {
             Ok(results) => {
                 println!("{}", report::summary(&results));
                 ExitCode::from(results.valid.exit_code())

@@ -62,6 +62,10 @@ impl<'de> Deserialize<'de> for Valid {
     }
 }
 
+/// Checks that judge the experiment (whether it did what the scenario said),
+/// not the system under test.
+pub const EXPERIMENT_CHECKS: &[&str] = &["faults-applied", "run-complete"];
+
 /// One check's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutcome {
@@ -173,11 +177,29 @@ pub struct Results {
 
 impl Results {
     /// The worst verdict among the checks; unknown when there are none.
+    /// The run's verdict. A check of the experiment itself ([`EXPERIMENT_CHECKS`]:
+    /// did the faults take effect, did the run finish) that fails makes the run
+    /// unknown, never invalid: only the system's own checks can say it is wrong.
     pub fn combine(checks: &[CheckOutcome]) -> Valid {
         if checks.is_empty() {
             return Valid::Unknown;
         }
-        checks.iter().fold(Valid::True, |v, c| v.and(c.valid))
+        checks.iter().fold(Valid::True, |v, c| {
+            let valid = match c.valid {
+                Valid::False if EXPERIMENT_CHECKS.contains(&c.name.as_str()) => Valid::Unknown,
+                valid => valid,
+            };
+            v.and(valid)
+        })
+    }
+
+    /// Checks of the experiment (not of the system) that did not hold.
+    pub fn experiment_failures(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.valid == Valid::False && EXPERIMENT_CHECKS.contains(&c.name.as_str()))
+            .map(|c| c.name.as_str())
+            .collect()
     }
 }
 
@@ -206,6 +228,19 @@ mod tests {
             Valid::False
         );
         assert_eq!(Results::combine(&[]), Valid::Unknown);
+        // A failed experiment check is unknown, not invalid (issue 6).
+        let experiment = CheckOutcome {
+            name: "faults-applied".into(),
+            ..c(Valid::False)
+        };
+        assert_eq!(
+            Results::combine(&[c(Valid::True), experiment.clone()]),
+            Valid::Unknown
+        );
+        assert_eq!(
+            Results::combine(&[c(Valid::False), experiment]),
+            Valid::False
+        );
         assert_eq!(
             serde_json::to_string(&Valid::Unknown).unwrap(),
             "\"unknown\""

@@ -434,7 +434,11 @@ async fn drive(
         scrapes: Vec::new(),
     };
     record.save(run_dir)?;
-    judge_dir(run_dir, scn.file.checks.linearizability_timeout.ms())
+    judge_dir(
+        run_dir,
+        scn.file.checks.linearizability_timeout.ms(),
+        scn.file.checks.linearizability_memory_mb,
+    )
 }
 
 /// Reads every node's role from its `/state` and sets `roles` to the nodes
@@ -471,10 +475,16 @@ async fn learn_roles(
 }
 
 /// Judges a recorded run directory and writes its report.
-pub fn judge_dir(run_dir: &Path, lin_timeout_ms: u64) -> anyhow::Result<Results> {
+/// `lin_timeout_ms` and `lin_memory_mb` bound the linearizability search.
+pub fn judge_dir(
+    run_dir: &Path,
+    lin_timeout_ms: u64,
+    lin_memory_mb: u64,
+) -> anyhow::Result<Results> {
     let record = RunRecord::load(run_dir)?;
     let opts = JudgeOptions {
         lin_time_limit: Duration::from_millis(lin_timeout_ms),
+        lin_memory_limit: usize::try_from(lin_memory_mb << 20).unwrap_or(usize::MAX),
         ..JudgeOptions::default()
     };
     let results = judge::judge(&record, &run_dir.display().to_string(), &opts);

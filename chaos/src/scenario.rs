@@ -161,8 +161,10 @@ impl Default for Mix {
 pub struct Checks {
     /// After a fault inside the model heals, ok operations must resume within this.
     pub liveness_bound: Duration,
-    /// The linearizability search answers unknown after this.
+    /// The linearizability search answers unknown after this (at most 1 h).
     pub linearizability_timeout: Duration,
+    /// ...or once its memory passes this many MiB (16..=65536).
+    pub linearizability_memory_mb: u64,
     /// How long to wait for quiescence at the end.
     pub quiescence: Duration,
 }
@@ -172,6 +174,7 @@ impl Default for Checks {
         Checks {
             liveness_bound: Duration(5_000),
             linearizability_timeout: Duration(30_000),
+            linearizability_memory_mb: 1024,
             quiescence: Duration(15_000),
         }
     }
@@ -348,6 +351,46 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
             "duration",
             "the duration must be between 1s and 24h",
             "e.g. duration: 30s",
+        ));
+    }
+    let ch = &file.checks;
+    for (field, ms, min, max) in [
+        (
+            "checks.liveness_bound",
+            ch.liveness_bound.ms(),
+            100,
+            3_600_000,
+        ),
+        (
+            "checks.linearizability_timeout",
+            ch.linearizability_timeout.ms(),
+            1_000,
+            3_600_000,
+        ),
+        ("checks.quiescence", ch.quiescence.ms(), 1_000, 3_600_000),
+        (
+            "workload.op_timeout",
+            file.workload.op_timeout.ms(),
+            100,
+            600_000,
+        ),
+    ] {
+        if !(min..=max).contains(&ms) {
+            return Err(ctx.err(
+                field,
+                format!("{ms} ms is outside {min}..={max} ms"),
+                format!("use a duration from {min} ms to {max} ms"),
+            ));
+        }
+    }
+    if !(16..=65_536).contains(&ch.linearizability_memory_mb) {
+        return Err(ctx.err(
+            "checks.linearizability_memory_mb",
+            format!(
+                "{} MiB is outside 16..=65536 MiB",
+                ch.linearizability_memory_mb
+            ),
+            "use e.g. linearizability_memory_mb: 1024 (the default)",
         ));
     }
     let w = &file.workload;

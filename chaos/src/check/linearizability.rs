@@ -54,8 +54,14 @@ pub struct CheckOptions {
     pub time_limit: Option<Duration>,
     /// Bound on calls to [`Model::step`] over the whole check.
     pub step_limit: Option<u64>,
-    /// Bound on memoized configurations in one partition, a proxy for memory.
+    /// Bound on memoized configurations in one partition.
     pub cache_limit: Option<usize>,
+    /// Bound on the bytes of memoized configurations of the whole check, shared evenly by
+    /// the partitions searched at once. Past it a partition stops with [`Limit::Memory`].
+    pub memory_limit: Option<usize>,
+    /// Search every partition even after one is found invalid, to count the invalid ones
+    /// and report the earliest violation (see [`Counterexample::violation_time`]).
+    pub all_partitions: bool,
     /// How many unknown operations in a row the first round of the search may linearize (see
     /// iterative deepening in the module docs); later rounds double it. It changes how fast a
     /// verdict comes, never the verdict. Default 2.
@@ -68,6 +74,8 @@ impl Default for CheckOptions {
             time_limit: None,
             step_limit: None,
             cache_limit: None,
+            memory_limit: None,
+            all_partitions: false,
             unknown_run_bound: 2,
         }
     }
@@ -100,6 +108,15 @@ pub enum Limit {
     Time,
     Steps,
     Cache,
+    Memory,
+}
+
+impl Limit {
+    /// Whether the bound stops only the partition that hit it (the others may still be
+    /// decided), not the whole check.
+    pub fn is_per_partition(self) -> bool {
+        matches!(self, Limit::Cache | Limit::Memory)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,6 +125,9 @@ pub struct CheckResult {
     pub partitions_total: usize,
     /// Partitions searched to a verdict.
     pub partitions_checked: usize,
+    /// Partitions found not linearizable (all of them only with
+    /// [`CheckOptions::all_partitions`]).
+    pub partitions_invalid: usize,
     /// Calls to [`Model::step`] made by the search.
     pub steps: u64,
     /// The bound hit first, if any.
@@ -146,6 +166,17 @@ pub struct Counterexample {
 impl Counterexample {
     /// How many steps of the prefix are described in `prefix_tail`.
     pub const TAIL: usize = 32;
+
+    /// When the violation became certain: the return of the blocking operation (nothing
+    /// could be linearized past it), or else the earliest call among the unplaced ones.
+    pub fn violation_time(&self) -> Time {
+        self.unplaced
+            .iter()
+            .find(|u| u.blocking)
+            .and_then(|u| u.ret)
+            .or_else(|| self.unplaced.iter().map(|u| u.call).min())
+            .unwrap_or(Time::MAX)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,13 +245,15 @@ pub fn check<M: Model>(
     let shared = Shared::new();
     let mut outcomes: Vec<Option<SearchOutcome>> = (0..partitions.len()).map(|_| None).collect();
     for (index, partition) in partitions.iter().enumerate() {
-        let outcome = check_partition(model, history, partition, index, options, started, &shared);
+        let outcome = check_partition(
+            model, history, partition, index, options, started, &shared, 1,
+        );
         // Partitions come smallest first, so the first invalid one is the one to report. A
         // global bound ends the check; the cache bound is per partition, so later partitions
         // may still be decided (and an invalid one beats unknown).
         let done = match &outcome {
-            SearchOutcome::NotLinearizable(_) => true,
-            SearchOutcome::Stopped(limit) => *limit != Limit::Cache,
+            SearchOutcome::NotLinearizable(_) => !options.all_partitions,
+            SearchOutcome::Stopped(limit) => !limit.is_per_partition(),
             SearchOutcome::Linearizable | SearchOutcome::Cancelled => false,
         };
         outcomes[index] = Some(outcome);
@@ -262,8 +295,9 @@ where
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<SearchOutcome>>> =
         Mutex::new((0..partitions.len()).map(|_| None).collect());
+    let workers = threads.min(partitions.len());
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(partitions.len()) {
+        for _ in 0..workers {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(partition) = partitions.get(index) else {
@@ -274,13 +308,14 @@ where
                 {
                     break;
                 }
-                let outcome =
-                    check_partition(model, history, partition, index, options, started, &shared);
+                let outcome = check_partition(
+                    model, history, partition, index, options, started, &shared, workers,
+                );
                 match &outcome {
-                    SearchOutcome::NotLinearizable(_) => {
+                    SearchOutcome::NotLinearizable(_) if !options.all_partitions => {
                         shared.first_invalid.fetch_min(index, Ordering::Relaxed);
                     }
-                    SearchOutcome::Stopped(limit) if *limit != Limit::Cache => {
+                    SearchOutcome::Stopped(limit) if !limit.is_per_partition() => {
                         shared.stopped.store(true, Ordering::Relaxed);
                     }
                     _ => {}
@@ -323,11 +358,16 @@ fn check_partition<M: Model>(
     options: &CheckOptions,
     started: Instant,
     shared: &Shared,
+    // Partitions searched at once: each gets this share of the memory bound.
+    concurrent: usize,
 ) -> SearchOutcome {
     let mut budget = Budget {
         deadline: options.time_limit.map(|d| started + d),
         step_limit: options.step_limit.unwrap_or(u64::MAX),
         cache_limit: options.cache_limit.unwrap_or(usize::MAX),
+        memory_limit: options
+            .memory_limit
+            .map_or(usize::MAX, |m| m / concurrent.max(1)),
         first_chain_bound: options.unknown_run_bound,
         shared,
         index,
@@ -354,6 +394,7 @@ fn summarize(
         verdict: Verdict::Valid,
         partitions_total: outcomes.len(),
         partitions_checked: 0,
+        partitions_invalid: 0,
         steps: shared.steps.load(Ordering::Relaxed),
         limit_hit: None,
         counterexample: None,
@@ -364,7 +405,13 @@ fn summarize(
             Some(SearchOutcome::Linearizable) => result.partitions_checked += 1,
             Some(SearchOutcome::NotLinearizable(cx)) => {
                 result.partitions_checked += 1;
-                if result.counterexample.is_none() {
+                result.partitions_invalid += 1;
+                // The earliest violation is the one to show first.
+                let earlier = result
+                    .counterexample
+                    .as_ref()
+                    .is_none_or(|c| cx.violation_time() < c.violation_time());
+                if earlier {
                     result.counterexample = Some(*cx);
                 }
             }
@@ -461,6 +508,8 @@ struct Budget<'a> {
     deadline: Option<Instant>,
     step_limit: u64,
     cache_limit: usize,
+    /// Bytes of memoized configurations this partition may hold.
+    memory_limit: usize,
     first_chain_bound: u32,
     shared: &'a Shared,
     index: usize,
@@ -1041,6 +1090,9 @@ impl<'m, 'h, M: Model> Search<'m, 'h, M> {
                 if cache.len() > budget.cache_limit {
                     return Err(Stop::Limit(Limit::Cache));
                 }
+                if cache.bytes() > budget.memory_limit {
+                    return Err(Stop::Limit(Limit::Memory));
+                }
                 let prev = next_state.map(|s| std::mem::replace(&mut state, s));
                 self.lift(op, &mut bits);
                 if op < self.known_ops {
@@ -1386,6 +1438,16 @@ impl<S: Eq + Clone> Cache<S> {
 
     fn len(&self) -> usize {
         self.states.len()
+    }
+
+    /// The bytes the cache holds, counted from its vectors' capacities; a state's own heap
+    /// (a string, say) is not seen, so this is a lower bound.
+    fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.arena.capacity() * size_of::<u64>()
+            + self.entries.capacity() * size_of::<CacheEntry>()
+            + self.states.capacity() * size_of::<S>()
+            + self.slots.capacity() * size_of::<u64>()
     }
 
     /// Looks the configuration up, reached after `chain` unknown operations in a row, and
@@ -1865,6 +1927,15 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown);
         assert_eq!(r.limit_hit, Some(Limit::Steps));
         assert!(r.counterexample.is_none());
+
+        // Issue 6: the search's memory is bounded, and hitting the bound is unknown.
+        let opts = CheckOptions {
+            memory_limit: Some(64 << 10),
+            ..CheckOptions::default()
+        };
+        let r = check(&Register, &h, &opts).expect("well formed");
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.limit_hit, Some(Limit::Memory));
 
         let opts = CheckOptions {
             cache_limit: Some(100),

@@ -32,6 +32,10 @@ use std::time::Duration;
 
 pub use tokens::{convert_history, ConvertedHistory};
 
+/// The default bound on the linearizability search's memory, MiB: what a CI
+/// runner with a few GiB survives next to the cluster it judged.
+pub const DEFAULT_LIN_MEMORY_MB: usize = 1024;
+
 /// Knobs of a judgement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JudgeOptions {
@@ -40,6 +44,9 @@ pub struct JudgeOptions {
     /// Wall-clock bound on shrinking a counter-example once one is found. When it runs out the
     /// counter-example is still reported, only less small.
     pub shrink_time_limit: Duration,
+    /// Bound on the memory of the linearizability search, bytes; past it a token's
+    /// search stops and `linearizable` says unknown ("memory limit").
+    pub lin_memory_limit: usize,
     /// Threads for the linearizability search (tokens are searched in parallel).
     pub threads: usize,
     /// Width of a timeline bucket, seconds.
@@ -51,6 +58,7 @@ impl Default for JudgeOptions {
         JudgeOptions {
             lin_time_limit: Duration::from_secs(30),
             shrink_time_limit: Duration::from_secs(10),
+            lin_memory_limit: DEFAULT_LIN_MEMORY_MB << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             bucket_s: 1.0,
         }

@@ -258,7 +258,11 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
     let result = check_parallel(
         &model,
         &conv.ops,
-        &CheckOptions::with_time_limit(opts.lin_time_limit),
+        &CheckOptions {
+            memory_limit: Some(opts.lin_memory_limit),
+            all_partitions: true,
+            ..CheckOptions::with_time_limit(opts.lin_time_limit)
+        },
         opts.threads.max(1),
     );
     let mut caveats = Vec::new();
@@ -275,8 +279,20 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
             "{unowned_ops} operations on tokens with no recorded initial owner were not checked"
         ));
     }
+    // A gettokens is one event per token it lists; say operations and events apart.
+    let operations = {
+        let mut seen: Vec<(&str, u64)> = conv
+            .sources
+            .iter()
+            .map(|o| (o.client.as_str(), o.id))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
+    };
     let base = json!({
-        "operations": conv.ops.len(),
+        "operations": operations,
+        "events": conv.ops.len(),
         "left_out": conv.left_out,
         "unreadable_pays": conv.unreadable_pays,
         "truncated": truncated,
@@ -296,6 +312,7 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
     let stats = json!({
         "tokens": result.partitions_total,
         "tokens_checked": result.partitions_checked,
+        "tokens_invalid": result.partitions_invalid,
         "steps": result.steps,
         "elapsed_ms": result.elapsed.as_millis() as u64,
         "limit_hit": result.limit_hit,
@@ -305,6 +322,19 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
         (Verdict::Invalid, Some(cx)) => {
             let deadline = Instant::now() + opts.shrink_time_limit;
             let (summary, evidence) = counterexample(record, &conv, &model, &cx, deadline);
+            let summary = format!(
+                "{summary} ({} of {} tokens fail{})",
+                result.partitions_invalid,
+                result.partitions_total,
+                if result.partitions_checked < result.partitions_total {
+                    format!(
+                        ", {} not decided",
+                        result.partitions_total - result.partitions_checked
+                    )
+                } else {
+                    String::new()
+                }
+            );
             let evidence = with(base, &[("counterexample", evidence)]);
             // Operations set aside for want of an initial owner are whole tokens of their
             // own, so they cannot explain a failure elsewhere; lost or unreadable ones can.
@@ -323,7 +353,7 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
         }
         (Verdict::Valid, _) => {
             let summary = format!(
-                "{} operations on {} tokens are linearizable",
+                "{operations} operations ({} per-token events) on {} tokens are linearizable",
                 conv.ops.len(),
                 result.partitions_total
             );

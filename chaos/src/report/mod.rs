@@ -64,6 +64,14 @@ pub fn summary(results: &Results) -> String {
         results.seed,
         fmt_duration(results.duration_s)
     );
+    let experiment = results.experiment_failures();
+    if !experiment.is_empty() && results.valid != Valid::False {
+        let _ = writeln!(
+            out,
+            "  the system was not found wrong, but the experiment did not do what the scenario said ({}): the run cannot be judged valid",
+            experiment.join(", ")
+        );
+    }
     if results.checks.is_empty() {
         let _ = writeln!(out, "  no checks ran");
     }
