@@ -11,16 +11,18 @@ use crate::scenario::Scheduled;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Lease margin beyond a fault's planned end.
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
 
-/// Message-layer rule sets currently installed, per node and fault id;
-/// a node's rule set is the union, re-sent whole on every change.
+/// Message-layer rule sets currently installed, per node and fault id, each
+/// with the end of its own lease; a node's rule set is the union, re-sent
+/// whole on every change with the lease of the longest-lived fault in it, and
+/// re-sent to a node that restarts while its faults hold.
 #[derive(Default)]
 pub struct Nemesis {
-    rules: BTreeMap<String, BTreeMap<usize, Vec<Value>>>,
+    rules: BTreeMap<String, BTreeMap<usize, (Vec<Value>, Instant)>>,
 }
 
 /// A list of strings among the params, if present.
@@ -49,12 +51,13 @@ impl Nemesis {
         match f.layer.as_str() {
             "message" => {
                 let rules = message_rules(f)?;
+                let until = Instant::now() + lease;
                 for t in &f.targets {
                     self.rules
                         .entry(t.clone())
                         .or_default()
-                        .insert(f.id, rules.clone());
-                    self.push(t, c, http, lease).await?;
+                        .insert(f.id, (rules.clone(), until));
+                    self.push(t, c, http).await?;
                 }
                 Ok(json!({ "rules": rules }))
             }
@@ -64,6 +67,10 @@ impl Nemesis {
                 for t in &f.targets {
                     match f.fault.as_str() {
                         "kill" => c.kill(t),
+                        // A pause of a node that is down does nothing: say so.
+                        "pause" if !c.is_running(t) => {
+                            results.push(json!({"node": t, "skipped": "not running, nothing to pause"}));
+                        }
                         "pause" => c.pause(t),
                         "transform" => {
                             let r = http
@@ -102,23 +109,31 @@ impl Nemesis {
                     if let Some(m) = self.rules.get_mut(t) {
                         m.remove(&f.id);
                     }
-                    self.push(t, c, http, Duration::from_secs(60)).await?;
+                    self.push(t, c, http).await?;
                 }
             }
             "packet" => {
+                // Only this fault's own partition or link faults: others that
+                // overlap it in time keep holding.
                 let proxy = c.proxy.as_ref().context("no proxy")?;
+                let name = proxy_name(f);
                 if f.fault == "partition" {
-                    proxy.heal_partition();
+                    proxy.heal_named_partition(&name);
                 } else {
                     for (a, b) in links_of(&f.targets, &c.cluster.ids()) {
-                        let _ = proxy.clear_faults(&a, &b);
+                        proxy.clear_named_faults(&name, &a, &b)?;
                     }
                 }
             }
             "process" => {
                 for t in &f.targets {
                     match f.fault.as_str() {
-                        "kill" => c.start(t)?,
+                        "kill" => {
+                            c.start(t)?;
+                            // It comes back with no rules; faults still in
+                            // their window must hold on it again.
+                            self.push_when_up(t, c, http).await?;
+                        }
                         "pause" => c.resume(t),
                         _ => {}
                     }
@@ -150,18 +165,45 @@ impl Nemesis {
         c.heal_processes()
     }
 
+    /// After a restart: pushes the node's rules once its admin API answers
+    /// (bounded wait), if it has any.
+    async fn push_when_up(
+        &self,
+        node: &str,
+        c: &LocalCluster,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
+        if self.rules.get(node).is_none_or(|m| m.is_empty()) {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        while !self.push(node, c, http).await? {
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("{node} restarted but did not take its fault rules within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Sends `node` the union of its rules, leased until the last of them
+    /// ends. Returns whether the node answered (a node that is down cannot
+    /// take rules; that is not an error of the run).
     async fn push(
         &self,
         node: &str,
         c: &LocalCluster,
         http: &reqwest::Client,
-        lease: Duration,
-    ) -> anyhow::Result<()> {
-        let rules: Vec<Value> = self
-            .rules
-            .get(node)
-            .map(|m| m.values().flatten().cloned().collect())
+    ) -> anyhow::Result<bool> {
+        let now = Instant::now();
+        let mine = self.rules.get(node);
+        let rules: Vec<Value> = mine
+            .map(|m| m.values().flat_map(|(r, _)| r.iter().cloned()).collect())
             .unwrap_or_default();
+        let lease = mine
+            .and_then(|m| m.values().map(|(_, until)| *until).max())
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+            .max(Duration::from_millis(1));
         let url = format!("{}/faults", c.admin_url(node));
         let req = if rules.is_empty() {
             http.delete(url)
@@ -169,19 +211,19 @@ impl Nemesis {
             http.put(url)
                 .json(&json!({"rules": rules, "lease_ms": lease.as_millis() as u64}))
         };
-        // A node that is down cannot take rules; that is not an error of the run.
-        if let Ok(r) = req
+        match req
             .bearer_auth(c.secret())
             .timeout(Duration::from_secs(2))
             .send()
             .await
         {
-            if r.status().is_client_error() {
+            Ok(r) if r.status().is_client_error() => {
                 let body = r.text().await.unwrap_or_default();
                 bail!("{node} refused the fault rules: {body}");
             }
+            Ok(_) => Ok(true),
+            Err(_) => Ok(false),
         }
-        Ok(())
     }
 }
 
@@ -292,6 +334,12 @@ fn send_rules(f: &Scheduled, kind: &str, to: &str) -> anyhow::Result<Vec<Value>>
     Ok(rules)
 }
 
+/// The name a scheduled fault's proxy settings go under, so that faults
+/// overlapping in time compose and each heals only itself.
+fn proxy_name(f: &Scheduled) -> String {
+    format!("nemesis-{}", f.id)
+}
+
 /// Every directed link touching one of `targets`.
 pub(crate) fn links_of(targets: &[String], ids: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -355,7 +403,7 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     if f.fault == "partition" {
         let shape = partition_shape(f, &ids)?;
         let cuts: Vec<[String; 2]> = proxy
-            .partition(shape.clone(), Some(lease))?
+            .named_partition(&proxy_name(f), shape.clone(), Some(lease))?
             .into_iter()
             .map(|p| [p.from, p.to])
             .collect();
@@ -364,7 +412,7 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     let spec = packet_spec(f)?;
     let links = links_of(&f.targets, &ids);
     for (a, b) in &links {
-        proxy.set_faults(a, b, spec.clone(), Some(lease))?;
+        proxy.set_named_faults(&proxy_name(f), a, b, spec.clone(), Some(lease))?;
     }
     Ok(json!({"links": links, "spec": spec}))
 }

@@ -10,9 +10,10 @@
 //! Routes:
 //! - `GET /links`: links, live faults, partition, counters ([`ProxyStats`])
 //! - `PUT /links/{from}/{to}/faults`: body [`FaultSpec`] plus optional `lease_ms`
-//! - `DELETE /links/{from}/{to}/faults`
-//! - `POST /partition`: body [`PartitionShape`] plus optional `lease_ms`
-//! - `DELETE /partition`
+//!   and `name` (faults under different names compose; a name replaces its own)
+//! - `DELETE /links/{from}/{to}/faults[?name=N]`: that name's faults, or all
+//! - `POST /partition`: body [`PartitionShape`] plus optional `lease_ms` and `name`
+//! - `DELETE /partition[?name=N]`: that name's partition, or all
 //! - `DELETE /faults`: heal everything
 //! - `POST /lease/renew`: optional body `{"lease_ms": n}`
 //! - `GET /metrics`: Prometheus text, no token
@@ -21,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use std::collections::HashMap;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -145,6 +147,17 @@ fn split_lease(
     Ok((map, lease))
 }
 
+/// Takes the optional `name` out of a body.
+fn take_name(map: &mut Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match map.remove("name") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= 128 => Ok(Some(n)),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "name must be a string of 1 to 128 characters, got {v}"
+        ))),
+    }
+}
+
 fn from_map<T: DeserializeOwned>(map: Map<String, Value>, what: &str) -> Result<T, ApiError> {
     serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
@@ -165,9 +178,13 @@ async fn put_faults(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let (map, lease) = split_lease(&body, false)?;
+    let (mut map, lease) = split_lease(&body, false)?;
+    let name = take_name(&mut map)?;
     let spec: FaultSpec = from_map(map, "faults")?;
-    s.ctl.set_faults(&from, &to, spec, lease)?;
+    match name {
+        Some(n) => s.ctl.set_named_faults(&n, &from, &to, spec, lease)?,
+        None => s.ctl.set_faults(&from, &to, spec, lease)?,
+    }
     let link = s
         .ctl
         .stats()
@@ -180,10 +197,14 @@ async fn put_faults(
 async fn delete_faults(
     State(s): State<ApiState>,
     Path((from, to)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let removed = s.ctl.clear_faults(&from, &to)?;
+    let removed = match q.get("name") {
+        Some(n) => s.ctl.clear_named_faults(n, &from, &to)?,
+        None => s.ctl.clear_faults(&from, &to)?,
+    };
     Ok(Json(json!({ "removed": removed })))
 }
 
@@ -193,19 +214,28 @@ async fn post_partition(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let (map, lease) = split_lease(&body, false)?;
+    let (mut map, lease) = split_lease(&body, false)?;
+    let name = take_name(&mut map)?;
     let shape: PartitionShape = from_map(map, "partition")?;
-    let blocked = s.ctl.partition(shape, lease)?;
+    let blocked = match name {
+        Some(n) => s.ctl.named_partition(&n, shape, lease)?,
+        None => s.ctl.partition(shape, lease)?,
+    };
     let lease_ms = lease.unwrap_or(s.ctl.core.default_lease).as_millis() as u64;
     Ok(Json(json!({ "blocked": blocked, "lease_ms": lease_ms })))
 }
 
 async fn delete_partition(
     State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    Ok(Json(json!({ "healed": s.ctl.heal_partition() })))
+    let healed = match q.get("name") {
+        Some(n) => s.ctl.heal_named_partition(n),
+        None => s.ctl.heal_partition(),
+    };
+    Ok(Json(json!({ "healed": healed })))
 }
 
 async fn delete_all(

@@ -12,7 +12,7 @@
 //! Expiry is enforced twice: pipes ignore an expired entry at once, and a
 //! reaper task removes it from the table (and from the gauges) shortly after.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -69,6 +69,11 @@ impl Directions {
     }
 }
 
+/// The slot of faults and partitions set without a name.
+const UNNAMED: &str = "";
+/// The slot of faults configured in the proxy's file (no lease).
+const BASELINE: &str = "baseline";
+
 pub(crate) struct ActiveFaults {
     pub spec: FaultSpec,
     noop: bool,
@@ -83,18 +88,70 @@ pub(crate) struct ActivePartition {
 }
 
 /// One immutable version of the fault table.
+///
+/// Faults compose: each is set under a name (the controller uses one name per
+/// scheduled fault) and holds on its own directions for its own lease, whatever
+/// else is set, renewed or healed meanwhile. Setting a name replaces only that
+/// name's faults; the data path reads the composition ([`FaultSpec::combine`]),
+/// and a direction is blocked while any live partition cuts it.
 #[derive(Clone)]
 pub(crate) struct Snapshot {
+    /// Per direction, its faults by name.
+    layers: Vec<BTreeMap<String, Arc<ActiveFaults>>>,
+    /// Partitions by name.
+    partitions: BTreeMap<String, Arc<ActivePartition>>,
+    /// Derived from `layers` by [`Snapshot::derive`]: what the data path reads.
     faults: Vec<Option<Arc<ActiveFaults>>>,
-    blocked: Vec<bool>,
-    partition: Option<Arc<ActivePartition>>,
+    /// Derived from `partitions`: until when each direction is cut.
+    blocked_until: Vec<Option<Instant>>,
 }
 
 impl Snapshot {
+    fn empty(n: usize) -> Self {
+        Snapshot {
+            layers: vec![BTreeMap::new(); n],
+            partitions: BTreeMap::new(),
+            faults: vec![None; n],
+            blocked_until: vec![None; n],
+        }
+    }
+
+    /// Recomputes the data path's view after an edit. A composed entry expires
+    /// with its first layer; the reaper then composes the rest again.
+    fn derive(&mut self, pairs: &[Cut]) {
+        for (dir, layer) in self.layers.iter().enumerate() {
+            self.faults[dir] = match layer.len() {
+                0 => None,
+                1 => layer.values().next().cloned(),
+                _ => {
+                    let spec = layer
+                        .values()
+                        .fold(FaultSpec::default(), |acc, f| acc.combine(&f.spec));
+                    Some(Arc::new(ActiveFaults {
+                        noop: spec.is_noop(),
+                        spec,
+                        expires: layer.values().filter_map(|f| f.expires).min(),
+                    }))
+                }
+            };
+        }
+        for (dir, pair) in pairs.iter().enumerate() {
+            self.blocked_until[dir] = self
+                .partitions
+                .values()
+                .filter(|p| p.cuts.contains(pair))
+                .map(|p| p.expires)
+                .max();
+        }
+    }
+
     /// Is direction `dir` cut by a live partition?
     pub(crate) fn blocked(&self, dir: usize, now: Instant) -> bool {
-        self.blocked.get(dir).copied().unwrap_or(false)
-            && self.partition.as_ref().is_some_and(|p| now < p.expires)
+        self.blocked_until
+            .get(dir)
+            .copied()
+            .flatten()
+            .is_some_and(|e| now < e)
     }
 
     /// Live, non-empty faults of direction `dir`.
@@ -173,22 +230,20 @@ impl Core {
             .iter()
             .map(|(a, b)| Mutex::new(DirState::new(dir_seed(seed, a, b))))
             .collect();
-        let n = dirs.pairs.len();
-        let mut faults = vec![None; n];
+        let mut snap = Snapshot::empty(dirs.pairs.len());
         for bl in &links {
             if let Some(spec) = &bl.link.faults {
-                faults[bl.fwd] = Some(Arc::new(ActiveFaults {
-                    noop: spec.is_noop(),
-                    spec: spec.clone(),
-                    expires: None,
-                }));
+                snap.layers[bl.fwd].insert(
+                    BASELINE.to_string(),
+                    Arc::new(ActiveFaults {
+                        noop: spec.is_noop(),
+                        spec: spec.clone(),
+                        expires: None,
+                    }),
+                );
             }
         }
-        let snap = Snapshot {
-            faults,
-            blocked: vec![false; n],
-            partition: None,
-        };
+        snap.derive(&dirs.pairs);
         let core = Core {
             dirs,
             nodes,
@@ -226,6 +281,7 @@ impl Core {
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::clone(&guard);
         let out = edit(&mut next)?;
+        next.derive(&self.dirs.pairs);
         self.publish_gauges(&next);
         *guard = Arc::new(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -237,7 +293,7 @@ impl Core {
     fn publish_gauges(&self, snap: &Snapshot) {
         for (i, m) in self.dir_metrics.iter().enumerate() {
             let spec = snap.faults.get(i).and_then(|f| f.as_ref()).map(|f| &f.spec);
-            let blocked = snap.blocked.get(i).copied().unwrap_or(false) && snap.partition.is_some();
+            let blocked = snap.blocked_until.get(i).copied().flatten().is_some();
             m.set_configured(spec, blocked);
         }
     }
@@ -254,6 +310,7 @@ impl Core {
 
     pub(crate) fn set_faults(
         &self,
+        name: &str,
         from: &str,
         to: &str,
         spec: FaultSpec,
@@ -268,24 +325,40 @@ impl Core {
             expires: Some(Instant::now() + lease),
         });
         self.update(|s| {
-            s.faults[dir] = Some(entry);
+            s.layers[dir].insert(name.to_string(), entry);
             Ok(())
         })
     }
 
-    pub(crate) fn clear_faults(&self, from: &str, to: &str) -> Result<bool, ProxyError> {
+    /// Removes the faults of `from -> to` set under `name`, or all of them.
+    pub(crate) fn clear_faults(
+        &self,
+        name: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, ProxyError> {
         let dir = self.link_dir(from, to)?;
-        self.update(|s| Ok(s.faults[dir].take().is_some()))
+        self.update(|s| {
+            let layer = &mut s.layers[dir];
+            Ok(match name {
+                Some(n) => layer.remove(n).is_some(),
+                None => {
+                    let had = !layer.is_empty();
+                    layer.clear();
+                    had
+                }
+            })
+        })
     }
 
     pub(crate) fn partition(
         &self,
+        name: &str,
         shape: PartitionShape,
         lease: Option<Duration>,
     ) -> Result<Vec<DirectedPair>, ProxyError> {
         let cuts = expand(&shape, &self.nodes)?;
         let lease = check_lease(lease.unwrap_or(self.default_lease))?;
-        let blocked: Vec<bool> = self.dirs.pairs.iter().map(|p| cuts.contains(p)).collect();
         let out = cuts
             .iter()
             .map(|(a, b)| DirectedPair {
@@ -299,26 +372,31 @@ impl Core {
             expires: Instant::now() + lease,
         });
         self.update(|s| {
-            s.blocked = blocked;
-            s.partition = Some(part);
+            s.partitions.insert(name.to_string(), part);
             Ok(())
         })?;
         Ok(out)
     }
 
-    pub(crate) fn heal_partition(&self) -> bool {
+    /// Removes the partition set under `name`, or all of them; true if any was.
+    pub(crate) fn heal_partition(&self, name: Option<&str>) -> bool {
         self.update(|s| {
-            s.blocked.iter_mut().for_each(|b| *b = false);
-            Ok(s.partition.take().is_some())
+            Ok(match name {
+                Some(n) => s.partitions.remove(n).is_some(),
+                None => {
+                    let had = !s.partitions.is_empty();
+                    s.partitions.clear();
+                    had
+                }
+            })
         })
         .unwrap_or(false)
     }
 
     pub(crate) fn heal(&self) {
         let _ = self.update(|s| {
-            s.faults.iter_mut().for_each(|f| *f = None);
-            s.blocked.iter_mut().for_each(|b| *b = false);
-            s.partition = None;
+            s.layers.iter_mut().for_each(BTreeMap::clear);
+            s.partitions.clear();
             Ok(())
         });
     }
@@ -329,29 +407,25 @@ impl Core {
         let until = now + lease;
         self.update(|s| {
             let mut n = 0;
-            for slot in s.faults.iter_mut() {
+            for f in s.layers.iter_mut().flat_map(|l| l.values_mut()) {
                 // Only live leased entries are renewed; baseline faults have no
                 // lease and expired ones are already healed.
-                if let Some(f) = slot {
-                    if f.expires.is_some_and(|e| now < e) {
-                        *slot = Some(Arc::new(ActiveFaults {
-                            spec: f.spec.clone(),
-                            noop: f.noop,
-                            expires: Some(until),
-                        }));
-                        n += 1;
-                    }
-                }
-            }
-            if let Some(p) = &s.partition {
-                if now < p.expires {
-                    s.partition = Some(Arc::new(ActivePartition {
-                        shape: p.shape.clone(),
-                        cuts: p.cuts.clone(),
-                        expires: until,
-                    }));
+                if f.expires.is_some_and(|e| now < e) {
+                    *f = Arc::new(ActiveFaults {
+                        spec: f.spec.clone(),
+                        noop: f.noop,
+                        expires: Some(until),
+                    });
                     n += 1;
                 }
+            }
+            for p in s.partitions.values_mut().filter(|p| now < p.expires) {
+                *p = Arc::new(ActivePartition {
+                    shape: p.shape.clone(),
+                    cuts: p.cuts.clone(),
+                    expires: until,
+                });
+                n += 1;
             }
             Ok(n)
         })
@@ -360,36 +434,29 @@ impl Core {
     /// Remove whatever expired by `now`; return the next expiry, if any.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let snap = self.load();
+        let expired = |e: Option<Instant>| e.is_some_and(|e| e <= now);
         let fault_expired = snap
-            .faults
+            .layers
             .iter()
-            .flatten()
-            .any(|f| f.expires.is_some_and(|e| e <= now));
-        let part_expired = snap.partition.as_ref().is_some_and(|p| p.expires <= now);
+            .flat_map(|l| l.values())
+            .any(|f| expired(f.expires));
+        let part_expired = snap.partitions.values().any(|p| p.expires <= now);
         if fault_expired || part_expired {
             let _ = self.update(|s| {
-                for slot in s.faults.iter_mut() {
-                    if slot
-                        .as_ref()
-                        .is_some_and(|f| f.expires.is_some_and(|e| e <= now))
-                    {
-                        *slot = None;
-                    }
+                for layer in s.layers.iter_mut() {
+                    layer.retain(|_, f| !expired(f.expires));
                 }
-                if s.partition.as_ref().is_some_and(|p| p.expires <= now) {
-                    s.partition = None;
-                    s.blocked.iter_mut().for_each(|b| *b = false);
-                }
+                s.partitions.retain(|_, p| p.expires > now);
                 Ok(())
             });
             tracing::info!("proxy: lease expired, faults healed");
         }
         let snap = self.load();
-        snap.faults
+        snap.layers
             .iter()
-            .flatten()
+            .flat_map(|l| l.values())
             .filter_map(|f| f.expires)
-            .chain(snap.partition.as_ref().map(|p| p.expires))
+            .chain(snap.partitions.values().map(|p| p.expires))
             .min()
     }
 
@@ -417,11 +484,12 @@ impl Core {
                 }
             })
             .collect();
-        let partition = snap
-            .partition
-            .as_ref()
-            .filter(|p| now < p.expires)
-            .map(|p| PartitionStatus {
+        let partitions: Vec<PartitionStatus> = snap
+            .partitions
+            .iter()
+            .filter(|(_, p)| now < p.expires)
+            .map(|(name, p)| PartitionStatus {
+                name: name.clone(),
                 shape: p.shape.clone(),
                 blocked: p
                     .cuts
@@ -432,8 +500,13 @@ impl Core {
                     })
                     .collect(),
                 lease_remaining_ms: remaining(p.expires),
-            });
-        ProxyStats { links, partition }
+            })
+            .collect();
+        ProxyStats {
+            links,
+            partition: partitions.last().cloned(),
+            partitions,
+        }
     }
 
     /// Reaper: heal expired leases. Ends when `shutdown` fires or its sender is dropped.
@@ -463,8 +536,11 @@ pub struct DirectedPair {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyStats {
     pub links: Vec<LinkStats>,
-    /// The live partition, if any.
+    /// A live partition, if any (the last by name; see `partitions`).
     pub partition: Option<PartitionStatus>,
+    /// Every live partition, by name.
+    #[serde(default)]
+    pub partitions: Vec<PartitionStatus>,
 }
 
 /// One link: addresses, live faults of its forward direction, counters.
@@ -488,6 +564,9 @@ pub struct LinkStats {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionStatus {
+    /// The name it was set under (empty for an unnamed API call).
+    #[serde(default)]
+    pub name: String,
     pub shape: PartitionShape,
     pub blocked: Vec<DirectedPair>,
     pub lease_remaining_ms: u64,
@@ -502,8 +581,9 @@ pub struct ProxyController {
 
 impl ProxyController {
     /// Set the faults of direction `from -> to` (a link in the set) for
-    /// `lease` (None: the configured default lease). Replaces earlier faults
-    /// of that direction and restarts its lease.
+    /// `lease` (None: the configured default lease), under the unnamed slot:
+    /// replaces earlier unnamed faults of that direction and restarts their
+    /// lease. Named faults ([`Self::set_named_faults`]) stay and compose.
     pub fn set_faults(
         &self,
         from: &str,
@@ -511,27 +591,60 @@ impl ProxyController {
         faults: FaultSpec,
         lease: Option<Duration>,
     ) -> Result<(), ProxyError> {
-        self.core.set_faults(from, to, faults, lease)
+        self.core.set_faults(UNNAMED, from, to, faults, lease)
     }
 
-    /// Remove the faults of `from -> to`; Ok(false) if there were none.
+    /// Set faults of `from -> to` under `name`; they compose with faults set
+    /// under other names and heal on their own lease.
+    pub fn set_named_faults(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+        faults: FaultSpec,
+        lease: Option<Duration>,
+    ) -> Result<(), ProxyError> {
+        self.core.set_faults(name, from, to, faults, lease)
+    }
+
+    /// Remove every fault of `from -> to`; Ok(false) if there were none.
     pub fn clear_faults(&self, from: &str, to: &str) -> Result<bool, ProxyError> {
-        self.core.clear_faults(from, to)
+        self.core.clear_faults(None, from, to)
     }
 
-    /// Replace the current partition with `shape` for `lease`; returns the
-    /// blocked directed pairs.
+    /// Remove the faults of `from -> to` set under `name`; the others stay.
+    pub fn clear_named_faults(&self, name: &str, from: &str, to: &str) -> Result<bool, ProxyError> {
+        self.core.clear_faults(Some(name), from, to)
+    }
+
+    /// Replace the unnamed partition with `shape` for `lease`; returns the
+    /// blocked directed pairs. Named partitions stay.
     pub fn partition(
         &self,
         shape: PartitionShape,
         lease: Option<Duration>,
     ) -> Result<Vec<DirectedPair>, ProxyError> {
-        self.core.partition(shape, lease)
+        self.core.partition(UNNAMED, shape, lease)
     }
 
-    /// Remove the partition; true if there was one.
+    /// Add a partition under `name`: a direction is cut while any partition cuts it.
+    pub fn named_partition(
+        &self,
+        name: &str,
+        shape: PartitionShape,
+        lease: Option<Duration>,
+    ) -> Result<Vec<DirectedPair>, ProxyError> {
+        self.core.partition(name, shape, lease)
+    }
+
+    /// Remove every partition; true if there was one.
     pub fn heal_partition(&self) -> bool {
-        self.core.heal_partition()
+        self.core.heal_partition(None)
+    }
+
+    /// Remove the partition set under `name`; the others stay.
+    pub fn heal_named_partition(&self, name: &str) -> bool {
+        self.core.heal_partition(Some(name))
     }
 
     /// Remove every fault (configured baseline included) and the partition.

@@ -171,6 +171,42 @@ impl FaultSpec {
         }
     }
 
+    /// Two faults on one direction at once, as one spec: each loss drops on its
+    /// own (`1 - (1-a)(1-b)`), delays add (means and jitters), duplication
+    /// likewise combines as independent chances, the tighter bandwidth and the
+    /// wider reorder window win, a blackhole stays a blackhole. A burst-loss
+    /// chain is kept from the first that has one (two chains do not compose
+    /// into one chain).
+    pub fn combine(&self, other: &FaultSpec) -> FaultSpec {
+        let either = |a: f64, b: f64| 1.0 - (1.0 - a) * (1.0 - b);
+        FaultSpec {
+            drop: either(self.drop, other.drop),
+            burst: self.burst.clone().or_else(|| other.burst.clone()),
+            delay: match (&self.delay, &other.delay) {
+                (Some(a), Some(b)) => Some(Delay {
+                    ms: (a.ms + b.ms).min(MAX_DELAY_MS),
+                    jitter_ms: (a.jitter_ms + b.jitter_ms).min(MAX_DELAY_MS),
+                    distribution: a.distribution,
+                }),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
+            duplicate: either(self.duplicate, other.duplicate),
+            reorder: match (&self.reorder, &other.reorder) {
+                (Some(a), Some(b)) => Some(if b.window > a.window { b.clone() } else { a.clone() }),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
+            bandwidth: match (&self.bandwidth, &other.bandwidth) {
+                (Some(a), Some(b)) => Some(if b.bytes_per_sec < a.bytes_per_sec {
+                    b.clone()
+                } else {
+                    a.clone()
+                }),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
+            blackhole: self.blackhole || other.blackhole,
+        }
+    }
+
     /// True when the spec changes nothing; the data path then skips the engine.
     pub fn is_noop(&self) -> bool {
         *self == FaultSpec::default()
@@ -429,6 +465,19 @@ mod tests {
             Verdict::Forward(p) => p,
             Verdict::Drop(r) => panic!("dropped: {r:?}"),
         }
+    }
+
+    #[test]
+    fn combined_faults_keep_each_effect() {
+        let loss = spec_json(r#"{"drop": 0.3}"#);
+        let delay = spec_json(r#"{"delay": {"ms": 30}}"#);
+        let both = loss.combine(&delay);
+        assert_eq!(both.drop, 0.3);
+        assert_eq!(both.delay.as_ref().map(|d| d.ms), Some(30.0));
+        let more = both.combine(&spec_json(r#"{"drop": 0.5, "delay": {"ms": 20}}"#));
+        assert!((more.drop - 0.65).abs() < 1e-9, "{}", more.drop);
+        assert_eq!(more.delay.as_ref().map(|d| d.ms), Some(50.0));
+        assert!(more.validate().is_ok());
     }
 
     #[test]
