@@ -69,7 +69,9 @@ impl Nemesis {
                         "kill" => c.kill(t),
                         // A pause of a node that is down does nothing: say so.
                         "pause" if !c.is_running(t) => {
-                            results.push(json!({"node": t, "skipped": "not running, nothing to pause"}));
+                            results.push(
+                                json!({"node": t, "skipped": "not running, nothing to pause"}),
+                            );
                         }
                         "pause" => c.pause(t),
                         "transform" => {

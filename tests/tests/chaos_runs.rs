@@ -289,6 +289,38 @@ fn the_workload_follows_roles_after_a_transform() {
     );
 }
 
+/// Issue 6: overlapping faults each hold for their own window. Packet loss
+/// and delay on one node, and two partitions at once; then message faults
+/// that outlive a shorter one, and a node restarted inside its omission.
+#[test]
+fn overlapping_faults_each_hold_for_their_own_window() {
+    let packet = format!(
+        "duration: 15s\nseed: 8\n{WORKLOAD}nemesis:\n\
+  - {{ at: 1s, for: 11s, fault: packet_loss, targets: [s2], params: {{ p: 0.3 }} }}\n\
+  - {{ at: 4s, for: 10s, fault: packet_delay, targets: [s2], params: {{ ms: 30 }} }}\n\
+  - {{ at: 2s, for: 7s, fault: partition, targets: [s1], params: {{ shape: isolate }} }}\n\
+  - {{ at: 5s, for: 8s, fault: partition, targets: [s5], params: {{ shape: isolate }} }}\n"
+    );
+    let message = format!(
+        "duration: 15s\nseed: 9\n{WORKLOAD}nemesis:\n\
+  - {{ at: 1s, for: 13s, fault: omission, targets: [s3], params: {{ p: 1.0 }} }}\n\
+  - {{ at: 1s, for: 1s, fault: delay, targets: [s3], params: {{ ms: 200 }} }}\n\
+  - {{ at: 2s, for: 11s, fault: omission, targets: [s1], params: {{ p: 1.0 }} }}\n\
+  - {{ at: 5s, for: 3s, fault: kill, targets: [s1] }}\n"
+    );
+    for (name, body) in [("packet-overlap", packet), ("message-overlap", message)] {
+        let r = run(name, &body);
+        assert_eq!(
+            r.code,
+            Some(0),
+            "{name}: not valid: {:#}\n{}",
+            r.results["checks"],
+            r.stderr
+        );
+        assert_eq!(check(&r, "faults-applied")["valid"], true, "{name}");
+    }
+}
+
 #[test]
 fn a_replay_plays_the_same_schedule() {
     let body = |seed: u64| {

@@ -265,7 +265,13 @@ fn packet(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> WindowR
                 .bounds()
                 .map_or(0.0, |(x, y)| (y.saturating_sub(x)) as f64 / 1e6);
             let lost = c.dropped.get("loss").copied().unwrap_or(0.0);
-            let arrived = c.arrived();
+            // Packets a partition or blackhole dropped first (another fault on
+            // the same direction) never reached the loss stage.
+            let dropped_before = ["partition", "blackhole"]
+                .iter()
+                .map(|r| c.dropped.get(*r).copied().unwrap_or(0.0))
+                .sum::<f64>();
+            let arrived = (c.arrived() - dropped_before).max(0.0);
             let originals = (c.forwarded - c.duplicated).max(0.0);
             let bad = if blocks && c.forwarded > 0.0 {
                 Some(format!(
@@ -697,6 +703,19 @@ mod tests {
             with_spec(json!({"drop": 0.01}), lossy(100.0, 0.0)),
             Valid::True
         );
+        // Issue 6: a partition on the same direction dropped everything first;
+        // the loss fault had nothing to act on.
+        let mut cut = lossy(100.0, 0.0);
+        for (i, s) in cut.iter_mut().enumerate() {
+            s.samples
+                .retain(|x| x.name != "faultline_proxy_forwarded_packets_total");
+            s.samples.push(sample(
+                "faultline_proxy_dropped_packets_total",
+                &[("from", "s1"), ("to", "s2"), ("reason", "partition")],
+                i as f64 * 100.0,
+            ));
+        }
+        assert_eq!(with_spec(json!({"drop": 0.3}), cut), Valid::True);
     }
 
     #[test]

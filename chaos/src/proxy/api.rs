@@ -23,13 +23,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use std::collections::HashMap;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

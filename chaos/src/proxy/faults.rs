@@ -178,7 +178,12 @@ impl FaultSpec {
     /// chain is kept from the first that has one (two chains do not compose
     /// into one chain).
     pub fn combine(&self, other: &FaultSpec) -> FaultSpec {
-        let either = |a: f64, b: f64| 1.0 - (1.0 - a) * (1.0 - b);
+        // Exact when one side is absent, so a lone fault reads back as set.
+        let either = |a: f64, b: f64| match (a, b) {
+            (a, 0.0) => a,
+            (0.0, b) => b,
+            (a, b) => (1.0 - (1.0 - a) * (1.0 - b)).min(1.0),
+        };
         FaultSpec {
             drop: either(self.drop, other.drop),
             burst: self.burst.clone().or_else(|| other.burst.clone()),
@@ -192,7 +197,11 @@ impl FaultSpec {
             },
             duplicate: either(self.duplicate, other.duplicate),
             reorder: match (&self.reorder, &other.reorder) {
-                (Some(a), Some(b)) => Some(if b.window > a.window { b.clone() } else { a.clone() }),
+                (Some(a), Some(b)) => Some(if b.window > a.window {
+                    b.clone()
+                } else {
+                    a.clone()
+                }),
                 (a, b) => a.clone().or_else(|| b.clone()),
             },
             bandwidth: match (&self.bandwidth, &other.bandwidth) {
