@@ -251,7 +251,7 @@ fn known_params(fault: &str) -> Option<&'static [&'static str]> {
 /// Checks one scheduled fault's params when the scenario is loaded, through
 /// the same conversions `apply` uses, so that a fault the nodes or the proxy
 /// would refuse mid-run is refused before anything starts.
-pub fn check_params(f: &Scheduled, ids: &[String]) -> Result<(), String> {
+pub fn check_params(f: &Scheduled, ids: &[String], servers: &[String]) -> Result<(), String> {
     if let (Some(known), Some(m)) = (known_params(&f.fault), f.params.as_object()) {
         if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(format!(
@@ -280,7 +280,8 @@ pub fn check_params(f: &Scheduled, ids: &[String]) -> Result<(), String> {
             }
         }
         "packet" if f.fault == "partition" => {
-            partition_shape(f, ids).map_err(|e| format!("{e:#}"))?;
+            let shape = partition_shape(f, ids, servers).map_err(|e| format!("{e:#}"))?;
+            crate::proxy::expand(&shape, ids).map_err(|e| e.to_string())?;
         }
         "packet" => {
             packet_spec(f)
@@ -403,7 +404,7 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     let ids = c.cluster.ids();
     let proxy = c.proxy.as_ref().context("no proxy")?;
     if f.fault == "partition" {
-        let shape = partition_shape(f, &ids)?;
+        let shape = partition_shape(f, &ids, &c.cluster.with_role("server"))?;
         let cuts: Vec<[String; 2]> = proxy
             .named_partition(&proxy_name(f), shape.clone(), Some(lease))?
             .into_iter()
@@ -419,7 +420,14 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     Ok(json!({"links": links, "spec": spec}))
 }
 
-pub(crate) fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<PartitionShape> {
+/// The proxy shape of a partition fault. `halves`, `ring` and `bridge` split
+/// the servers unless the params say `among`: clients keep their links, as
+/// Jepsen's shapes are over the replicas.
+pub(crate) fn partition_shape(
+    f: &Scheduled,
+    ids: &[String],
+    servers: &[String],
+) -> anyhow::Result<PartitionShape> {
     let shape = f
         .params
         .get("shape")
@@ -447,7 +455,13 @@ pub(crate) fn partition_shape(f: &Scheduled, ids: &[String]) -> anyhow::Result<P
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_else(|| rest(&f.targets)),
         },
-        _ => serde_json::from_value(f.params.clone())
-            .with_context(|| format!("bad partition params {}", f.params))?,
+        _ => {
+            let mut params = f.params.clone();
+            if matches!(shape, "halves" | "ring" | "bridge") && params.get("among").is_none() {
+                params["among"] = json!(servers);
+            }
+            serde_json::from_value(params)
+                .with_context(|| format!("bad partition params {}", f.params))?
+        }
     })
 }

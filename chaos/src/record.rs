@@ -64,6 +64,29 @@ pub struct RunMeta {
     pub interrupted_us: Option<u64>,
 }
 
+impl FaultWindow {
+    /// Who the fault hit, for a person: its targets, or for a partition
+    /// without named targets the directions it cut.
+    pub fn describe_targets(&self) -> String {
+        if !self.targets.is_empty() {
+            return self.targets.join(",");
+        }
+        let cuts: Vec<String> = self.detail["cuts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| Some(format!("{}->{}", c[0].as_str()?, c[1].as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match cuts.len() {
+            0 => "-".into(),
+            n if n <= 6 => format!("cut {}", cuts.join(" ")),
+            n => format!("cut {} and {} more", cuts[..6].join(" "), n - 6),
+        }
+    }
+}
+
 /// One fault as applied: when it started and healed, where, and whether
 /// the system claims to tolerate it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -108,9 +108,15 @@ pub struct Availability {
     pub label: String,
     pub start_s: f64,
     pub end_s: f64,
+    /// Operations that completed inside the window, and how many of them ok.
     pub ops: u64,
     pub ok: u64,
-    /// ok / ops; 1.0 when there were no operations.
+    /// Operations invoked before the window's end that completed after it or
+    /// never: they waited across it.
+    #[serde(default)]
+    pub spanned: u64,
+    /// ok / ops; with no operation completed, 1.0 if none waited and 0.0 if
+    /// some did (nothing got through).
     pub fraction: f64,
 }
 

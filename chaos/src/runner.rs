@@ -265,9 +265,23 @@ async fn drive(
                 let on = windows
                     .lock()
                     .ok()
-                    .and_then(|w| w.last().map(|w| w.targets.join(",")))
+                    .and_then(|w| w.last().map(|w| w.describe_targets()))
                     .unwrap_or_default();
                 progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
+                if let Some(skipped) = windows.lock().ok().and_then(|w| {
+                    w.last().and_then(|w| {
+                        w.detail["results"]
+                            .as_array()
+                            .map(|r| r.iter().filter(|x| x.get("skipped").is_some()).count())
+                    })
+                }) {
+                    if skipped > 0 {
+                        progress.note(&format!(
+                            "warning: #{} {} did nothing on {skipped} target(s) (see its window)",
+                            f.id, f.fault
+                        ));
+                    }
+                }
                 if f.fault == "transform" {
                     learn_roles(cluster, &http, &ids, &roles).await;
                 }

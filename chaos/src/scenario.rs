@@ -575,7 +575,7 @@ fn check_against_cluster(
     let schedule = expand(file, &cluster.with_role("server"), &clients)
         .map_err(|e| ctx.err("nemesis", e, "see the scenario reference in README.md"))?;
     for s in &schedule.faults {
-        crate::nemesis::check_params(s, &ids).map_err(|e| {
+        crate::nemesis::check_params(s, &ids, &cluster.with_role("server")).map_err(|e| {
             ctx.err(
                 &format!("nemesis[{}].params", s.entry),
                 format!("{} fault: {e}", s.fault),

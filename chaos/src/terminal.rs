@@ -389,7 +389,8 @@ pub async fn fault(
             if f.targets.is_empty() {
                 bail!("name the target nodes, e.g. `fault {other} s4`");
             }
-            check_params(&f, &ids).map_err(|e| anyhow::anyhow!("{other}: {e}"))?;
+            check_params(&f, &ids, &cluster.with_role("server"))
+                .map_err(|e| anyhow::anyhow!("{other}: {e}"))?;
             match layer {
                 "message" => {
                     let rules = message_rules(&f)?;

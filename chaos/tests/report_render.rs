@@ -69,6 +69,7 @@ fn availability(
         end_s: e,
         ops,
         ok,
+        spanned: 0,
         fraction: if ops == 0 {
             1.0
         } else {

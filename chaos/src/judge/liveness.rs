@@ -20,14 +20,14 @@ pub(crate) fn label(w: &FaultWindow) -> String {
         w.id,
         w.layer,
         w.fault,
-        if w.targets.is_empty() {
-            "-".to_string()
-        } else {
-            w.targets.join(",")
-        }
+        w.describe_targets()
     )
 }
 
+/// What clients got during `[from_us, to_us]`: the operations that completed
+/// inside it (an operation that started before a cut and completed after the
+/// heal says nothing about the window), and apart, those that spanned it
+/// (invoked before its end, completed after it or never).
 fn availability(
     window: Option<usize>,
     label: String,
@@ -36,12 +36,17 @@ fn availability(
     start_us: u64,
     ops: &[&HistoryOp],
 ) -> Availability {
-    let invoked: Vec<&&HistoryOp> = ops
+    let inside = |t: u64| t >= from_us && t <= to_us;
+    let completed: Vec<&&HistoryOp> = ops
         .iter()
-        .filter(|o| o.invoke_us >= from_us && o.invoke_us <= to_us)
+        .filter(|o| o.complete_us.is_some_and(inside))
         .collect();
-    let ok = invoked.iter().filter(|o| o.outcome == "ok").count() as u64;
-    let n = invoked.len() as u64;
+    let spanned = ops
+        .iter()
+        .filter(|o| o.invoke_us <= to_us && o.complete_us.is_none_or(|c| c > to_us))
+        .count() as u64;
+    let ok = completed.iter().filter(|o| o.outcome == "ok").count() as u64;
+    let n = completed.len() as u64;
     Availability {
         window,
         label,
@@ -49,7 +54,16 @@ fn availability(
         end_s: rel_ms(to_us, start_us) / 1000.0,
         ops: n,
         ok,
-        fraction: if n == 0 { 1.0 } else { ok as f64 / n as f64 },
+        spanned,
+        fraction: if n == 0 {
+            if spanned == 0 {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            ok as f64 / n as f64
+        },
     }
 }
 

@@ -20,8 +20,12 @@ use super::error::ProxyError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "shape", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PartitionShape {
-    /// First `n/2` nodes (rounded down) against the rest.
-    Halves {},
+    /// First `n/2` nodes (rounded down) against the rest. `among`, when set,
+    /// is the list split (say the servers; the other nodes keep their links).
+    Halves {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        among: Option<Vec<String>>,
+    },
     /// One node cut off from every other node, both ways.
     Isolate { node: String },
     /// A majority of `n/2 + 1` nodes against a minority. Without `minority`
@@ -32,14 +36,20 @@ pub enum PartitionShape {
         minority: Option<Vec<String>>,
     },
     /// Two halves that cannot see each other but both see the bridge node
-    /// (by default the middle node of the list).
+    /// (by default the middle node of the list). `among` as for halves.
     Bridge {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bridge: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        among: Option<Vec<String>>,
     },
     /// Each node sees only its two neighbours on the ring of the node list.
     /// Blocks nothing on three nodes or fewer (everyone is a neighbour).
-    Ring {},
+    /// `among` as for halves.
+    Ring {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        among: Option<Vec<String>>,
+    },
     /// Every `from` node is cut towards every `to` node; the other way stays open.
     OneWay { from: Vec<String>, to: Vec<String> },
     /// Explicit groups: nodes in different groups cannot talk. Nodes in no
@@ -91,7 +101,20 @@ fn cut_between(groups: &[Vec<String>]) -> BTreeSet<Cut> {
 ///
 /// Errors name the unknown node or the reason the shape does not fit this
 /// many nodes; nothing is applied on error.
-pub fn expand(shape: &PartitionShape, nodes: &[String]) -> Result<BTreeSet<Cut>, ProxyError> {
+pub fn expand(shape: &PartitionShape, all: &[String]) -> Result<BTreeSet<Cut>, ProxyError> {
+    let known_all: HashSet<&str> = all.iter().map(String::as_str).collect();
+    // The list a shape splits: its `among`, or every node.
+    let nodes: &[String] = match shape {
+        PartitionShape::Halves { among: Some(a) }
+        | PartitionShape::Ring { among: Some(a) }
+        | PartitionShape::Bridge { among: Some(a), .. } => {
+            for x in a {
+                check_known(&known_all, x)?;
+            }
+            a
+        }
+        _ => all,
+    };
     let known: HashSet<&str> = nodes.iter().map(String::as_str).collect();
     if known.len() != nodes.len() {
         return Err(invalid("node list has duplicates"));
@@ -107,7 +130,7 @@ pub fn expand(shape: &PartitionShape, nodes: &[String]) -> Result<BTreeSet<Cut>,
         }
     };
     match shape {
-        PartitionShape::Halves {} => {
+        PartitionShape::Halves { .. } => {
             need(2, "halves")?;
             let (a, b) = nodes.split_at(n / 2);
             Ok(cut_between(&[a.to_vec(), b.to_vec()]))
@@ -146,7 +169,7 @@ pub fn expand(shape: &PartitionShape, nodes: &[String]) -> Result<BTreeSet<Cut>,
                 .collect();
             Ok(cut_between(&[majority, minority]))
         }
-        PartitionShape::Bridge { bridge } => {
+        PartitionShape::Bridge { bridge, .. } => {
             need(3, "bridge")?;
             let bridge = match bridge {
                 Some(b) => {
@@ -159,7 +182,7 @@ pub fn expand(shape: &PartitionShape, nodes: &[String]) -> Result<BTreeSet<Cut>,
             let (a, b) = rest.split_at(rest.len() / 2);
             Ok(cut_between(&[a.to_vec(), b.to_vec()]))
         }
-        PartitionShape::Ring {} => {
+        PartitionShape::Ring { .. } => {
             need(2, "ring")?;
             let mut cuts = BTreeSet::new();
             for (i, a) in nodes.iter().enumerate() {
@@ -241,8 +264,40 @@ mod tests {
     }
 
     #[test]
+    fn among_splits_only_those_nodes() {
+        let all = nodes(7);
+        let servers: Vec<String> = all[..5].to_vec();
+        let got = expand(
+            &PartitionShape::Halves {
+                among: Some(servers.clone()),
+            },
+            &all,
+        )
+        .expect("ok");
+        // Two of five servers against three, both ways; the other nodes untouched.
+        assert_eq!(got.len(), 2 * 2 * 3);
+        assert!(got
+            .iter()
+            .all(|(a, b)| servers.contains(a) && servers.contains(b)));
+        let ring = expand(
+            &PartitionShape::Ring {
+                among: Some(servers.clone()),
+            },
+            &all,
+        )
+        .expect("ok");
+        assert!(ring
+            .iter()
+            .all(|(a, b)| servers.contains(a) && servers.contains(b)));
+        let bad = PartitionShape::Halves {
+            among: Some(vec!["zz".into()]),
+        };
+        assert!(expand(&bad, &all).is_err());
+    }
+
+    #[test]
     fn halves_split_by_list_order() {
-        let got = expand(&PartitionShape::Halves {}, &nodes(5)).expect("ok");
+        let got = expand(&PartitionShape::Halves { among: None }, &nodes(5)).expect("ok");
         assert_eq!(got, both_ways(&["n0", "n1"], &["n2", "n3", "n4"]));
         assert_eq!(got.len(), 12);
     }
@@ -284,7 +339,7 @@ mod tests {
 
     #[test]
     fn ring_keeps_only_neighbours() {
-        let got = expand(&PartitionShape::Ring {}, &nodes(5)).expect("ok");
+        let got = expand(&PartitionShape::Ring { among: None }, &nodes(5)).expect("ok");
         // n0's neighbours are n4 and n1; it must not reach n2 or n3.
         for (a, b) in [("n0", "n2"), ("n0", "n3"), ("n2", "n0"), ("n1", "n3")] {
             assert!(got.contains(&(a.into(), b.into())), "{a}->{b}");
@@ -294,7 +349,7 @@ mod tests {
         }
         // 5 nodes x 2 non-neighbours each.
         assert_eq!(got.len(), 10);
-        assert!(expand(&PartitionShape::Ring {}, &nodes(3))
+        assert!(expand(&PartitionShape::Ring { among: None }, &nodes(3))
             .expect("ok")
             .is_empty());
     }
@@ -341,7 +396,14 @@ mod tests {
             let err = expand(&parse(json), &n).expect_err(json).to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
-        assert!(expand(&PartitionShape::Bridge { bridge: None }, &nodes(2)).is_err());
+        assert!(expand(
+            &PartitionShape::Bridge {
+                bridge: None,
+                among: None
+            },
+            &nodes(2)
+        )
+        .is_err());
         assert!(serde_json::from_str::<PartitionShape>(r#"{"shape":"halves","x":1}"#).is_err());
         assert!(serde_json::from_str::<PartitionShape>(r#"{"shape":"moon"}"#).is_err());
     }
@@ -349,8 +411,8 @@ mod tests {
     #[test]
     fn cuts_never_contain_self_pairs() {
         let shapes = [
-            PartitionShape::Halves {},
-            PartitionShape::Ring {},
+            PartitionShape::Halves { among: None },
+            PartitionShape::Ring { among: None },
             parse(r#"{"shape":"bridge"}"#),
             parse(r#"{"shape":"majority_minority"}"#),
             parse(r#"{"shape":"one_way","from":["n0","n1"],"to":["n1","n2"]}"#),

@@ -372,17 +372,18 @@ fn stats(o: &mut String, r: &Results, spans: Option<&[Span]>) {
     if s.availability.is_empty() {
         o.push_str("<p class=\"note\">No availability measured.</p>");
     } else {
-        o.push_str("<table><thead><tr><th>window</th><th class=\"num\">span (s)</th><th class=\"num\">ok / ops</th><th>ok fraction</th></tr></thead><tbody>");
+        o.push_str("<table><thead><tr><th>window</th><th class=\"num\">span (s)</th><th class=\"num\">ok / completed inside</th><th class=\"num\">waited across</th><th>ok fraction</th></tr></thead><tbody>");
         for a in &s.availability {
             let f = fin(a.fraction);
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td class=\"num\">{:.1} to {:.1}</td><td class=\"num\">{} / {}</td><td class=\"num\" style=\"text-align: left\">{}{}</td></tr>",
+                "<tr><td>{}</td><td class=\"num\">{:.1} to {:.1}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td class=\"num\" style=\"text-align: left\">{}{}</td></tr>",
                 esc(&a.label),
                 fin(a.start_s),
                 fin(a.end_s),
                 a.ok,
                 a.ops,
+                a.spanned,
                 bar(f, availability_color(f)),
                 pct(f)
             );
