@@ -221,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn availability_counts_what_completed_inside_the_window() {
+        // Issue 6: every client cut from 1 s to 3 s; three pays wait across the
+        // cut and complete 0.3 s after the heal. Nothing got through inside.
+        let ops = vec![
+            paid("c1", 0, "c2", 2, 1_100, 2_200),
+            paid("c2", 1, "c1", 2, 1_500, 1_800),
+            paid("c1", 0, "c2", 3, 2_000, 1_300),
+        ];
+        let mut rec = record(ops);
+        rec.windows.push(window(
+            0,
+            "partition",
+            "packet",
+            &["c1", "c2"],
+            1_000,
+            Some(3_000),
+            json!({}),
+        ));
+        let (_, avail) = run(&rec);
+        let w = &avail[1];
+        assert_eq!((w.ops, w.ok, w.spanned), (0, 0, 3), "{w:?}");
+        assert_eq!(w.fraction, 0.0);
+    }
+
+    #[test]
     fn progress_after_the_heal_is_live_and_none_is_not() {
         // A partition from 1 s to 3 s; pays fail during it.
         let mut ops = vec![
