@@ -428,6 +428,82 @@ fn unsafe_sigint(pid: u32) {
         .status();
 }
 
+/// Issue 6: peers of a restarted node learn at once, by the stateless reset
+/// its new process sends for the old connection's packets, not after their
+/// idle timeout (5 s here; the cluster's keep-alive is 500 ms).
+#[test]
+fn peers_of_a_restarted_node_are_reset_at_once() {
+    let _one = serial();
+    let dir = scratch("chaos-reset");
+    std::fs::write(
+        dir.join("cluster.yaml"),
+        CLUSTER.replace("idle_timeout_ms: 3000", "idle_timeout_ms: 5000"),
+    )
+    .expect("cluster");
+    let up_dir = dir.join("local");
+    let chaos = |args: &[&str]| {
+        Command::new(chaos_bin())
+            .args(args)
+            .arg("--dir")
+            .arg(&up_dir)
+            .output()
+            .expect("faultline-chaos")
+    };
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(chaos_bin())
+                .arg("down")
+                .arg("--dir")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(up_dir.clone());
+    let cluster = dir.join("cluster.yaml");
+    let node_bin = node_bin();
+    let up = chaos(&[
+        "up",
+        "--cluster",
+        cluster.to_str().expect("utf8"),
+        "--node-bin",
+        node_bin.to_str().expect("utf8"),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    // The nodes that dial s3 (lower ids) hold a connection to it.
+    let dialers = ["c1", "c2", "c3", "c4", "s1", "s2"];
+    let log = |id: &str| {
+        std::fs::read_to_string(up_dir.join("logs").join(format!("{id}.log"))).unwrap_or_default()
+    };
+    let t0 = Instant::now();
+    while !dialers.iter().all(|d| log(d).contains("connected peer=s3")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the mesh never formed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let restarted = Instant::now();
+    let r = chaos(&["fault", "restart", "s3"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let reset = |d: &str| log(d).contains("connection closed peer=s3 reason=reset by peer");
+    while !dialers.iter().all(|d| reset(d)) && restarted.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = restarted.elapsed();
+    let missing: Vec<&&str> = dialers.iter().filter(|d| !reset(d)).collect();
+    assert!(
+        missing.is_empty(),
+        "not reset (held until their idle timeout?): {missing:?}"
+    );
+    eprintln!("every peer of s3 was reset {took:?} after the restart");
+}
+
 #[test]
 fn up_fault_status_down_for_a_person_at_a_terminal() {
     let _one = serial();

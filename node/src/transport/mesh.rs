@@ -99,7 +99,13 @@ where
             addr: node.listen,
             source,
         })?;
-        let endpoint_cfg = quinn::EndpointConfig::new(Arc::new(identity.reset_key()));
+        let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(identity.reset_key()));
+        // Stable across restarts, with the reset key: a restarted node
+        // recognises its old connection ids and resets them at once.
+        let cid_key = identity.cid_key();
+        endpoint_cfg.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let runtime = quinn::default_runtime().ok_or_else(|| MeshError::Bind {
             addr: node.listen,
             source: std::io::Error::other("no async runtime"),

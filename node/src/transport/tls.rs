@@ -192,6 +192,22 @@ impl Identity {
         ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref())
     }
 
+    /// A stable key for the connection-id generator, derived like
+    /// [`Self::reset_key`]. quinn validates an incoming connection id with a
+    /// keyed hash before it answers a packet of an unknown connection with a
+    /// stateless reset; with a fresh random key per process, a restarted node
+    /// found its old ids invalid and dropped their packets silently, so peers
+    /// held the dead connection until their idle timeout.
+    pub fn cid_key(&self) -> u64 {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"faultline connection ids v1");
+        ctx.update(self.key.secret_pkcs8_der());
+        let d = ctx.finish();
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&d.as_ref()[..8]);
+        u64::from_le_bytes(k)
+    }
+
     pub fn server_config(&self, t: &TransportFile) -> Result<quinn::ServerConfig, TlsError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
             .build()
