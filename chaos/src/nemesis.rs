@@ -136,7 +136,11 @@ impl Nemesis {
                             // their window must hold on it again.
                             self.push_when_up(t, c, http).await?;
                         }
-                        "pause" => c.resume(t),
+                        "pause" => {
+                            c.resume(t);
+                            // Pushes while it was paused did not get through.
+                            self.push(t, c, http).await?;
+                        }
                         _ => {}
                     }
                 }
@@ -167,8 +171,9 @@ impl Nemesis {
         c.heal_processes()
     }
 
-    /// After a restart: pushes the node's rules once its admin API answers
-    /// (bounded wait), if it has any.
+    /// After a restart: pushes the node's rules once its admin API answers,
+    /// if it has any. Inline, so no later push can be overtaken by this one;
+    /// the wait is bounded (a node that does not come back is reported).
     async fn push_when_up(
         &self,
         node: &str,
@@ -180,8 +185,8 @@ impl Nemesis {
         }
         let t0 = Instant::now();
         while !self.push(node, c, http).await? {
-            if t0.elapsed() > Duration::from_secs(10) {
-                bail!("{node} restarted but did not take its fault rules within 10 s");
+            if t0.elapsed() > Duration::from_secs(5) {
+                bail!("{node} restarted but did not take its fault rules within 5 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -197,15 +202,7 @@ impl Nemesis {
         c: &LocalCluster,
         http: &reqwest::Client,
     ) -> anyhow::Result<bool> {
-        let now = Instant::now();
-        let mine = self.rules.get(node);
-        let rules: Vec<Value> = mine
-            .map(|m| m.values().flat_map(|(r, _)| r.iter().cloned()).collect())
-            .unwrap_or_default();
-        let lease = mine
-            .and_then(|m| m.values().map(|(_, until)| *until).max())
-            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
-            .max(Duration::from_millis(1));
+        let (rules, lease) = self.rule_set(node, Instant::now());
         let url = format!("{}/faults", c.admin_url(node));
         let req = if rules.is_empty() {
             http.delete(url)
@@ -223,9 +220,49 @@ impl Nemesis {
                 let body = r.text().await.unwrap_or_default();
                 bail!("{node} refused the fault rules: {body}");
             }
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(r.status().is_success()),
             Err(_) => Ok(false),
         }
+    }
+
+    /// The rules `node` must hold now and their lease: the union of its
+    /// faults' rules, until the last of them ends (at least 1 ms).
+    fn rule_set(&self, node: &str, now: Instant) -> (Vec<Value>, Duration) {
+        let mine = self.rules.get(node);
+        let rules = mine
+            .map(|m| m.values().flat_map(|(r, _)| r.iter().cloned()).collect())
+            .unwrap_or_default();
+        let lease = mine
+            .and_then(|m| m.values().map(|(_, until)| *until).max())
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+            .max(Duration::from_millis(1));
+        (rules, lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6: healing a short fault re-sent the remaining rules with a
+    /// fixed 60 s lease, so a longer fault expired early on the node.
+    #[test]
+    fn the_rules_left_keep_the_longest_lease() {
+        let now = Instant::now();
+        let mut n = Nemesis::default();
+        let long = now + Duration::from_secs(95);
+        let short = now + Duration::from_secs(26);
+        let m = n.rules.entry("s3".into()).or_default();
+        m.insert(0, (vec![json!({"id": "omission"})], long));
+        m.insert(1, (vec![json!({"id": "delay"})], short));
+        let (rules, lease) = n.rule_set("s3", now);
+        assert_eq!((rules.len(), lease), (2, Duration::from_secs(95)));
+        // The short fault heals: the omission keeps its own lease.
+        n.rules.get_mut("s3").map(|m| m.remove(&1));
+        let (rules, lease) = n.rule_set("s3", now + Duration::from_secs(26));
+        assert_eq!(rules, vec![json!({"id": "omission"})]);
+        assert_eq!(lease, Duration::from_secs(69));
+        assert_eq!(n.rule_set("s9", now).0.len(), 0);
     }
 }
 

@@ -583,6 +583,23 @@ fn check_against_cluster(
             )
         })?;
     }
+    // Each fault is leased on the nodes and the proxy for its window plus a
+    // margin; the proxy keeps no lease longer than a day.
+    const LEASE_MARGIN_MS: u64 = 25_000;
+    let max_window = crate::proxy::MAX_LEASE.as_millis() as u64 - LEASE_MARGIN_MS;
+    for (i, f) in file.nemesis.iter().enumerate() {
+        let window = f.for_.map_or(file.duration.ms(), |d| d.ms());
+        if window > max_window {
+            return Err(ctx.err(
+                &format!("nemesis[{i}].for"),
+                format!(
+                    "a fault may hold at most {} s (a day less its lease margin)",
+                    max_window / 1000
+                ),
+                "split it into shorter faults, or use `every`",
+            ));
+        }
+    }
     let mut warnings = Vec::new();
     let end = file.duration.ms();
     for (i, f) in file.nemesis.iter().enumerate() {

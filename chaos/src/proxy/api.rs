@@ -151,6 +151,9 @@ fn split_lease(
 fn take_name(map: &mut Map<String, Value>) -> Result<Option<String>, ApiError> {
     match map.remove("name") {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(n)) if n == "baseline" => Err(ApiError::bad_request(
+            "name \"baseline\" is reserved for the faults of the proxy's file",
+        )),
         Some(Value::String(n)) if !n.is_empty() && n.len() <= 128 => Ok(Some(n)),
         Some(v) => Err(ApiError::bad_request(format!(
             "name must be a string of 1 to 128 characters, got {v}"

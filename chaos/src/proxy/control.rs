@@ -116,8 +116,9 @@ impl Snapshot {
         }
     }
 
-    /// Recomputes the data path's view after an edit. A composed entry expires
-    /// with its first layer; the reaper then composes the rest again.
+    /// Recomputes the data path's view after an edit. A composed entry lives as
+    /// long as its longest layer, so a late reaper never stops the others
+    /// early; the reaper composes again when each layer's lease ends.
     fn derive(&mut self, pairs: &[Cut]) {
         for (dir, layer) in self.layers.iter().enumerate() {
             self.faults[dir] = match layer.len() {
@@ -130,7 +131,14 @@ impl Snapshot {
                     Some(Arc::new(ActiveFaults {
                         noop: spec.is_noop(),
                         spec,
-                        expires: layer.values().filter_map(|f| f.expires).min(),
+                        // None (no lease) if any layer is a baseline.
+                        expires: layer
+                            .values()
+                            .map(|f| f.expires)
+                            .try_fold(None, |acc: Option<Instant>, e| {
+                                e.map(|e| Some(acc.map_or(e, |a| a.max(e))))
+                            })
+                            .flatten(),
                     }))
                 }
             };
@@ -410,11 +418,12 @@ impl Core {
             for f in s.layers.iter_mut().flat_map(|l| l.values_mut()) {
                 // Only live leased entries are renewed; baseline faults have no
                 // lease and expired ones are already healed.
-                if f.expires.is_some_and(|e| now < e) {
+                // Renewing extends, never shortens, each fault's own lease.
+                if let Some(e) = f.expires.filter(|e| now < *e) {
                     *f = Arc::new(ActiveFaults {
                         spec: f.spec.clone(),
                         noop: f.noop,
-                        expires: Some(until),
+                        expires: Some(e.max(until)),
                     });
                     n += 1;
                 }
@@ -423,7 +432,7 @@ impl Core {
                 *p = Arc::new(ActivePartition {
                     shape: p.shape.clone(),
                     cuts: p.cuts.clone(),
-                    expires: until,
+                    expires: p.expires.max(until),
                 });
                 n += 1;
             }

@@ -113,6 +113,14 @@ impl<R: Serialize + DeserializeOwned> Wal<R> {
             bytes = MAGIC.to_vec();
         }
         let (records, good) = decode_all::<R>(&bytes, MAGIC.len());
+        if good < bytes.len() && record_at(&bytes, good).is_some() {
+            // Whole and checksummed, yet not a record this build reads: not a
+            // torn write (a newer format, say). Refuse rather than cut it.
+            return Err(corrupt(
+                good,
+                "the record there is intact but cannot be decoded by this version".into(),
+            ));
+        }
         if good < bytes.len() {
             match valid_record_after(&bytes, good) {
                 Scan::None => {

@@ -8,8 +8,12 @@
 //! costs.
 //!
 //! BENCH_SECONDS (default 10) and BENCH_CONCURRENCY (workers per client,
-//! default 16) tune a run; BENCH_SERVERS (default "3,5,7") picks the sizes,
-//! BENCH_PROXY_SERVERS (default "5") the sizes also run through the proxy.
+//! default 16) tune a run; BENCH_RUNS (default 3) is how many timed runs each
+//! size gets on the same cluster, reported as their median (and range);
+//! BENCH_SERVERS (default "3,5,7") picks the sizes, BENCH_PROXY_SERVERS
+//! (default "5") the sizes also run through the proxy. It prints what it ran
+//! on (cores, load average before the run, binaries), since a figure from a
+//! busy machine or another build is not comparable.
 
 use faultline_e2e::TestCluster;
 use serde_json::{json, Value};
@@ -92,6 +96,7 @@ async fn route_through_proxy(c: &TestCluster) -> faultline_chaos::proxy::ProxyHa
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let secs: u64 = env("BENCH_SECONDS", 10);
+    let repeats: usize = env::<usize>("BENCH_RUNS", 3).max(1);
     let workers: usize = env("BENCH_CONCURRENCY", 16);
     let list = |k: &str, d: &str| -> Vec<usize> {
         std::env::var(k)
@@ -110,14 +115,22 @@ async fn main() {
         }
     }
     println!(
-        "token pays on loopback: 6 clients x {workers} workers, {secs} s per size, binaries in {}",
+        "token pays on loopback: 6 clients x {workers} workers, median of {repeats} runs of {secs} s per size, binaries in {}",
         faultline_e2e::bin_dir().display()
     );
     println!(
-        "{:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
+        "machine: {} cores, load average before the run {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    );
+    println!(
+        "{:>7} {:>7} {:>10} {:>15} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
         "servers",
         "path",
         "pays/s",
+        "range",
         "p50 ms",
         "p99 ms",
         "max ms",
@@ -136,7 +149,23 @@ async fn main() {
         c.start_all();
         c.wait_ready(Duration::from_secs(30)).await;
         load_all(&c, 1000, workers).await; // warm-up: connections, allocator
-        let stats = load_all(&c, secs * 1000, workers).await;
+                                           // Timed runs on the same cluster; the median run is reported.
+        let mut timed: Vec<(f64, Vec<Value>)> = Vec::new();
+        for _ in 0..repeats {
+            let stats = load_all(&c, secs * 1000, workers).await;
+            let rate: f64 = stats
+                .iter()
+                .map(|s| s["pays_per_second"].as_f64().unwrap_or(0.0))
+                .sum();
+            timed.push((rate, stats));
+        }
+        timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let range = format!(
+            "{:.0}-{:.0}",
+            timed.first().map_or(0.0, |t| t.0),
+            timed.last().map_or(0.0, |t| t.0)
+        );
+        let stats = timed.swap_remove(timed.len() / 2).1;
         let sum = |k: &str| {
             stats
                 .iter()
@@ -157,9 +186,10 @@ async fn main() {
             .map(peak_rss_mb)
             .fold(0.0, f64::max);
         println!(
-            "{n:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>13.1}",
+            "{n:>7} {:>7} {:>10.0} {:>15} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>13.1}",
             if via_proxy { "proxy" } else { "direct" },
             sum("pays_per_second"),
+            range,
             mean("pay_p50_ms"),
             max("pay_p99_ms"),
             max("pay_max_ms"),

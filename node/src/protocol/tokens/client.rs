@@ -48,6 +48,15 @@ impl ClientOps {
         self.ops.len() + self.waiting.values().map(|q| q.len()).sum::<usize>()
     }
 
+    /// The writes of pays in flight, which a compacted log must keep as
+    /// unresolved (see `pay_phase`).
+    pub(super) fn in_flight_writes(&self) -> impl Iterator<Item = &WriteEntry> {
+        self.ops
+            .values()
+            .filter(|op| op.wrote)
+            .filter_map(|op| op.pay_write.as_ref())
+    }
+
     pub(super) fn next_tick(&self) -> Option<Time> {
         self.ops
             .values()
@@ -255,6 +264,13 @@ impl TokensNode {
             owner: to,
             prev: Some(prev),
         };
+        // Durable before the write leaves (records of a batch are written
+        // first): a client killed mid-pay resolves this write after its
+        // restart, before it writes the token again, as if it had ended
+        // unknown. Cleared when the pay is acknowledged.
+        out.records.push(Record::Unresolved {
+            entry: entry.clone(),
+        });
         (
             write_phase(vec![entry.clone()], Then::Paid { token, tag }),
             entry,
@@ -574,6 +590,7 @@ impl TokensNode {
             }
             Then::Paid { token, tag } => {
                 self.note_written(token, tag.clone());
+                out.records.push(Record::Resolved { token });
                 let to = match self.ops.ops.get(&req).map(|o| &o.goal) {
                     Some(Goal::Pay { to, .. }) => to.clone(),
                     _ => return,

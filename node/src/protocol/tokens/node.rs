@@ -698,6 +698,7 @@ impl Core for TokensNode {
             self.ops
                 .unresolved
                 .values()
+                .chain(self.ops.in_flight_writes())
                 .map(|entry| Record::Unresolved {
                     entry: entry.clone(),
                 }),
