@@ -240,32 +240,6 @@ impl Nemesis {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 6: healing a short fault re-sent the remaining rules with a
-    /// fixed 60 s lease, so a longer fault expired early on the node.
-    #[test]
-    fn the_rules_left_keep_the_longest_lease() {
-        let now = Instant::now();
-        let mut n = Nemesis::default();
-        let long = now + Duration::from_secs(95);
-        let short = now + Duration::from_secs(26);
-        let m = n.rules.entry("s3".into()).or_default();
-        m.insert(0, (vec![json!({"id": "omission"})], long));
-        m.insert(1, (vec![json!({"id": "delay"})], short));
-        let (rules, lease) = n.rule_set("s3", now);
-        assert_eq!((rules.len(), lease), (2, Duration::from_secs(95)));
-        // The short fault heals: the omission keeps its own lease.
-        n.rules.get_mut("s3").map(|m| m.remove(&1));
-        let (rules, lease) = n.rule_set("s3", now + Duration::from_secs(26));
-        assert_eq!(rules, vec![json!({"id": "omission"})]);
-        assert_eq!(lease, Duration::from_secs(69));
-        assert_eq!(n.rule_set("s9", now).0.len(), 0);
-    }
-}
-
 /// The params each fault takes (partition shapes are checked by their own
 /// type); anything else is a typo the run would silently ignore.
 fn known_params(fault: &str) -> Option<&'static [&'static str]> {
@@ -501,4 +475,30 @@ pub(crate) fn partition_shape(
                 .with_context(|| format!("bad partition params {}", f.params))?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6: healing a short fault re-sent the remaining rules with a
+    /// fixed 60 s lease, so a longer fault expired early on the node.
+    #[test]
+    fn the_rules_left_keep_the_longest_lease() {
+        let now = Instant::now();
+        let mut n = Nemesis::default();
+        let long = now + Duration::from_secs(95);
+        let short = now + Duration::from_secs(26);
+        let m = n.rules.entry("s3".into()).or_default();
+        m.insert(0, (vec![json!({"id": "omission"})], long));
+        m.insert(1, (vec![json!({"id": "delay"})], short));
+        let (rules, lease) = n.rule_set("s3", now);
+        assert_eq!((rules.len(), lease), (2, Duration::from_secs(95)));
+        // The short fault heals: the omission keeps its own lease.
+        n.rules.get_mut("s3").map(|m| m.remove(&1));
+        let (rules, lease) = n.rule_set("s3", now + Duration::from_secs(26));
+        assert_eq!(rules, vec![json!({"id": "omission"})]);
+        assert_eq!(lease, Duration::from_secs(69));
+        assert_eq!(n.rule_set("s9", now).0.len(), 0);
+    }
 }

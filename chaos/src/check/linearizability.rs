@@ -242,12 +242,10 @@ pub fn check<M: Model>(
 ) -> Result<CheckResult, CheckError> {
     let started = Instant::now();
     let partitions = prepare(model, history)?;
-    let shared = Shared::new();
+    let shared = Shared::new(1);
     let mut outcomes: Vec<Option<SearchOutcome>> = (0..partitions.len()).map(|_| None).collect();
     for (index, partition) in partitions.iter().enumerate() {
-        let outcome = check_partition(
-            model, history, partition, index, options, started, &shared, 1,
-        );
+        let outcome = check_partition(model, history, partition, index, options, started, &shared);
         // Partitions come smallest first, so the first invalid one is the one to report. A
         // global bound ends the check; the cache bound is per partition, so later partitions
         // may still be decided (and an invalid one beats unknown).
@@ -291,11 +289,11 @@ where
     if partitions.len() < 2 {
         return check(model, history, options);
     }
-    let shared = Shared::new();
+    let workers = threads.min(partitions.len());
+    let shared = Shared::new(workers);
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<SearchOutcome>>> =
         Mutex::new((0..partitions.len()).map(|_| None).collect());
-    let workers = threads.min(partitions.len());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -308,9 +306,8 @@ where
                 {
                     break;
                 }
-                let outcome = check_partition(
-                    model, history, partition, index, options, started, &shared, workers,
-                );
+                let outcome =
+                    check_partition(model, history, partition, index, options, started, &shared);
                 match &outcome {
                     SearchOutcome::NotLinearizable(_) if !options.all_partitions => {
                         shared.first_invalid.fetch_min(index, Ordering::Relaxed);
@@ -358,8 +355,6 @@ fn check_partition<M: Model>(
     options: &CheckOptions,
     started: Instant,
     shared: &Shared,
-    // Partitions searched at once: each gets this share of the memory bound.
-    concurrent: usize,
 ) -> SearchOutcome {
     let mut budget = Budget {
         deadline: options.time_limit.map(|d| started + d),
@@ -367,7 +362,7 @@ fn check_partition<M: Model>(
         cache_limit: options.cache_limit.unwrap_or(usize::MAX),
         memory_limit: options
             .memory_limit
-            .map_or(usize::MAX, |m| m / concurrent.max(1)),
+            .map_or(usize::MAX, |m| m / shared.concurrent),
         first_chain_bound: options.unknown_run_bound,
         shared,
         index,
@@ -476,14 +471,17 @@ struct Shared {
     first_invalid: AtomicUsize,
     /// A global bound was hit.
     stopped: AtomicBool,
+    /// Partitions searched at once: each gets this share of the memory bound.
+    concurrent: usize,
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(concurrent: usize) -> Self {
         Shared {
             steps: AtomicU64::new(0),
             first_invalid: AtomicUsize::new(usize::MAX),
             stopped: AtomicBool::new(false),
+            concurrent: concurrent.max(1),
         }
     }
 }
