@@ -23,6 +23,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(20);
 #[derive(Default)]
 pub struct Nemesis {
     rules: BTreeMap<String, BTreeMap<usize, (Vec<Value>, Instant)>>,
+    /// Open kill and pause windows per (node, fault): a node comes back
+    /// only when the last window that holds it down heals.
+    held: BTreeMap<(String, &'static str), usize>,
 }
 
 /// A list of strings among the params, if present.
@@ -66,14 +69,20 @@ impl Nemesis {
                 let mut results = Vec::new();
                 for t in &f.targets {
                     match f.fault.as_str() {
-                        "kill" => c.kill(t),
+                        "kill" => {
+                            *self.held.entry((t.clone(), "kill")).or_default() += 1;
+                            c.kill(t);
+                        }
                         // A pause of a node that is down does nothing: say so.
                         "pause" if !c.is_running(t) => {
                             results.push(
                                 json!({"node": t, "skipped": "not running, nothing to pause"}),
                             );
                         }
-                        "pause" => c.pause(t),
+                        "pause" => {
+                            *self.held.entry((t.clone(), "pause")).or_default() += 1;
+                            c.pause(t);
+                        }
                         "transform" => {
                             let r = http
                                 .post(format!("{}/ops", c.admin_url(t)))
@@ -129,7 +138,18 @@ impl Nemesis {
             }
             "process" => {
                 for t in &f.targets {
-                    match f.fault.as_str() {
+                    let kind: &'static str = match f.fault.as_str() {
+                        "kill" => "kill",
+                        "pause" => "pause",
+                        _ => continue,
+                    };
+                    // Another window of the same kind still holds the node.
+                    let open = self.held.entry((t.clone(), kind)).or_default();
+                    *open = open.saturating_sub(1);
+                    if *open > 0 {
+                        continue;
+                    }
+                    match kind {
                         "kill" => {
                             c.start(t)?;
                             // It comes back with no rules; faults still in
@@ -160,6 +180,7 @@ impl Nemesis {
             p.heal();
         }
         self.rules.clear();
+        self.held.clear();
         for id in c.cluster.ids() {
             let _ = http
                 .delete(format!("{}/faults", c.admin_url(&id)))

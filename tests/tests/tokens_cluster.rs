@@ -328,6 +328,42 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         let metrics = metrics_until(&c, "s2", counted).await;
         assert!(counted(&metrics), "no {action} counted:\n{metrics}");
     }
+    // A delay is a lower bound even under reordering (issue 6: a full
+    // reorder window was released at once, and a pay took 1.8 ms under a
+    // 20 ms delay). Every server's replies wait 30 ms; a pay is a read and a
+    // write, each needing a majority of replies. Every message is sent twice,
+    // so each reply fills the window of 2 at once.
+    let slow = json!({"rules": [
+        {"id": "slow-shuffle", "delay_ms": 30, "duplicate": 1.0, "reorder": {"window": 2, "max_hold_ms": 5}}
+    ], "lease_ms": 20000});
+    for s in ["s1", "s2", "s3"] {
+        let (status, body) = c
+            .send(
+                reqwest::Method::PUT,
+                s,
+                "/faults",
+                Some(&slow),
+                Some(faultline_e2e::SECRET),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for token in [24, 30] {
+        let t0 = std::time::Instant::now();
+        let v = until_ok(
+            &c,
+            "c1",
+            json!({"op": "pay", "token": token, "to": "c2"}),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(outcome(&v), "ok", "{v}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(60),
+            "a pay took {:?} under a 30 ms delay on every reply",
+            t0.elapsed()
+        );
+    }
     for s in ["s1", "s2", "s3"] {
         let (status, _) = c
             .send(

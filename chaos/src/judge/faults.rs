@@ -26,7 +26,7 @@
 use super::liveness::label;
 use super::scrapes::{gauge, labels_include, Labels, ScrapeIndex, Span, PROXY};
 use super::{outcome, rel_ms_json};
-use crate::record::{FaultWindow, RunRecord};
+use crate::record::{FaultWindow, RunRecord, Scrape};
 use crate::results::{CheckOutcome, FaultMeasure, Valid};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -407,6 +407,26 @@ fn matches(want: &str, got: Option<&String>) -> bool {
     want == "*" || got.is_some_and(|g| g == want)
 }
 
+/// The scrapes of a node inside a window from which its rules were surely in
+/// place: a node restarted inside the window comes back with no rules and
+/// sends until the controller re-installs them, so only the scrapes after
+/// its last restart that show rules installed measure the fault.
+fn since_rules_reinstalled(scrapes: Vec<&Scrape>) -> Vec<&Scrape> {
+    let started = |s: &Scrape| gauge(s, "faultline_process_start_time_seconds", &[]);
+    let Some(restart) = scrapes
+        .windows(2)
+        .rposition(|p| started(p[0]) != started(p[1]))
+        .map(|i| i + 1)
+    else {
+        return scrapes;
+    };
+    let from = scrapes[restart..]
+        .iter()
+        .position(|s| gauge(s, "faultline_fault_rules", &[]).is_some_and(|n| n > 0.0))
+        .map_or(scrapes.len(), |i| restart + i);
+    scrapes[from..].to_vec()
+}
+
 fn message(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> WindowResult {
     let rules = rules(&w.detail);
     if rules.is_empty() {
@@ -424,7 +444,7 @@ fn message(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> Window
             });
             continue;
         }
-        let inside = Span::inside(index.within(node, a, b));
+        let inside = Span::inside(since_rules_reinstalled(index.within(node, a, b)));
         let injected_all = inside.increase("faultline_faults_injected_total", &|_| true);
         for rule in &rules {
             let of_rule = |l: &Labels| l.get("rule").is_some_and(|r| *r == rule.id);

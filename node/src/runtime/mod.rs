@@ -115,8 +115,11 @@ impl<C: Core> Handle<C> {
     }
 }
 
-/// Messages held for reordering, each with the time it must be released.
-type Held<M> = Vec<(Instant, M)>;
+/// Messages held for reordering: the time each must be released by, the time
+/// it may leave at the earliest (its delay, when a delay rule also matched:
+/// a delay is a lower bound, even for a message released early), and the
+/// message.
+type Held<M> = Vec<(Instant, Instant, M)>;
 
 /// A message the fault layer is holding back, released later into the loop.
 enum Deferred<M> {
@@ -184,8 +187,9 @@ impl<C: Exports> Driver<C> {
         if let Some((window, max_hold)) = d.reorder {
             let key = (side, peer.to_string());
             let held = self.held.entry(key.clone()).or_default();
+            let now = Instant::now();
             for _ in 0..d.copies {
-                held.push((Instant::now() + d.delay + max_hold, msg.clone()));
+                held.push((now + d.delay + max_hold, now + d.delay, msg.clone()));
             }
             if held.len() >= window {
                 if let Some(held) = self.held.remove(&key) {
@@ -197,18 +201,35 @@ impl<C: Exports> Driver<C> {
         vec![(d.delay, msg); d.copies as usize]
     }
 
-    /// Lets held messages go, shuffled by the link's RNG.
+    /// Lets held messages go, shuffled by the link's RNG; one whose delay has
+    /// not yet passed waits out the rest of it.
     fn release(&mut self, side: Side, peer: &str, held: Held<C::Msg>) {
-        let mut msgs: Vec<C::Msg> = held.into_iter().map(|(_, m)| m).collect();
+        let mut msgs: Vec<(Instant, C::Msg)> = held.into_iter().map(|(_, nb, m)| (nb, m)).collect();
         self.faults.shuffle(peer, side, &mut msgs);
-        for msg in msgs {
+        let now = Instant::now();
+        for (not_before, msg) in msgs {
+            let wait = not_before.saturating_duration_since(now);
             match side {
-                Side::Send => self.mesh.send(peer, &msg),
-                Side::Receive => {
+                Side::Send if wait.is_zero() => self.mesh.send(peer, &msg),
+                Side::Send => self.defer(
+                    wait,
+                    Deferred::Send {
+                        to: peer.to_string(),
+                        msg,
+                    },
+                ),
+                Side::Receive if wait.is_zero() => {
                     let now = self.now();
                     self.core
                         .on_message(now, &peer.to_string(), msg, &mut self.rng, &mut self.out);
                 }
+                Side::Receive => self.defer(
+                    wait,
+                    Deferred::Deliver {
+                        from: peer.to_string(),
+                        msg,
+                    },
+                ),
             }
         }
     }
@@ -218,7 +239,7 @@ impl<C: Exports> Driver<C> {
         let due: Vec<(Side, String)> = self
             .held
             .iter()
-            .filter(|(_, v)| v.first().is_some_and(|(t, _)| *t <= now))
+            .filter(|(_, v)| v.first().is_some_and(|(t, _, _)| *t <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
