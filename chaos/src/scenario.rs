@@ -69,6 +69,7 @@ impl TryFrom<serde_yaml::Value> for Duration {
     fn try_from(v: serde_yaml::Value) -> Result<Self, String> {
         let shown = match &v {
             serde_yaml::Value::String(s) => format!("{s:?}"),
+            serde_yaml::Value::Number(n) => n.to_string(),
             other => format!("{other:?}"),
         };
         let bad = || {

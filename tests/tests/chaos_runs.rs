@@ -428,52 +428,64 @@ fn unsafe_sigint(pid: u32) {
         .status();
 }
 
+/// A local cluster kept running by `faultline-chaos up` in a scratch
+/// directory, brought down when dropped, whatever the test did.
+struct Up {
+    dir: PathBuf,
+}
+
+impl Up {
+    fn start(name: &str, cluster: &str) -> Up {
+        let scratch_dir = scratch(name);
+        let file = scratch_dir.join("cluster.yaml");
+        std::fs::write(&file, cluster).expect("cluster");
+        let up = Up {
+            dir: scratch_dir.join("local"),
+        };
+        let (code, text) = up.chaos(&[
+            "up",
+            "--cluster",
+            file.to_str().expect("utf8"),
+            "--node-bin",
+            node_bin().to_str().expect("utf8"),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
+        up
+    }
+
+    /// `faultline-chaos ARGS --dir DIR`: exit code, stdout and stderr.
+    fn chaos(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(chaos_bin())
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("faultline-chaos");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.chaos(&["down"]);
+    }
+}
+
 /// Issue 6: peers of a restarted node learn at once, by the stateless reset
 /// its new process sends for the old connection's packets, not after their
 /// idle timeout (5 s here; the cluster's keep-alive is 500 ms).
 #[test]
 fn peers_of_a_restarted_node_are_reset_at_once() {
     let _one = serial();
-    let dir = scratch("chaos-reset");
-    std::fs::write(
-        dir.join("cluster.yaml"),
-        CLUSTER.replace("idle_timeout_ms: 3000", "idle_timeout_ms: 5000"),
-    )
-    .expect("cluster");
-    let up_dir = dir.join("local");
-    let chaos = |args: &[&str]| {
-        Command::new(chaos_bin())
-            .args(args)
-            .arg("--dir")
-            .arg(&up_dir)
-            .output()
-            .expect("faultline-chaos")
-    };
-    struct Down(PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = Command::new(chaos_bin())
-                .arg("down")
-                .arg("--dir")
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _down = Down(up_dir.clone());
-    let cluster = dir.join("cluster.yaml");
-    let node_bin = node_bin();
-    let up = chaos(&[
-        "up",
-        "--cluster",
-        cluster.to_str().expect("utf8"),
-        "--node-bin",
-        node_bin.to_str().expect("utf8"),
-    ]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
+    let up = Up::start(
+        "chaos-reset",
+        &CLUSTER.replace("idle_timeout_ms: 3000", "idle_timeout_ms: 5000"),
     );
+    let up_dir = up.dir.clone();
     // The nodes that dial s3 (lower ids) hold a connection to it.
     let dialers = ["c1", "c2", "c3", "c4", "s1", "s2"];
     let log = |id: &str| {
@@ -489,8 +501,8 @@ fn peers_of_a_restarted_node_are_reset_at_once() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let restarted = Instant::now();
-    let r = chaos(&["fault", "restart", "s3"]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (code, text) = up.chaos(&["fault", "restart", "s3"]);
+    assert_eq!(code, Some(0), "{text}");
     let reset = |d: &str| log(d).contains("connection closed peer=s3 reason=reset by peer");
     while !dialers.iter().all(|d| reset(d)) && restarted.elapsed() < Duration::from_secs(8) {
         std::thread::sleep(Duration::from_millis(20));
@@ -507,44 +519,9 @@ fn peers_of_a_restarted_node_are_reset_at_once() {
 #[test]
 fn up_fault_status_down_for_a_person_at_a_terminal() {
     let _one = serial();
-    let dir = scratch("chaos-up");
-    std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("cluster");
-    let up_dir = dir.join("local");
-    let chaos = |args: &[&str]| {
-        let out = Command::new(chaos_bin())
-            .args(args)
-            .arg("--dir")
-            .arg(&up_dir)
-            .output()
-            .expect("faultline-chaos");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let cluster = dir.join("cluster.yaml");
-    let node_bin = node_bin();
-    // Whatever happens below, nothing detached may outlive the test.
-    struct Down(PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = Command::new(chaos_bin())
-                .arg("down")
-                .arg("--dir")
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _down = Down(up_dir.clone());
-    let (code, text) = chaos(&[
-        "up",
-        "--cluster",
-        cluster.to_str().expect("utf8"),
-        "--node-bin",
-        node_bin.to_str().expect("utf8"),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
+    let up = Up::start("chaos-up", CLUSTER);
+    let (up_dir, node_bin) = (up.dir.clone(), node_bin());
+    let chaos = |args: &[&str]| up.chaos(args);
     let needle = up_dir.display().to_string();
     // Detached processes may still be exec'ing when `up` returns.
     let t0 = Instant::now();
@@ -553,7 +530,8 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     }
     assert!(
         processes_mentioning(&needle).len() >= 10,
-        "nodes and proxy: {text}"
+        "nodes and proxy: {:?}",
+        processes_mentioning(&needle)
     );
     let client = |args: &[&str]| {
         Command::new(node_bin.clone())
