@@ -53,6 +53,22 @@ async fn metrics_until(c: &TestCluster, node: &str, ready: impl Fn(&str) -> bool
     }
 }
 
+/// Installs the same message fault rules on each of `nodes`.
+async fn put_faults(c: &TestCluster, nodes: &[&str], rules: &Value) {
+    for n in nodes {
+        let (status, body) = c
+            .send(
+                reqwest::Method::PUT,
+                n,
+                "/faults",
+                Some(rules),
+                Some(faultline_e2e::SECRET),
+            )
+            .await;
+        assert_eq!(status, 200, "{n}: {body}");
+    }
+}
+
 async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
     let v = until_ok(
         c,
@@ -297,18 +313,7 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
         {"id": "twice", "duplicate": 0.5},
         {"id": "slow", "at": "receive", "delay_ms": 2, "jitter_ms": 3}
     ], "lease_ms": 20000});
-    for s in ["s1", "s2", "s3"] {
-        let (status, body) = c
-            .send(
-                reqwest::Method::PUT,
-                s,
-                "/faults",
-                Some(&shuffle),
-                Some(faultline_e2e::SECRET),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    put_faults(&c, &["s1", "s2", "s3"], &shuffle).await;
     for token in [6, 12, 18] {
         let v = until_ok(
             &c,
@@ -336,18 +341,7 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
     let slow = json!({"rules": [
         {"id": "slow-shuffle", "delay_ms": 30, "duplicate": 1.0, "reorder": {"window": 2, "max_hold_ms": 5}}
     ], "lease_ms": 20000});
-    for s in ["s1", "s2", "s3"] {
-        let (status, body) = c
-            .send(
-                reqwest::Method::PUT,
-                s,
-                "/faults",
-                Some(&slow),
-                Some(faultline_e2e::SECRET),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    put_faults(&c, &["s1", "s2", "s3"], &slow).await;
     for token in [24, 30] {
         let t0 = std::time::Instant::now();
         let v = until_ok(
