@@ -97,6 +97,17 @@ fn chaos_run(scn: &Path, out: &Path, extra: &[&std::ffi::OsStr]) -> Command {
     cmd
 }
 
+/// The run came out valid (exit 0), or its checks and stderr say why not.
+fn assert_valid(r: &Run) {
+    assert_eq!(
+        r.code,
+        Some(0),
+        "not valid: {:#}\n{}",
+        r.results["checks"],
+        r.stderr
+    );
+}
+
 fn check(r: &Run, name: &str) -> Value {
     r.results["checks"]
         .as_array()
@@ -205,13 +216,7 @@ const LOSSY: &str = "duration: 10s\nseed: 7\nworkload:\n  concurrency: 3\n  rate
 #[test]
 fn message_loss_pays_no_version_twice() {
     let r = run("lossy", LOSSY);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "not valid: {}\n{}",
-        r.results["checks"],
-        r.stderr
-    );
+    assert_valid(&r);
     assert_eq!(
         check(&r, "no-double-pay")["valid"],
         true,
@@ -248,13 +253,7 @@ fn the_workload_follows_roles_after_a_transform() {
         "transform-roles",
         &format!("duration: 8s\nseed: 3\n{WORKLOAD}nemesis:\n  - {{ at: 2s, fault: transform, targets: [c1] }}\n"),
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "not valid: {}\n{}",
-        r.results["checks"],
-        r.stderr
-    );
+    assert_valid(&r);
     assert!(
         t0.elapsed() < Duration::from_secs(90),
         "took {:?}",
