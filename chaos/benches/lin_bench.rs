@@ -5,12 +5,12 @@
 //! per second on generated 100,000-operation token histories. Times are medians of repeated
 //! runs, parsing and generation excluded, single-threaded.
 
-use faultline_chaos::check::generate::{token_history, TokenWorkload};
 use faultline_chaos::check::porcupine::{load_jepsen_etcd, load_kv};
 use faultline_chaos::check::{
     check, check_parallel, CheckOptions, CheckResult, KeyValue, KvInput, KvOutput, KvValue, Model,
     Operation, Register, Verdict,
 };
+use faultline_chaos::systems::tokens::generate::{token_history, TokenWorkload};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -9,6 +9,8 @@
 //! - `platform`: where nodes run (local processes).
 //! - `nemesis`: applying and healing faults at the message, packet and
 //!   process layers; `workload`: driving clients and recording histories.
+//! - `systems`: what the controller knows of each system (workload, checks,
+//!   model), behind one trait and one registry.
 //! - `runner`: one whole run; `judge`: the checks; `report`: the outputs.
 //! - `terminal`: `up`/`down`/`status`/`fault` for a cluster kept running.
 pub mod check;
@@ -22,5 +24,6 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod systems;
 pub mod terminal;
 pub mod workload;

@@ -1,14 +1,17 @@
 //! The nemesis: applies and heals the faults of a schedule at the three
 //! layers. Message faults become rule sets in the nodes' fault layers
-//! (`PUT /faults`), packet faults become proxy settings, process faults
-//! become signals and restarts through the platform. Every fault set on a
-//! node or the proxy carries a lease, so it heals by itself if the
-//! controller dies mid-run.
+//! (`PUT /faults`), packet faults become settings of the proxy (through its
+//! control API), process faults become kills, pauses and restarts through
+//! the platform, and a system's operation faults (tokens: `transform`) are
+//! requests to the target's `/ops`. Every fault set on a node or the proxy
+//! carries a lease, so it heals by itself if the controller dies mid-run.
 
-use crate::platform::local::LocalCluster;
+use crate::platform::Platform;
 use crate::proxy::{Delay, FaultSpec, JitterDistribution, PartitionShape, Reorder};
 use crate::scenario::Scheduled;
 use anyhow::{bail, Context};
+use faultline_node::api::PutFaults;
+use faultline_node::faults::{FaultRule, Reorder as NodeReorder, Side};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,10 +25,16 @@ const LEASE_MARGIN: Duration = Duration::from_secs(20);
 /// re-sent to a node that restarts while its faults hold.
 #[derive(Default)]
 pub struct Nemesis {
-    rules: BTreeMap<String, BTreeMap<usize, (Vec<Value>, Instant)>>,
+    rules: BTreeMap<String, BTreeMap<usize, (Vec<FaultRule>, Instant)>>,
     /// Open kill and pause windows per (node, fault): a node comes back
     /// only when the last window that holds it down heals.
     held: BTreeMap<(String, &'static str), usize>,
+    /// The system's operation faults: the `/ops` body each one sends, made
+    /// from the system's typed request.
+    op_faults: BTreeMap<String, Value>,
+    /// Added to every lease beyond the fault's planned end (`None`: the
+    /// default [`LEASE_MARGIN`]).
+    margin: Option<Duration>,
 }
 
 /// A list of strings among the params, if present.
@@ -42,15 +51,31 @@ fn p(params: &Value, key: &str, default: f64) -> f64 {
 }
 
 impl Nemesis {
+    /// A nemesis for a system whose operation faults send these `/ops`
+    /// bodies (fault name -> request).
+    pub fn new(op_faults: BTreeMap<String, Value>) -> Self {
+        Nemesis {
+            op_faults,
+            ..Nemesis::default()
+        }
+    }
+
+    /// Leases end `margin` after a fault's planned end (a person at a
+    /// terminal asks for exactly `--for`).
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
     /// Applies `f`; returns the detail recorded in its fault window.
-    pub async fn apply(
+    pub async fn apply<P: Platform>(
         &mut self,
         f: &Scheduled,
-        c: &mut LocalCluster,
+        c: &mut P,
         http: &reqwest::Client,
         lease: Duration,
     ) -> anyhow::Result<Value> {
-        let lease = lease + LEASE_MARGIN;
+        let lease = lease + self.margin.unwrap_or(LEASE_MARGIN);
         match f.layer.as_str() {
             "message" => {
                 let rules = message_rules(f)?;
@@ -64,40 +89,44 @@ impl Nemesis {
                 }
                 Ok(json!({ "rules": rules }))
             }
-            "packet" => apply_packet(f, c, lease),
+            "packet" => apply_packet(f, c, lease).await,
             "process" => {
                 let mut results = Vec::new();
                 for t in &f.targets {
                     match f.fault.as_str() {
                         "kill" => {
                             *self.held.entry((t.clone(), "kill")).or_default() += 1;
-                            c.kill(t);
+                            c.kill(t).await?;
                         }
                         // A pause of a node that is down does nothing: say so.
-                        "pause" if !c.is_running(t) => {
+                        "pause" if !c.is_running(t).await => {
                             results.push(
                                 json!({"node": t, "skipped": "not running, nothing to pause"}),
                             );
                         }
                         "pause" => {
                             *self.held.entry((t.clone(), "pause")).or_default() += 1;
-                            c.pause(t);
+                            c.pause(t).await?;
                         }
-                        "transform" => {
+                        op => {
+                            let Some(body) = self.op_faults.get(op) else {
+                                bail!("unknown process fault {op:?}");
+                            };
                             let r = http
                                 .post(format!("{}/ops", c.admin_url(t)))
                                 .bearer_auth(c.secret())
                                 .timeout(Duration::from_secs(15))
-                                .json(&json!({"op": "transform"}))
+                                .json(body)
                                 .send()
                                 .await;
+                            // The answer is the system's `OpReply`, kept as
+                            // the window's evidence.
                             let v = match r {
                                 Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
                                 Err(e) => json!({"error": e.to_string()}),
                             };
                             results.push(json!({"node": t, "result": v}));
                         }
-                        other => bail!("unknown process fault {other:?}"),
                     }
                 }
                 Ok(json!({ "results": results }))
@@ -107,11 +136,11 @@ impl Nemesis {
     }
 
     /// Undoes `f` (kill -> restart, pause -> resume, rules and proxy
-    /// settings removed). Transforms are not undone.
-    pub async fn heal(
+    /// settings removed). Operation faults are not undone.
+    pub async fn heal<P: Platform>(
         &mut self,
         f: &Scheduled,
-        c: &mut LocalCluster,
+        c: &mut P,
         http: &reqwest::Client,
     ) -> anyhow::Result<()> {
         match f.layer.as_str() {
@@ -126,13 +155,13 @@ impl Nemesis {
             "packet" => {
                 // Only this fault's own partition or link faults: others that
                 // overlap it in time keep holding.
-                let proxy = c.proxy.as_ref().context("no proxy")?;
+                let proxy = c.proxy().context("this platform has no packet proxy")?;
                 let name = proxy_name(f);
                 if f.fault == "partition" {
-                    proxy.heal_named_partition(&name);
+                    proxy.heal_partition(Some(&name)).await?;
                 } else {
-                    for (a, b) in links_of(&f.targets, &c.cluster.ids()) {
-                        proxy.clear_named_faults(&name, &a, &b)?;
+                    for (a, b) in links_of(&f.targets, &c.cluster().ids()) {
+                        proxy.clear_faults(Some(&name), &a, &b).await?;
                     }
                 }
             }
@@ -151,13 +180,13 @@ impl Nemesis {
                     }
                     match kind {
                         "kill" => {
-                            c.start(t)?;
+                            c.start(t).await?;
                             // It comes back with no rules; faults still in
                             // their window must hold on it again.
                             self.push_when_up(t, c, http).await?;
                         }
                         "pause" => {
-                            c.resume(t);
+                            c.resume(t).await?;
                             // Pushes while it was paused did not get through.
                             self.push(t, c, http).await?;
                         }
@@ -171,17 +200,17 @@ impl Nemesis {
     }
 
     /// Removes every fault at every layer (quiescence).
-    pub async fn heal_all(
+    pub async fn heal_all<P: Platform>(
         &mut self,
-        c: &mut LocalCluster,
+        c: &mut P,
         http: &reqwest::Client,
     ) -> anyhow::Result<()> {
-        if let Some(p) = c.proxy.as_ref() {
-            p.heal();
+        if let Some(p) = c.proxy() {
+            p.heal_all().await?;
         }
         self.rules.clear();
         self.held.clear();
-        for id in c.cluster.ids() {
+        for id in c.cluster().ids() {
             let _ = http
                 .delete(format!("{}/faults", c.admin_url(&id)))
                 .bearer_auth(c.secret())
@@ -189,16 +218,16 @@ impl Nemesis {
                 .send()
                 .await;
         }
-        c.heal_processes()
+        c.heal_processes().await
     }
 
     /// After a restart: pushes the node's rules once its admin API answers,
     /// if it has any. Inline, so no later push can be overtaken by this one;
     /// the wait is bounded (a node that does not come back is reported).
-    async fn push_when_up(
+    async fn push_when_up<P: Platform>(
         &self,
         node: &str,
-        c: &LocalCluster,
+        c: &P,
         http: &reqwest::Client,
     ) -> anyhow::Result<()> {
         if self.rules.get(node).is_none_or(|m| m.is_empty()) {
@@ -217,10 +246,10 @@ impl Nemesis {
     /// Sends `node` the union of its rules, leased until the last of them
     /// ends. Returns whether the node answered (a node that is down cannot
     /// take rules; that is not an error of the run).
-    async fn push(
+    async fn push<P: Platform>(
         &self,
         node: &str,
-        c: &LocalCluster,
+        c: &P,
         http: &reqwest::Client,
     ) -> anyhow::Result<bool> {
         let (rules, lease) = self.rule_set(node, Instant::now());
@@ -228,8 +257,11 @@ impl Nemesis {
         let req = if rules.is_empty() {
             http.delete(url)
         } else {
-            http.put(url)
-                .json(&json!({"rules": rules, "lease_ms": lease.as_millis() as u64}))
+            http.put(url).json(&PutFaults {
+                rules,
+                lease_ms: Some(lease.as_millis() as u64),
+                seed: None,
+            })
         };
         match req
             .bearer_auth(c.secret())
@@ -248,7 +280,7 @@ impl Nemesis {
 
     /// The rules `node` must hold now and their lease: the union of its
     /// faults' rules, until the last of them ends (at least 1 ms).
-    fn rule_set(&self, node: &str, now: Instant) -> (Vec<Value>, Duration) {
+    fn rule_set(&self, node: &str, now: Instant) -> (Vec<FaultRule>, Duration) {
         let mine = self.rules.get(node);
         let rules = mine
             .map(|m| m.values().flat_map(|(r, _)| r.iter().cloned()).collect())
@@ -275,7 +307,8 @@ fn known_params(fault: &str) -> Option<&'static [&'static str]> {
         "packet_delay" => &["ms", "jitter_ms", "distribution"],
         "packet_reorder" => &["window", "hold_ms"],
         "bandwidth" => &["bytes_per_sec"],
-        "blackhole" | "kill" | "pause" | "transform" => &[],
+        "blackhole" | "kill" | "pause" => &[],
+        // A system's operation faults take none either.
         _ => return None,
     })
 }
@@ -283,7 +316,12 @@ fn known_params(fault: &str) -> Option<&'static [&'static str]> {
 /// Checks one scheduled fault's params when the scenario is loaded, through
 /// the same conversions `apply` uses, so that a fault the nodes or the proxy
 /// would refuse mid-run is refused before anything starts.
-pub fn check_params(f: &Scheduled, ids: &[String], servers: &[String]) -> Result<(), String> {
+pub fn check_params(
+    f: &Scheduled,
+    ids: &[String],
+    servers: &[String],
+    message_kinds: &[&str],
+) -> Result<(), String> {
     if let (Some(known), Some(m)) = (known_params(&f.fault), f.params.as_object()) {
         if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(format!(
@@ -306,9 +344,7 @@ pub fn check_params(f: &Scheduled, ids: &[String], servers: &[String]) -> Result
     match f.layer.as_str() {
         "message" => {
             for rule in message_rules(f).map_err(|e| e.to_string())? {
-                let rule: faultline_node::faults::FaultRule =
-                    serde_json::from_value(rule).map_err(|e| e.to_string())?;
-                rule.validate(&id_set, faultline_node::protocol::tokens::MESSAGE_KINDS)?;
+                rule.validate(&id_set, message_kinds)?;
             }
         }
         "packet" if f.fault == "partition" => {
@@ -327,7 +363,7 @@ pub fn check_params(f: &Scheduled, ids: &[String], servers: &[String]) -> Result
 }
 
 /// The node fault rules of a message-layer fault.
-pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<FaultRule>> {
     let pr = &f.params;
     let kinds = strings(pr, "kinds").unwrap_or_else(|| vec!["*".into()]);
     // Optional destinations for send-side faults; all peers by default.
@@ -342,31 +378,69 @@ pub(crate) fn message_rules(f: &Scheduled) -> anyhow::Result<Vec<Value>> {
     Ok(rules)
 }
 
-fn send_rules(f: &Scheduled, kind: &str, to: &str) -> anyhow::Result<Vec<Value>> {
-    let id = |s: &str| format!("nemesis{}-{s}", f.id);
+fn send_rules(f: &Scheduled, kind: &str, to: &str) -> anyhow::Result<Vec<FaultRule>> {
     let pr = &f.params;
-    let mut rules = Vec::new();
-    {
-        match f.fault.as_str() {
-            "omission" => {
-                let pv = p(pr, "p", 1.0);
-                rules.push(json!({"id": id("out"), "kind": kind, "drop": pv}));
-                rules.push(json!({"id": id("in"), "kind": kind, "at": "receive", "drop": pv}));
-            }
-            "drop" => rules.push(json!({"id": id("drop"), "kind": kind, "to": to, "drop": p(pr, "p", 0.5)})),
-            "delay" => rules.push(json!({"id": id("delay"), "kind": kind, "to": to, "delay_ms": p(pr, "ms", 50.0), "jitter_ms": p(pr, "jitter_ms", 0.0)})),
-            "duplicate" => rules.push(json!({"id": id("dup"), "kind": kind, "to": to, "duplicate": p(pr, "p", 0.5)})),
-            "reorder" => rules.push(json!({"id": id("reorder"), "kind": kind, "to": to, "reorder": {"window": p(pr, "window", 8.0) as u64, "max_hold_ms": p(pr, "hold_ms", 50.0) as u64}})),
-            "cut" => {
-                if to == "*" {
-                    bail!("fault {}: cut needs params.to (the peers to cut off)", f.id);
-                }
-                rules.push(json!({"id": id(&format!("cut-{to}")), "kind": kind, "to": to, "cut": true}));
-            }
-            other => bail!("unknown message fault {other:?}"),
+    let rule = |name: &str| FaultRule {
+        id: Some(format!("nemesis{}-{name}", f.id)),
+        from: "*".into(),
+        to: to.into(),
+        kind: kind.into(),
+        at: Side::Send,
+        drop: 0.0,
+        duplicate: 0.0,
+        delay_ms: 0.0,
+        jitter_ms: 0.0,
+        reorder: None,
+        cut: false,
+    };
+    Ok(match f.fault.as_str() {
+        "omission" => {
+            let pv = p(pr, "p", 1.0);
+            vec![
+                FaultRule {
+                    to: "*".into(),
+                    drop: pv,
+                    ..rule("out")
+                },
+                FaultRule {
+                    to: "*".into(),
+                    at: Side::Receive,
+                    drop: pv,
+                    ..rule("in")
+                },
+            ]
         }
-    }
-    Ok(rules)
+        "drop" => vec![FaultRule {
+            drop: p(pr, "p", 0.5),
+            ..rule("drop")
+        }],
+        "delay" => vec![FaultRule {
+            delay_ms: p(pr, "ms", 50.0),
+            jitter_ms: p(pr, "jitter_ms", 0.0),
+            ..rule("delay")
+        }],
+        "duplicate" => vec![FaultRule {
+            duplicate: p(pr, "p", 0.5),
+            ..rule("dup")
+        }],
+        "reorder" => vec![FaultRule {
+            reorder: Some(NodeReorder {
+                window: p(pr, "window", 8.0) as usize,
+                max_hold_ms: p(pr, "hold_ms", 50.0) as u64,
+            }),
+            ..rule("reorder")
+        }],
+        "cut" => {
+            if to == "*" {
+                bail!("fault {}: cut needs params.to (the peers to cut off)", f.id);
+            }
+            vec![FaultRule {
+                cut: true,
+                ..rule(&format!("cut-{to}"))
+            }]
+        }
+        other => bail!("unknown message fault {other:?}"),
+    })
 }
 
 /// The name a scheduled fault's proxy settings go under, so that faults
@@ -432,13 +506,19 @@ pub(crate) fn packet_spec(f: &Scheduled) -> anyhow::Result<FaultSpec> {
     Ok(spec)
 }
 
-fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow::Result<Value> {
-    let ids = c.cluster.ids();
-    let proxy = c.proxy.as_ref().context("no proxy")?;
+async fn apply_packet<P: Platform>(
+    f: &Scheduled,
+    c: &mut P,
+    lease: Duration,
+) -> anyhow::Result<Value> {
+    let ids = c.cluster().ids();
+    let proxy = c.proxy().context("this platform has no packet proxy")?;
     if f.fault == "partition" {
-        let shape = partition_shape(f, &ids, &c.cluster.with_role("server"))?;
+        let shape = partition_shape(f, &ids, &c.cluster().servers())?;
         let cuts: Vec<[String; 2]> = proxy
-            .named_partition(&proxy_name(f), shape.clone(), Some(lease))?
+            .partition(Some(&proxy_name(f)), &shape, Some(lease))
+            .await?
+            .blocked
             .into_iter()
             .map(|p| [p.from, p.to])
             .collect();
@@ -447,7 +527,9 @@ fn apply_packet(f: &Scheduled, c: &mut LocalCluster, lease: Duration) -> anyhow:
     let spec = packet_spec(f)?;
     let links = links_of(&f.targets, &ids);
     for (a, b) in &links {
-        proxy.set_named_faults(&proxy_name(f), a, b, spec.clone(), Some(lease))?;
+        proxy
+            .set_faults(Some(&proxy_name(f)), a, b, &spec, Some(lease))
+            .await?;
     }
     Ok(json!({"links": links, "spec": spec}))
 }
@@ -511,14 +593,18 @@ mod tests {
         let long = now + Duration::from_secs(95);
         let short = now + Duration::from_secs(26);
         let m = n.rules.entry("s3".into()).or_default();
-        m.insert(0, (vec![json!({"id": "omission"})], long));
-        m.insert(1, (vec![json!({"id": "delay"})], short));
+        let named = |id: &str| FaultRule {
+            id: Some(id.into()),
+            ..serde_json::from_value(json!({})).expect("every field has a default")
+        };
+        m.insert(0, (vec![named("omission")], long));
+        m.insert(1, (vec![named("delay")], short));
         let (rules, lease) = n.rule_set("s3", now);
         assert_eq!((rules.len(), lease), (2, Duration::from_secs(95)));
         // The short fault heals: the omission keeps its own lease.
         n.rules.get_mut("s3").map(|m| m.remove(&1));
         let (rules, lease) = n.rule_set("s3", now + Duration::from_secs(26));
-        assert_eq!(rules, vec![json!({"id": "omission"})]);
+        assert_eq!(rules, vec![named("omission")]);
         assert_eq!(lease, Duration::from_secs(69));
         assert_eq!(n.rule_set("s9", now).0.len(), 0);
     }

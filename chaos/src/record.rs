@@ -10,7 +10,6 @@
 //! - `scrapes.jsonl`: one [`Scrape`] per line, every node and the proxy
 //! - `results.json`, `junit.xml`, `report.html`: the verdict
 
-use faultline_node::runtime::history::HistoryOp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -47,11 +46,10 @@ pub struct RunMeta {
     pub start_us: u64,
     pub end_us: u64,
     pub nodes: Vec<NodeInfo>,
-    /// Tokens system: number of tokens and the owner of each at start.
+    /// What the system's checks need to know of the cluster besides its
+    /// nodes, as the system's own serde type (`ChaosSystem::meta`).
     #[serde(default)]
-    pub tokens: u64,
-    #[serde(default)]
-    pub initial_owners: Vec<String>,
+    pub system_meta: serde_json::Value,
     /// After a fault inside the model heals, ok operations must resume
     /// within this many milliseconds.
     pub liveness_bound_ms: u64,
@@ -125,12 +123,8 @@ pub struct Scrape {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryFile {
-    pub ops: Vec<HistoryOp>,
-    #[serde(default)]
-    pub truncated: u64,
-}
+/// A client's history as recorded: the node API's own `/history` type.
+pub type HistoryFile = faultline_node::api::HistoryDump;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {

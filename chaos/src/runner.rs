@@ -12,13 +12,17 @@
 use crate::judge::{self, JudgeOptions};
 use crate::nemesis::Nemesis;
 use crate::platform::local::{self, LocalCluster, LocalOptions};
+use crate::platform::{self, Platform};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
 use crate::results::Results;
 use crate::scenario::{self, Scenario, Schedule};
+use crate::systems::ChaosSystem;
 use crate::workload::{ClientDriver, Recorder, Roles};
 use crate::{prom, report};
 use anyhow::Context;
+use faultline_node::api::{HistoryDump, Outcome};
 use faultline_node::runtime::history::unix_us;
+use faultline_node::system::System;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -40,8 +44,8 @@ pub struct RunOptions {
 /// Runs a scenario; returns the judged results and the run directory.
 pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, PathBuf)> {
     let template = local::load_template(&scn.cluster_path)?;
-    let servers = template.with_role("server");
-    let clients = template.with_role("client");
+    let servers = template.servers();
+    let clients = template.clients();
     let schedule: Schedule = match &opts.replay {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join("schedule.json"))
@@ -87,8 +91,15 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
             }
         })
     };
+    let system = template.file.system.clone();
     let result = tokio::select! {
-        r = drive(scn, &schedule, &mut cluster, &run_dir, opts.quiet, &interrupted) => r,
+        r = async {
+            crate::with_chaos_system!(
+                system.as_str(),
+                |S| drive::<S, _>(scn, &schedule, &mut cluster, &run_dir, opts.quiet, &interrupted).await,
+                else Err(anyhow::anyhow!("the controller has no support for system {system:?}"))
+            )
+        } => r,
         _ = async {
             let _ = first.await;
             tokio::signal::ctrl_c().await
@@ -107,10 +118,10 @@ fn default_run_dir(name: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{name}-{secs}"))
 }
 
-async fn drive(
+async fn drive<S: ChaosSystem, P: Platform>(
     scn: &Scenario,
     schedule: &Schedule,
-    cluster: &mut LocalCluster,
+    cluster: &mut P,
     run_dir: &Path,
     quiet: bool,
     interrupted: &AtomicU64,
@@ -119,23 +130,26 @@ async fn drive(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
-    cluster.start_all()?;
-    cluster.wait_ready(&http, Duration::from_secs(30)).await?;
-    let ids = cluster.cluster.ids();
+    let ids = cluster.cluster().ids();
+    cluster.up().await?;
+    platform::wait_ready(cluster, &http, &ids, Duration::from_secs(30)).await?;
     let roles: Roles = Arc::new(std::sync::RwLock::new(
-        cluster.cluster.with_role("client").into_iter().collect(),
+        cluster.cluster().clients().into_iter().collect(),
     ));
     // Every node gets a driver (idle while it is not a client), unless the
     // scenario names the clients to drive.
     // Initial clients come first, so each keeps the seed it had by position.
     let workload_clients: Vec<String> = if scn.file.workload.clients.is_empty() {
-        let first = cluster.cluster.with_role("client");
+        let first = cluster.cluster().clients();
         let rest = ids.iter().filter(|i| !first.contains(i)).cloned();
         first.iter().cloned().chain(rest).collect()
     } else {
         scn.file.workload.clients.clone()
     };
-    let tokens = cluster.cluster.tokens_params().tokens() as u32;
+    let params = cluster
+        .cluster()
+        .params::<<S::Node as System>::Params>()
+        .context("the cluster holds no parameters of its system")?;
     let duration = Duration::from_millis(scn.file.duration.ms());
 
     // Scraper: every node and the proxy, appended to scrapes.jsonl.
@@ -146,7 +160,7 @@ async fn drive(
             .iter()
             .map(|id| (id.clone(), cluster.admin_url(id)))
             .collect();
-        let proxy = cluster.proxy.as_ref().map(|p| p.controller());
+        let proxy = cluster.proxy().cloned();
         let (http, stop) = (http.clone(), stop_scrape.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -171,11 +185,13 @@ async fn drive(
                     let _ = record::append_scrape(&mut file, &s);
                 }
                 if let Some(p) = &proxy {
+                    let t_us = unix_us();
+                    let text = p.metrics().await.ok();
                     let s = Scrape {
-                        t_us: unix_us(),
+                        t_us,
                         target: "proxy".into(),
-                        ok: true,
-                        samples: prom::parse(&p.metrics_text()),
+                        ok: text.is_some(),
+                        samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
                     };
                     let _ = record::append_scrape(&mut file, &s);
                 }
@@ -191,12 +207,12 @@ async fn drive(
     let stop = Arc::new(AtomicBool::new(false));
     let mut drivers = Vec::new();
     for (i, id) in workload_clients.iter().enumerate() {
-        let d = ClientDriver {
+        let d = ClientDriver::<S> {
             id: id.clone(),
             url: cluster.admin_url(id),
             secret: cluster.secret().to_string(),
             roles: roles.clone(),
-            tokens,
+            params: params.clone(),
             spec: scn.file.workload.clone(),
             seed: schedule.seed.wrapping_add(i as u64),
         };
@@ -204,7 +220,12 @@ async fn drive(
     }
 
     // Nemesis, on the schedule's clock.
-    let mut nemesis = Nemesis::default();
+    let mut nemesis = Nemesis::new(
+        S::OP_FAULTS
+            .iter()
+            .filter_map(|f| Some((f.to_string(), serde_json::to_value(S::op_fault(f)?).ok()?)))
+            .collect(),
+    );
     let windows: Arc<Mutex<Vec<FaultWindow>>> = Arc::default();
     // (time from start, fault index, apply?)
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
@@ -282,7 +303,7 @@ async fn drive(
                         ));
                     }
                 }
-                if f.fault == "transform" {
+                if S::OP_FAULTS.contains(&f.fault.as_str()) {
                     learn_roles(cluster, &http, &ids, &roles).await;
                 }
             } else {
@@ -320,8 +341,8 @@ async fn drive(
     let healed_us = unix_us();
     if let Ok(mut w) = windows.lock() {
         for win in w.iter_mut().filter(|w| w.end_us.is_none()) {
-            // Kills and pauses without `for` heal here; transforms are instantaneous.
-            if win.layer != "process" || win.fault != "transform" {
+            // Kills and pauses without `for` heal here; operation faults are instantaneous.
+            if win.layer != "process" || !S::OP_FAULTS.contains(&win.fault.as_str()) {
                 win.end_us = Some(healed_us);
             } else {
                 win.end_us = Some(win.start_us);
@@ -331,13 +352,14 @@ async fn drive(
     progress.done();
     let quiet_for = Duration::from_millis(scn.file.checks.quiescence.ms());
     if !cut_short() {
-        if let Err(e) = cluster.wait_ready(&http, quiet_for).await {
+        if let Err(e) = platform::wait_ready(cluster, &http, &ids, quiet_for).await {
             eprintln!("warning: {e:#}");
         }
     }
-    // Final reads with write-back put every token's latest value at a
-    // majority, so the state check can demand it. They are in the history.
-    // They go through a node that is a client now (transforms move roles).
+    // The system's final reads (tokens: with write-back, which puts every
+    // token's latest value at a majority, so the state check can demand it).
+    // They are in the history. They go through a node that is a client now
+    // (operation faults can move roles).
     learn_roles(cluster, &http, &ids, &roles).await;
     let reader = roles
         .read()
@@ -345,26 +367,25 @@ async fn drive(
         .and_then(|r| r.iter().next().cloned())
         .unwrap_or_default();
     let timeout = Duration::from_millis(scn.file.workload.op_timeout.ms().max(1000));
-    let final_reads: &[String] = if cut_short() || reader.is_empty() {
-        &[]
+    let final_reads = if cut_short() || reader.is_empty() {
+        Vec::new()
     } else {
-        &ids
+        S::final_reads(cluster.cluster())
     };
-    for owner in final_reads {
-        let body = json!({"op": "gettokens", "owner": owner});
+    for request in &final_reads {
         let t0 = Instant::now();
         loop {
-            let op = rec
-                .run(
+            let done = rec
+                .run::<S::Node>(
                     &http,
                     &cluster.admin_url(&reader),
                     cluster.secret(),
                     &reader,
-                    body.clone(),
+                    request,
                     timeout,
                 )
                 .await;
-            if op.outcome == "ok" || t0.elapsed() > quiet_for || cut_short() {
+            if done.op.outcome == Outcome::Ok || t0.elapsed() > quiet_for || cut_short() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -404,8 +425,8 @@ async fn drive(
             .send()
             .await
         {
-            if let Ok(v) = r.json::<Value>().await {
-                if v["ops"].as_array().is_some_and(|a| !a.is_empty()) {
+            if let Ok(v) = r.json::<HistoryDump>().await {
+                if !v.ops.is_empty() {
                     record::write_json(
                         &run_dir.join("node-history").join(format!("{id}.json")),
                         &v,
@@ -419,16 +440,15 @@ async fn drive(
         .into_iter()
         .map(|(c, ops)| (c, HistoryFile { ops, truncated: 0 }))
         .collect();
-    let params = cluster.cluster.tokens_params();
     let record = RunRecord {
         meta: RunMeta {
             scenario: scn.name.clone(),
-            system: cluster.cluster.file.system.clone(),
+            system: cluster.cluster().file.system.clone(),
             seed: schedule.seed,
             start_us,
             end_us,
             nodes: cluster
-                .cluster
+                .cluster()
                 .nodes
                 .iter()
                 .map(|n| NodeInfo {
@@ -436,8 +456,7 @@ async fn drive(
                     role: n.role.clone(),
                 })
                 .collect(),
-            tokens: params.tokens() as u64,
-            initial_owners: params.initial_owners.clone(),
+            system_meta: S::meta(cluster.cluster()),
             liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
             bugs: scn.file.bugs.clone(),
             interrupted_us: Some(interrupted.load(Ordering::SeqCst)).filter(|t| *t != 0),
@@ -457,29 +476,19 @@ async fn drive(
 
 /// Reads every node's role from its `/state` and sets `roles` to the nodes
 /// that are clients now. A node that does not answer keeps its last role.
-async fn learn_roles(
-    cluster: &LocalCluster,
+async fn learn_roles<P: Platform>(
+    cluster: &P,
     http: &reqwest::Client,
     ids: &[String],
     roles: &Roles,
 ) {
+    let client_roles = cluster.cluster().system.client_roles;
     for id in ids {
-        let role = match http
-            .get(format!("{}/state", cluster.admin_url(id)))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v["role"].as_str().map(String::from)),
-            Err(_) => None,
+        let Some(s) = platform::state(cluster, http, id, Duration::from_secs(2)).await else {
+            continue;
         };
-        let Some(role) = role else { continue };
         if let Ok(mut r) = roles.write() {
-            if role == "client" {
+            if client_roles.contains(&s.role.as_str()) {
                 r.insert(id.clone());
             } else {
                 r.remove(id);

@@ -6,12 +6,13 @@
 //!
 //! Errors name the file, line, field and the fix, like cluster-file errors.
 
+use crate::systems::{self, ChaosInfo};
 use faultline_node::config::{self, yaml_error, Certs, Cluster, ConfigError, Ctx};
-use faultline_node::protocol::tokens::Bugs;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,8 +34,8 @@ pub struct ScenarioFile {
     pub nemesis: Vec<FaultSpec>,
     #[serde(default)]
     pub checks: Checks,
-    /// Planted bugs switched on in the cluster (tokens: errors_as_acks,
-    /// read_without_write_back, skip_owner_check), for testing the checker.
+    /// Planted bugs of the cluster's system switched on (the names its
+    /// section's `bugs:` takes), for testing the checker.
     #[serde(default)]
     pub bugs: Vec<String>,
 }
@@ -117,7 +118,9 @@ pub struct Workload {
     pub concurrency: usize,
     /// ...or, when set, operations started per second per client (open loop).
     pub rate: Option<f64>,
-    pub mix: Mix,
+    /// Relative weights of the system's operations (its `MIX` names); empty
+    /// means the system's defaults, and a name left out weighs 0.
+    pub mix: BTreeMap<String, f64>,
     /// The controller's HTTP timeout per operation; a timeout is recorded
     /// as an unknown outcome.
     pub op_timeout: Duration,
@@ -129,30 +132,8 @@ impl Default for Workload {
             clients: Vec::new(),
             concurrency: 2,
             rate: None,
-            mix: Mix::default(),
+            mix: BTreeMap::new(),
             op_timeout: Duration(10_000),
-        }
-    }
-}
-
-/// Relative weights of the operations.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Mix {
-    /// Pay a token the client believes it owns to another client.
-    pub pay: f64,
-    /// Read an owner's tokens.
-    pub gettokens: f64,
-    /// Pay a random token, owned or not (exercises the owner checks).
-    pub pay_any: f64,
-}
-
-impl Default for Mix {
-    fn default() -> Self {
-        Mix {
-            pay: 0.7,
-            gettokens: 0.25,
-            pay_any: 0.05,
         }
     }
 }
@@ -217,7 +198,9 @@ pub const PACKET_FAULTS: &[&str] = &[
     "bandwidth",
     "blackhole",
 ];
-pub const PROCESS_FAULTS: &[&str] = &["kill", "pause", "transform"];
+/// Process faults every system has; a system adds its operation faults
+/// (tokens: `transform`).
+pub const PROCESS_FAULTS: &[&str] = &["kill", "pause"];
 
 /// One entry of the nemesis schedule as written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -225,7 +208,7 @@ pub const PROCESS_FAULTS: &[&str] = &["kill", "pause", "transform"];
 pub struct FaultSpec {
     pub at: Duration,
     /// How long it lasts; absent means until the end of the run (kill and
-    /// pause then heal at quiescence; transform needs none).
+    /// pause then heal at quiescence; a system's operation fault needs none).
     #[serde(default, rename = "for")]
     pub for_: Option<Duration>,
     pub fault: String,
@@ -409,22 +392,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
             "e.g. rate: 20",
         ));
     }
-    let m = &w.mix;
-    if [m.pay, m.gettokens, m.pay_any].iter().any(|x| *x < 0.0)
-        || m.pay + m.gettokens + m.pay_any <= 0.0
-    {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let cluster_path = base.join(&file.cluster);
+    if !cluster_path.is_file() {
         return Err(ctx.err(
-            "workload.mix",
-            "weights must be >= 0 and not all zero",
-            "e.g. mix: { pay: 0.7, gettokens: 0.3 }",
+            "cluster",
+            format!("cluster file {} does not exist", cluster_path.display()),
+            "give the cluster file's path relative to the scenario file",
         ));
     }
+    let cluster = config::load(&cluster_path, Certs::NotYet)?;
+    let Some(system) = systems::info(&cluster.file.system) else {
+        return Err(ctx.err(
+            "cluster",
+            format!(
+                "the controller has no support for system {:?}",
+                cluster.file.system
+            ),
+            "use a cluster of a system this build has",
+        ));
+    };
+    check_mix(&ctx, &w.mix, &system)?;
     for (i, b) in file.bugs.iter().enumerate() {
-        if let Err(e) = Bugs::default().enable(b) {
+        if !cluster.system.bugs.contains(b) {
             return Err(ctx.err(
                 &format!("bugs[{i}]"),
-                e,
-                format!("use one of {}", Bugs::names().join(", ")),
+                format!("{b:?} is not a planted bug of system {}", system.name),
+                format!("use one of {}", cluster.system.bugs.join(", ")),
             ));
         }
     }
@@ -434,10 +428,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
             .layer
             .clone()
             .unwrap_or_else(|| default_layer(&f.fault).to_string());
+        let process: Vec<&str> = PROCESS_FAULTS
+            .iter()
+            .chain(system.op_faults)
+            .copied()
+            .collect();
         let known = match layer.as_str() {
             "message" => MESSAGE_FAULTS,
             "packet" => PACKET_FAULTS,
-            "process" => PROCESS_FAULTS,
+            "process" => &process[..],
             other => {
                 return Err(ctx.err(
                     &field("layer"),
@@ -461,10 +460,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
                     format!("list node ids, or use one of: {}", SELECTORS.join(", ")),
                 ));
             }
-            if s == "primary" {
+            if s == "primary" && !system.has_primary {
                 return Err(ctx.err(
                     &field("targets"),
-                    "the token system has no primary",
+                    format!("system {} has no primary", system.name),
                     "select servers by id or another selector",
                 ));
             }
@@ -513,16 +512,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
             ));
         }
     }
-    let base = path.parent().unwrap_or(Path::new("."));
-    let cluster_path = base.join(&file.cluster);
-    if !cluster_path.is_file() {
-        return Err(ctx.err(
-            "cluster",
-            format!("cluster file {} does not exist", cluster_path.display()),
-            "give the cluster file's path relative to the scenario file",
-        ));
-    }
-    let cluster = config::load(&cluster_path, Certs::NotYet)?;
     let warnings = check_against_cluster(&ctx, &file, &cluster)?;
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
@@ -539,6 +528,38 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     })
 }
 
+/// The mix names the system's operations with weights >= 0, not all zero.
+fn check_mix(
+    ctx: &Ctx,
+    mix: &BTreeMap<String, f64>,
+    system: &ChaosInfo,
+) -> Result<(), ConfigError> {
+    let names: Vec<&str> = system.mix.iter().map(|m| m.name).collect();
+    let example = system
+        .mix
+        .iter()
+        .map(|m| format!("{}: {}", m.name, m.weight))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(bad) = mix.keys().find(|k| !names.contains(&k.as_str())) {
+        return Err(ctx.err(
+            &format!("workload.mix.{bad}"),
+            format!("{bad:?} is not an operation of system {}", system.name),
+            format!("use the system's operations: {}", names.join(", ")),
+        ));
+    }
+    if !mix.is_empty()
+        && (mix.values().any(|w| !(*w >= 0.0 && w.is_finite())) || mix.values().sum::<f64>() <= 0.0)
+    {
+        return Err(ctx.err(
+            "workload.mix",
+            "weights must be >= 0 and not all zero",
+            format!("e.g. mix: {{ {example} }}"),
+        ));
+    }
+    Ok(())
+}
+
 /// What can only be checked with the cluster in hand: client and target ids,
 /// every fault's params (through the same conversion the nemesis applies), and
 /// faults that would do nothing. Returns warnings for the latter.
@@ -548,7 +569,7 @@ fn check_against_cluster(
     cluster: &Cluster,
 ) -> Result<Vec<String>, ConfigError> {
     let ids = cluster.ids();
-    let clients = cluster.with_role("client");
+    let clients = cluster.clients();
     for (i, c) in file.workload.clients.iter().enumerate() {
         if !clients.contains(c) {
             return Err(ctx.err(
@@ -573,16 +594,17 @@ fn check_against_cluster(
             }
         }
     }
-    let schedule = expand(file, &cluster.with_role("server"), &clients)
+    let schedule = expand(file, &cluster.servers(), &clients)
         .map_err(|e| ctx.err("nemesis", e, "see the scenario reference in README.md"))?;
     for s in &schedule.faults {
-        crate::nemesis::check_params(s, &ids, &cluster.with_role("server")).map_err(|e| {
-            ctx.err(
-                &format!("nemesis[{}].params", s.entry),
-                format!("{} fault: {e}", s.fault),
-                "see the fault reference in README.md",
-            )
-        })?;
+        crate::nemesis::check_params(s, &ids, &cluster.servers(), cluster.system.message_kinds)
+            .map_err(|e| {
+                ctx.err(
+                    &format!("nemesis[{}].params", s.entry),
+                    format!("{} fault: {e}", s.fault),
+                    "see the fault reference in README.md",
+                )
+            })?;
     }
     // Each fault is leased on the nodes and the proxy for its window plus a
     // margin; the proxy keeps no lease longer than a day.

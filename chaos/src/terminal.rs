@@ -1,18 +1,23 @@
 //! `up`, `down`, `status` and `fault`: a local cluster kept running for a
 //! person at a terminal. `up` starts every node and a proxy process detached
 //! from the terminal and records them in `<dir>/up.json`; the other commands
-//! read that file. Faults set here use the same rules as the nemesis and
-//! hold for a lease (`--for`), so they heal by themselves.
+//! attach to it as a [`Platform`] ([`Detached`]) and fault it through the
+//! same nemesis as a run. Faults set here hold for a lease (`--for`), so they
+//! heal by themselves.
 
-use crate::nemesis::{check_params, links_of, message_rules, packet_spec};
+use crate::nemesis::Nemesis;
 use crate::platform::local::{load_template, plan};
-use crate::proxy::MAX_LEASE;
+use crate::platform::{self, Platform};
+use crate::proxy::{ProxyClient, MAX_LEASE};
 use crate::scenario::{default_layer, Scheduled};
 use anyhow::{bail, Context};
-use faultline_node::config::{self, Certs};
+use faultline_node::config::{self, Certs, Cluster};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,29 +52,30 @@ fn save_up(dir: &Path, up: &UpFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a process in its own session so it outlives this command.
+/// Starts a process in its own process group, so that it outlives this
+/// command and a Ctrl-C at the terminal does not reach it.
 fn spawn_detached(mut cmd: Command, log: &Path) -> anyhow::Result<u32> {
-    use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-    // SAFETY: setsid only detaches the child from our terminal session.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
     Ok(cmd.spawn()?.id())
+}
+
+fn pid_of(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .map(Pid::from_raw)
 }
 
 /// Whether the process exists and is not a zombie waiting to be reaped.
 fn alive(pid: u32) -> bool {
-    // SAFETY: signal 0 checks for existence only.
-    let exists =
-        libc::pid_t::try_from(pid).is_ok_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+    let exists = pid_of(pid).is_some_and(|p| send_signal(p, None).is_ok());
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
@@ -77,21 +83,134 @@ fn alive(pid: u32) -> bool {
     exists && !zombie
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(p) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on a pid this tool started.
-        unsafe {
-            libc::kill(p, sig);
+/// Sends `sig` to a process `up` started; one that is gone is not an error.
+fn signal(pid: u32, sig: Signal) {
+    if let Some(p) = pid_of(pid) {
+        if let Err(e) = send_signal(p, sig) {
+            tracing::debug!(pid, %sig, error = %e, "signal not delivered");
         }
     }
 }
 
-fn start_node(up: &UpFile, dir: &Path, id: &str) -> anyhow::Result<u32> {
-    let mut cmd = Command::new(&up.node_bin);
-    cmd.args(["run", "--cluster"])
-        .arg(&up.cluster)
-        .args(["--id", id]);
-    spawn_detached(cmd, &dir.join("logs").join(format!("{id}.log")))
+/// A cluster `up` left running, attached through its `up.json`.
+pub struct Detached {
+    dir: PathBuf,
+    up: UpFile,
+    cluster: Cluster,
+    proxy: ProxyClient,
+}
+
+impl Detached {
+    pub fn attach(dir: &Path) -> anyhow::Result<Self> {
+        let up = load_up(dir)?;
+        let cluster =
+            config::load(&up.cluster, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let proxy = ProxyClient::new(
+            reqwest::Client::new(),
+            up.proxy_url.clone(),
+            up.secret.clone(),
+        );
+        Ok(Detached {
+            dir: dir.to_path_buf(),
+            up,
+            cluster,
+            proxy,
+        })
+    }
+
+    fn pid(&self, id: &str) -> u32 {
+        self.up.pids.get(id).copied().unwrap_or(0)
+    }
+
+    fn spawn(&mut self, id: &str) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.up.node_bin);
+        cmd.args(["run", "--cluster"])
+            .arg(&self.up.cluster)
+            .args(["--id", id]);
+        let pid = spawn_detached(cmd, &self.dir.join("logs").join(format!("{id}.log")))?;
+        self.up.pids.insert(id.to_string(), pid);
+        save_up(&self.dir, &self.up)
+    }
+}
+
+impl Platform for Detached {
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn admin_url(&self, id: &str) -> String {
+        faultline_node::cli::admin_url(&self.cluster, id).unwrap_or_default()
+    }
+
+    fn proxy(&self) -> Option<&ProxyClient> {
+        Some(&self.proxy)
+    }
+
+    async fn start(&mut self, id: &str) -> anyhow::Result<()> {
+        if alive(self.pid(id)) {
+            return Ok(());
+        }
+        self.spawn(id)
+    }
+
+    async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        let pid = self.pid(id);
+        signal(pid, Signal::SIGKILL);
+        let t0 = Instant::now();
+        while alive(pid) && t0.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn pause(&mut self, id: &str) -> anyhow::Result<()> {
+        signal(self.pid(id), Signal::SIGSTOP);
+        Ok(())
+    }
+
+    async fn resume(&mut self, id: &str) -> anyhow::Result<()> {
+        signal(self.pid(id), Signal::SIGCONT);
+        Ok(())
+    }
+
+    async fn is_running(&mut self, id: &str) -> bool {
+        alive(self.pid(id))
+    }
+
+    async fn heal_processes(&mut self) -> anyhow::Result<()> {
+        for id in self.cluster.ids() {
+            let pid = self.pid(&id);
+            if alive(pid) {
+                signal(pid, Signal::SIGCONT);
+            } else {
+                self.spawn(&id)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&mut self) {
+        let all: Vec<u32> = self
+            .up
+            .pids
+            .values()
+            .copied()
+            .chain([self.up.proxy_pid])
+            .collect();
+        for p in &all {
+            signal(*p, Signal::SIGCONT);
+            signal(*p, Signal::SIGTERM);
+        }
+        let t0 = Instant::now();
+        while all.iter().any(|p| alive(*p)) && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for p in &all {
+            if alive(*p) {
+                signal(*p, Signal::SIGKILL);
+            }
+        }
+    }
 }
 
 /// `faultline-chaos up`: every node and the proxy, detached.
@@ -116,7 +235,6 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
         .context("the plan has no proxy control address")?;
     let cluster_path = std::fs::canonicalize(plan.write(dir)?)?;
     config::load(&cluster_path, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ids = template.ids();
     let proxy_path = dir.join("proxy.yaml");
 
     let me = std::env::current_exe()?;
@@ -125,125 +243,73 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
         .args(["proxy", "--config"])
         .arg(std::fs::canonicalize(&proxy_path)?);
     let proxy_pid = spawn_detached(proxy_cmd, &dir.join("logs").join("proxy.log"))?;
-    let mut up = UpFile {
-        cluster: cluster_path,
-        node_bin,
-        proxy_url: format!("http://{control}"),
-        secret,
-        proxy_pid,
-        pids: BTreeMap::new(),
-    };
-    for id in &ids {
-        let pid = start_node(&up, dir, id)?;
-        up.pids.insert(id.clone(), pid);
-    }
-    save_up(dir, &up)?;
+    save_up(
+        dir,
+        &UpFile {
+            cluster: cluster_path,
+            node_bin,
+            proxy_url: format!("http://{control}"),
+            secret,
+            proxy_pid,
+            pids: BTreeMap::new(),
+        },
+    )?;
+    let mut p = Detached::attach(dir)?;
+    p.up().await?;
     let http = reqwest::Client::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(20) {
-        let st = status_rows(&up, &http).await;
-        if st.iter().all(|(_, s)| s.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let ids = p.cluster.ids();
+    if let Err(e) = platform::wait_ready(&p, &http, &ids, Duration::from_secs(20)).await {
+        eprintln!("warning: {e:#}");
     }
-    print!("{}", render_status(&up, &http).await);
+    print!("{}", render_status(&p, &http).await);
     println!(
         "\nthe cluster is up; talk to it with\n  faultline-node client --cluster {} --id {} status\nfault it with `faultline-chaos fault ...`, stop it with `faultline-chaos down`",
-        up.cluster.display(),
-        template.with_role("client").first().cloned().unwrap_or_default()
+        p.up.cluster.display(),
+        p.cluster.clients().first().cloned().unwrap_or_default()
     );
     Ok(())
 }
 
 /// `faultline-chaos down`: stops everything `up` started.
 pub async fn down(dir: &Path) -> anyhow::Result<()> {
-    let up = load_up(dir)?;
-    let all: Vec<u32> = up.pids.values().copied().chain([up.proxy_pid]).collect();
-    for p in &all {
-        signal(*p, libc::SIGCONT);
-        signal(*p, libc::SIGTERM);
-    }
-    let t0 = Instant::now();
-    while all.iter().any(|p| alive(*p)) && t0.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for p in &all {
-        if alive(*p) {
-            signal(*p, libc::SIGKILL);
-        }
-    }
+    let mut p = Detached::attach(dir)?;
+    p.down().await;
     std::fs::remove_file(up_path(dir))?;
-    println!("stopped {} nodes and the proxy", up.pids.len());
+    println!("stopped {} nodes and the proxy", p.up.pids.len());
     Ok(())
 }
 
-async fn status_rows(up: &UpFile, http: &reqwest::Client) -> Vec<(String, Option<Value>)> {
-    let Ok(cluster) = config::load(&up.cluster, Certs::Required) else {
-        return Vec::new();
-    };
-    let mut rows = Vec::new();
-    for n in &cluster.nodes {
-        let s = match http
-            .get(format!("http://{}/state", n.admin))
+async fn render_status(p: &Detached, http: &reqwest::Client) -> String {
+    let mut out = String::new();
+    let system = p.cluster.file.system.as_str();
+    for id in p.cluster.ids() {
+        let pid = p.pid(&id);
+        let state = http
+            .get(format!("{}/state", p.admin_url(&id)))
             .timeout(Duration::from_millis(500))
             .send()
-            .await
-        {
+            .await;
+        let state = match state {
             Ok(r) => r.json::<Value>().await.ok(),
             Err(_) => None,
         };
-        rows.push((n.id.clone(), s));
-    }
-    rows
-}
-
-async fn render_status(up: &UpFile, http: &reqwest::Client) -> String {
-    let mut out = String::new();
-    for (id, s) in status_rows(up, http).await {
-        let pid = up.pids.get(&id).copied().unwrap_or(0);
-        out += &match s {
-            Some(s) => format!(
-                "{id:<6} pid {pid:<7} {:<7} epoch {:<3} {}{}\n",
-                s["role"].as_str().unwrap_or("?"),
-                s["epoch"],
-                if s["serving"] == true { "serving" } else { "" },
-                if s["frozen"] == true { " frozen" } else { "" }
-            ),
+        out += &match state.and_then(|s| faultline_node::system::status_line(system, s)) {
+            Some((role, line)) => format!("{id:<6} pid {pid:<7} {role:<7} {line}\n"),
             None if alive(pid) => format!("{id:<6} pid {pid:<7} not answering (paused?)\n"),
             None => format!("{id:<6} down\n"),
         };
     }
-    let links = http
-        .get(format!("{}/links", up.proxy_url))
-        .bearer_auth(&up.secret)
-        .timeout(Duration::from_millis(500))
-        .send()
-        .await;
-    match links {
-        Ok(r) => {
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            let faulty: Vec<String> = v["links"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|l| {
-                            l["partitioned"] == true
-                                || l["faults"].as_object().is_some_and(|f| !f.is_empty())
-                        })
-                        .map(|l| {
-                            format!(
-                                "{}->{}",
-                                l["from"].as_str().unwrap_or("?"),
-                                l["to"].as_str().unwrap_or("?")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+    match p.proxy.links().await {
+        Ok(stats) => {
+            let faulty: Vec<String> = stats
+                .links
+                .iter()
+                .filter(|l| l.partitioned || l.faults.is_some())
+                .map(|l| format!("{}->{}", l.from, l.to))
+                .collect();
             out += &format!(
                 "proxy  pid {:<7} {}\n",
-                up.proxy_pid,
+                p.up.proxy_pid,
                 if faulty.is_empty() {
                     "no packet faults".to_string()
                 } else {
@@ -257,8 +323,8 @@ async fn render_status(up: &UpFile, http: &reqwest::Client) -> String {
 }
 
 pub async fn status(dir: &Path) -> anyhow::Result<()> {
-    let up = load_up(dir)?;
-    print!("{}", render_status(&up, &reqwest::Client::new()).await);
+    let p = Detached::attach(dir)?;
+    print!("{}", render_status(&p, &reqwest::Client::new()).await);
     Ok(())
 }
 
@@ -269,9 +335,8 @@ pub async fn fault(
     params: Value,
     lease: Duration,
 ) -> anyhow::Result<()> {
-    let mut up = load_up(dir)?;
-    let cluster = config::load(&up.cluster, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ids = cluster.ids();
+    let mut p = Detached::attach(dir)?;
+    let ids = p.cluster.ids();
     let http = reqwest::Client::new();
     let Some(kind) = words.first().map(|s| s.as_str()) else {
         bail!("which fault? e.g. `fault partition s1,s2 / s3,s4,s5`, `fault omission s4 --p 1`, `fault kill s2`, `fault heal`");
@@ -296,154 +361,85 @@ pub async fn fault(
             MAX_LEASE
         );
     }
-    let lease_ms = lease.as_millis() as u64;
+    // The lease is exactly `--for`; a fault's name is unique per command so
+    // that faults set by separate commands compose.
+    let mut nemesis = Nemesis::default().with_margin(Duration::ZERO);
+    let id = (faultline_node::runtime::history::unix_us() / 1000) as usize;
     match kind {
         "heal" => {
-            http.delete(format!("{}/faults", up.proxy_url))
-                .bearer_auth(&up.secret)
-                .send()
-                .await?;
-            for n in &cluster.nodes {
-                let _ = http
-                    .delete(format!("http://{}/faults", n.admin))
-                    .bearer_auth(&up.secret)
-                    .send()
-                    .await;
-            }
-            for id in &ids {
-                let pid = up.pids.get(id).copied().unwrap_or(0);
-                if alive(pid) {
-                    signal(pid, libc::SIGCONT);
-                } else {
-                    let pid = start_node(&up, dir, id)?;
-                    up.pids.insert(id.clone(), pid);
-                }
-            }
-            save_up(dir, &up)?;
+            nemesis.heal_all(&mut p, &http).await?;
             println!("healed: packet and message faults cleared, paused nodes resumed, stopped nodes restarted");
         }
-        "kill" | "pause" | "resume" | "restart" => {
+        "resume" | "restart" => {
             let targets = list(words.get(1))?;
             for t in &targets {
-                let pid = up.pids.get(t).copied().unwrap_or(0);
-                match kind {
-                    "kill" => signal(pid, libc::SIGKILL),
-                    "pause" => signal(pid, libc::SIGSTOP),
-                    "resume" => signal(pid, libc::SIGCONT),
-                    _ => {
-                        signal(pid, libc::SIGKILL);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        let pid = start_node(&up, dir, t)?;
-                        up.pids.insert(t.clone(), pid);
-                    }
+                if kind == "resume" {
+                    p.resume(t).await?;
+                } else {
+                    p.restart(t).await?;
                 }
             }
-            save_up(dir, &up)?;
             println!("{kind}: {}", targets.join(", "));
         }
-        "partition" | "isolate" => {
-            let mut body = if kind == "isolate" {
-                let t = list(words.get(1))?;
-                let rest: Vec<String> = ids.iter().filter(|i| !t.contains(i)).cloned().collect();
-                json!({"shape": "groups", "groups": [t, rest]})
-            } else if words.get(2).map(|s| s.as_str()) == Some("/") {
-                json!({"shape": "groups", "groups": [list(words.get(1))?, list(words.get(3))?]})
-            } else {
-                let shape = words.get(1).cloned().unwrap_or_else(|| "halves".into());
-                let mut v = params.clone();
-                v["shape"] = json!(shape);
-                v
+        _ => {
+            let name = kind.replace('-', "_");
+            let mut params = params;
+            let mut targets = Vec::new();
+            let fault = match name.as_str() {
+                "isolate" => {
+                    targets = list(words.get(1))?;
+                    "partition".to_string()
+                }
+                "partition" if words.get(2).map(|s| s.as_str()) == Some("/") => {
+                    params["shape"] = json!("groups");
+                    params["groups"] = json!([list(words.get(1))?, list(words.get(3))?]);
+                    name
+                }
+                "partition" => {
+                    params["shape"] =
+                        json!(words.get(1).cloned().unwrap_or_else(|| "halves".into()));
+                    name
+                }
+                _ => {
+                    targets = list(words.get(1))?;
+                    if targets.is_empty() {
+                        bail!("name the target nodes, e.g. `fault {kind} s4`");
+                    }
+                    name
+                }
             };
-            body["lease_ms"] = json!(lease_ms);
-            let r = http
-                .post(format!("{}/partition", up.proxy_url))
-                .bearer_auth(&up.secret)
-                .json(&body)
-                .send()
-                .await?;
-            let status = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                bail!("the proxy refused the partition: {}", v["error"]);
-            }
-            println!(
-                "partitioned for {:?}: {} directions blocked",
-                lease,
-                v["blocked"].as_array().map_or(0, |a| a.len())
-            );
-        }
-        other => {
-            let name = other.replace('-', "_");
-            let layer = default_layer(&name);
+            let layer = default_layer(&fault);
             let f = Scheduled {
-                id: 0,
+                id,
                 entry: 0,
                 at_ms: 0,
-                for_ms: Some(lease_ms),
-                fault: name.clone(),
+                for_ms: Some(lease.as_millis() as u64),
+                fault,
                 layer: layer.to_string(),
-                targets: list(words.get(1))?,
+                targets,
                 params,
                 in_model: true,
             };
-            if f.targets.is_empty() {
-                bail!("name the target nodes, e.g. `fault {other} s4`");
-            }
-            check_params(&f, &ids, &cluster.with_role("server"))
-                .map_err(|e| anyhow::anyhow!("{other}: {e}"))?;
-            match layer {
-                "message" => {
-                    let rules = message_rules(&f)?;
-                    for t in &f.targets {
-                        let admin = cluster
-                            .node(t)
-                            .map(|n| n.admin.to_string())
-                            .unwrap_or_default();
-                        let r = http
-                            .put(format!("http://{admin}/faults"))
-                            .bearer_auth(&up.secret)
-                            .json(&json!({"rules": rules, "lease_ms": lease_ms}))
-                            .send()
-                            .await?;
-                        if !r.status().is_success() {
-                            bail!(
-                                "{t} refused the rules: {}",
-                                r.text().await.unwrap_or_default()
-                            );
-                        }
-                    }
-                    println!(
-                        "{other} on {} for {lease:?} (message layer)",
-                        f.targets.join(",")
-                    );
-                }
-                "packet" => {
-                    let spec = serde_json::to_value(packet_spec(&f)?)?;
-                    for (a, b) in links_of(&f.targets, &ids) {
-                        let mut body = spec.clone();
-                        body["lease_ms"] = json!(lease_ms);
-                        let r = http
-                            .put(format!("{}/links/{a}/{b}/faults", up.proxy_url))
-                            .bearer_auth(&up.secret)
-                            .json(&body)
-                            .send()
-                            .await?;
-                        if !r.status().is_success() {
-                            bail!(
-                                "the proxy refused the fault on {a}->{b}: {}",
-                                r.text().await.unwrap_or_default()
-                            );
-                        }
-                    }
-                    println!(
-                        "{other} on every link of {} for {lease:?} (packet layer)",
-                        f.targets.join(",")
-                    );
-                }
-                _ => {
-                    bail!("unknown fault {other:?}: try partition, isolate, omission, drop, delay, duplicate, reorder, packet-loss, packet-delay, blackhole, kill, pause, resume, restart, heal");
-                }
-            }
+            crate::nemesis::check_params(
+                &f,
+                &ids,
+                &p.cluster.servers(),
+                p.cluster.system.message_kinds,
+            )
+            .map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
+            let detail = nemesis
+                .apply(&f, &mut p, &http, lease)
+                .await
+                .map_err(|e| anyhow::anyhow!("{kind}: {e:#}\ntry partition, isolate, omission, drop, delay, duplicate, reorder, packet-loss, packet-delay, blackhole, kill, pause, resume, restart, heal"))?;
+            let on = if f.targets.is_empty() {
+                format!(
+                    "{} directions blocked",
+                    detail["cuts"].as_array().map_or(0, Vec::len)
+                )
+            } else {
+                f.targets.join(",")
+            };
+            println!("{kind} on {on} for {lease:?} ({layer} layer)");
         }
     }
     Ok(())

@@ -3,17 +3,19 @@
 //! around the HTTP call. Recording here rather than trusting the nodes'
 //! histories keeps the history whole when a client node is killed: an
 //! operation whose call failed or timed out is recorded as unknown, never as
-//! failed, because the node may have started it.
+//! failed, because the node may have started it. What to run next is the
+//! system's choice ([`ChaosSystem::next_op`]), from the scenario's mix.
 
 use crate::scenario::Workload as Spec;
-use faultline_node::runtime::history::{unix_us, HistoryOp};
-use rand::seq::IndexedRandom;
+use crate::systems::{ChaosSystem, OpContext};
+use faultline_node::api::{ApiError, HistoryOp, OpReply, Outcome};
+use faultline_node::runtime::history::unix_us;
+use faultline_node::system::System;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Live counters for the progress bar.
@@ -35,151 +37,178 @@ pub struct Recorder {
     pub counters: Counters,
 }
 
+/// A lock that a panicking thread left poisoned still holds the history: a
+/// lost entry could change a verdict, so recording goes on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One recorded operation and, when the node answered, its typed reply.
+pub struct Recorded<R> {
+    pub op: HistoryOp,
+    pub reply: Option<R>,
+}
+
 impl Recorder {
     /// The completed operations and, after them, those still in flight.
     pub fn take(&self) -> BTreeMap<String, Vec<HistoryOp>> {
-        let mut all = self
-            .ops
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default();
-        let pending = self
-            .pending
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default();
+        let mut all = std::mem::take(&mut *lock(&self.ops));
+        let pending = std::mem::take(&mut *lock(&self.pending));
         for op in pending.into_values() {
             all.entry(op.client.clone()).or_default().push(op);
         }
         all
     }
 
-    /// Runs one operation on `client` and records it.
-    pub async fn run(
+    /// Runs one operation of system `S` on `client` and records it.
+    pub async fn run<S: System>(
         &self,
         http: &reqwest::Client,
         url: &str,
         secret: &str,
         client: &str,
-        body: Value,
+        request: &S::Request,
         timeout: Duration,
-    ) -> HistoryOp {
-        let kind = body["op"].as_str().unwrap_or("?").to_string();
+    ) -> Recorded<S::Reply> {
+        let kind = S::request_kind(request).to_string();
+        let body = serde_json::to_value(request).unwrap_or_default();
         let invoke_us = unix_us();
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(
-                id,
-                HistoryOp {
-                    id,
-                    client: client.to_string(),
-                    kind: kind.clone(),
-                    request: body.clone(),
-                    invoke_us,
-                    complete_us: None,
-                    outcome: "pending".into(),
-                    reply: None,
-                },
-            );
-        }
-        let resp = http
-            .post(format!("{url}/ops"))
-            .bearer_auth(secret)
-            .timeout(timeout)
-            .json(&body)
-            .send()
-            .await;
-        let (outcome, reply) = match resp {
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(v) => (
-                    v["outcome"].as_str().unwrap_or("unknown").to_string(),
-                    v["reply"].clone(),
-                ),
-                Err(e) => (
-                    "unknown".to_string(),
-                    json!({"result": "unknown", "reason": format!("bad answer: {e}")}),
-                ),
-            },
-            // A refused request (400/401) was never run.
-            Ok(r) if r.status().is_client_error() => {
-                let status = r.status().as_u16();
-                (
-                    "failed".to_string(),
-                    json!({"result": "failed", "error": {"error": "refused", "detail": status}}),
-                )
-            }
-            Ok(r) => (
-                "unknown".to_string(),
-                json!({"result": "unknown", "reason": format!("HTTP {}", r.status())}),
-            ),
-            Err(e) => (
-                "unknown".to_string(),
-                json!({"result": "unknown", "reason": format!("call failed: {e}")}),
-            ),
-        };
-        let c = &self.counters;
-        match outcome.as_str() {
-            "ok" => c.ok.fetch_add(1, Ordering::Relaxed),
-            "failed" => c.failed.fetch_add(1, Ordering::Relaxed),
-            _ => c.unknown.fetch_add(1, Ordering::Relaxed),
-        };
-        let op = HistoryOp {
+        let mut op = HistoryOp {
             id,
             client: client.to_string(),
             kind,
             request: body,
             invoke_us,
-            complete_us: Some(unix_us()),
-            outcome,
-            reply: Some(reply),
+            complete_us: None,
+            outcome: Outcome::Pending,
+            reply: None,
+            note: None,
         };
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&id);
-        }
-        if let Ok(mut m) = self.ops.lock() {
-            m.entry(client.to_string()).or_default().push(op.clone());
-        }
-        op
+        lock(&self.pending).insert(id, op.clone());
+        let resp = http
+            .post(format!("{url}/ops"))
+            .bearer_auth(secret)
+            .timeout(timeout)
+            .json(request)
+            .send()
+            .await;
+        let (outcome, reply, note) = match resp {
+            Ok(r) if r.status().is_success() => match r.json::<OpReply<S::Reply>>().await {
+                Ok(v) => (v.outcome, Some(v.reply), None),
+                Err(e) => (Outcome::Unknown, None, Some(format!("bad answer: {e}"))),
+            },
+            // A refused request (400/401) was never run.
+            Ok(r) if r.status().is_client_error() => {
+                let status = r.status();
+                let why = r
+                    .json::<ApiError>()
+                    .await
+                    .map(|e| e.error)
+                    .unwrap_or_default();
+                (
+                    Outcome::Failed,
+                    None,
+                    Some(format!("refused ({status}): {why}")),
+                )
+            }
+            Ok(r) => (Outcome::Unknown, None, Some(format!("HTTP {}", r.status()))),
+            Err(e) => (Outcome::Unknown, None, Some(format!("call failed: {e}"))),
+        };
+        let c = &self.counters;
+        match outcome {
+            Outcome::Ok => c.ok.fetch_add(1, Ordering::Relaxed),
+            Outcome::Failed => c.failed.fetch_add(1, Ordering::Relaxed),
+            Outcome::Unknown | Outcome::Pending => c.unknown.fetch_add(1, Ordering::Relaxed),
+        };
+        op.complete_us = Some(unix_us());
+        op.outcome = outcome;
+        op.reply = reply
+            .as_ref()
+            .map(|r| serde_json::to_value(r).unwrap_or_default());
+        op.note = note;
+        lock(&self.pending).remove(&id);
+        lock(&self.ops)
+            .entry(client.to_string())
+            .or_default()
+            .push(op.clone());
+        Recorded { op, reply }
     }
 }
 
-/// The nodes that are clients now. Roles change with transforms; drivers
-/// read this before every operation, so none drives a node that became a
-/// server and one starts driving a server that became a client.
+/// The nodes that are clients now. Roles change with operation faults
+/// (tokens' transform); drivers read this before every operation, so none
+/// drives a node that stopped being a client and one starts driving a node
+/// that became one.
 pub type Roles = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
 
-fn is_client(roles: &Roles, id: &str) -> bool {
-    roles.read().map(|r| r.contains(id)).unwrap_or(false)
+fn clients(roles: &Roles) -> Vec<String> {
+    roles
+        .read()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The scenario's mix with the system's defaults for what it leaves out:
+/// the operation names and their weights, in the system's order.
+pub fn weights<S: ChaosSystem>(spec: &Spec) -> Vec<(&'static str, f64)> {
+    S::MIX
+        .iter()
+        .map(|m| {
+            let w = if spec.mix.is_empty() {
+                m.weight
+            } else {
+                spec.mix.get(m.name).copied().unwrap_or(0.0)
+            };
+            (m.name, w)
+        })
+        .collect()
+}
+
+/// One of `weights`' names, drawn by weight.
+fn pick(weights: &[(&'static str, f64)], rng: &mut ChaCha8Rng) -> &'static str {
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    let mut roll = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
+    for (name, w) in weights {
+        if roll < *w {
+            return name;
+        }
+        roll -= w;
+    }
+    weights.last().map_or("", |(n, _)| n)
 }
 
 /// One node's driver; it is idle while its node is not a client.
-pub struct ClientDriver {
+pub struct ClientDriver<S: ChaosSystem> {
     pub id: String,
     pub url: String,
     pub secret: String,
     pub roles: Roles,
-    pub tokens: u32,
+    pub params: Arc<<S::Node as System>::Params>,
     pub spec: Spec,
     pub seed: u64,
 }
 
-impl ClientDriver {
+impl<S: ChaosSystem> ClientDriver<S> {
     /// Runs until `stop` is set; `concurrency` loops, each paced by `rate`.
     pub async fn run(self, http: reqwest::Client, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
         let me = Arc::new(self);
-        // Tokens this client believes it owns, from its reads and pays.
-        let owned: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let beliefs: Arc<Mutex<S::Beliefs>> = Arc::default();
+        let weights = weights::<S>(&me.spec);
         let mut loops = Vec::new();
         for w in 0..me.spec.concurrency {
-            let (me, http, rec, stop, owned) = (
+            let (me, http, rec, stop, beliefs, weights) = (
                 me.clone(),
                 http.clone(),
                 rec.clone(),
                 stop.clone(),
-                owned.clone(),
+                beliefs.clone(),
+                weights.clone(),
             );
             loops.push(tokio::spawn(async move {
-                let mut rng = ChaCha8Rng::seed_from_u64(me.seed ^ (w as u64) << 32 ^ fnv(&me.id));
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    me.seed ^ (w as u64) << 32 ^ faultline_node::hash::fnv1a(me.id.as_bytes()),
+                );
                 let pace = me
                     .spec
                     .rate
@@ -187,26 +216,33 @@ impl ClientDriver {
                 let timeout = Duration::from_millis(me.spec.op_timeout.ms().max(100));
                 // Bounded by the stop flag, which the controller always sets.
                 while !stop.load(Ordering::Relaxed) {
-                    if !is_client(&me.roles, &me.id) {
+                    let clients = clients(&me.roles);
+                    if !clients.contains(&me.id) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                     let t0 = tokio::time::Instant::now();
-                    let body = me.next_op(&mut rng, &owned);
-                    let op = rec
-                        .run(&http, &me.url, &me.secret, &me.id, body, timeout)
+                    let ctx = OpContext {
+                        me: &me.id,
+                        clients: &clients,
+                        params: &me.params,
+                    };
+                    let op = pick(&weights, &mut rng);
+                    let request = S::next_op(&ctx, op, &beliefs, &mut rng);
+                    let done = rec
+                        .run::<S::Node>(&http, &me.url, &me.secret, &me.id, &request, timeout)
                         .await;
-                    me.learn(&op, &owned);
-                    if became_server(&op) {
-                        // The runner learns roles after a transform; this
-                        // driver saw it first.
-                        if let Ok(mut r) = me.roles.write() {
-                            r.remove(&me.id);
+                    if let Some(reply) = &done.reply {
+                        S::learn(&me.id, &beliefs, &request, reply);
+                        if S::left_clients(reply) {
+                            // The runner learns roles after an operation
+                            // fault; this driver saw it first.
+                            if let Ok(mut r) = me.roles.write() {
+                                r.remove(&me.id);
+                            }
                         }
                     }
-                    if op.outcome != "ok"
-                        && op.reply.as_ref().is_some_and(|r| r["result"] == "unknown")
-                    {
+                    if done.op.outcome == Outcome::Unknown {
                         // The node may be down: do not spin.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -220,78 +256,23 @@ impl ClientDriver {
             let _ = l.await;
         }
     }
-
-    fn next_op(&self, rng: &mut ChaCha8Rng, owned: &Mutex<Vec<u32>>) -> Value {
-        let m = &self.spec.mix;
-        let total = m.pay + m.gettokens + m.pay_any;
-        let roll = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
-        let clients: Vec<String> = self
-            .roles
-            .read()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default();
-        let others: Vec<&String> = clients.iter().filter(|c| **c != self.id).collect();
-        let to = others
-            .choose(rng)
-            .map(|s| s.as_str())
-            .unwrap_or(self.id.as_str())
-            .to_string();
-        if roll < m.pay {
-            let token = owned.lock().ok().and_then(|mut o| {
-                if o.is_empty() {
-                    None
-                } else {
-                    let i = rng.random_range(0..o.len());
-                    Some(o.swap_remove(i))
-                }
-            });
-            match token {
-                Some(token) => json!({"op": "pay", "token": token, "to": to}),
-                // Nothing known: read our own tokens first.
-                None => json!({"op": "gettokens", "owner": self.id}),
-            }
-        } else if roll < m.pay + m.gettokens {
-            let owner = if rng.random_bool(0.5) {
-                self.id.clone()
-            } else {
-                clients
-                    .choose(rng)
-                    .cloned()
-                    .unwrap_or_else(|| self.id.clone())
-            };
-            json!({"op": "gettokens", "owner": owner})
-        } else {
-            json!({"op": "pay", "token": rng.random_range(0..self.tokens.max(1)), "to": to})
-        }
-    }
-
-    fn learn(&self, op: &HistoryOp, owned: &Mutex<Vec<u32>>) {
-        let Some(reply) = &op.reply else { return };
-        if op.outcome == "ok" && reply["result"] == "tokens" && reply["owner"] == self.id.as_str() {
-            if let (Some(list), Ok(mut o)) = (reply["tokens"].as_array(), owned.lock()) {
-                o.clear();
-                o.extend(list.iter().filter_map(|t| t[0].as_u64()).map(|t| t as u32));
-            }
-        }
-    }
 }
 
-/// The node refused because it is a server now.
-fn became_server(op: &HistoryOp) -> bool {
-    let error = op
-        .reply
-        .as_ref()
-        .and_then(|r| r.get("error"))
-        .and_then(|e| e.get("error"))
-        .and_then(Value::as_str);
-    matches!(
-        error,
-        Some("servers_cannot_pay" | "servers_cannot_get_tokens")
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    #[test]
+    fn picks_follow_the_weights_and_skip_zero() {
+        let w = [("a", 3.0), ("b", 0.0), ("c", 1.0)];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut count: BTreeMap<&str, u32> = BTreeMap::new();
+        for _ in 0..4000 {
+            *count.entry(pick(&w, &mut rng)).or_default() += 1;
+        }
+        assert_eq!(count.get("b"), None);
+        let a = f64::from(count["a"]);
+        let c = f64::from(count["c"]);
+        assert!((a / c - 3.0).abs() < 0.4, "a {a} c {c}");
+    }
 }

@@ -10,7 +10,7 @@ use faultline_chaos::record::{
     append_scrape, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Sample, Scrape,
 };
 use faultline_chaos::results::{CheckOutcome, Results, Valid, EXPERIMENT_CHECKS};
-use faultline_node::runtime::history::HistoryOp;
+use faultline_node::api::{HistoryOp, Outcome};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -28,8 +28,9 @@ fn op(client: &str, kind: &str, request: Value, from_ms: u64, to_ms: u64) -> His
         request,
         invoke_us: at(from_ms),
         complete_us: Some(at(to_ms)),
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         reply: None,
+        note: None,
     }
 }
 
@@ -38,13 +39,13 @@ fn pay(
     client: &str,
     token: u64,
     to: &str,
-    outcome: &str,
+    outcome: Outcome,
     reply: Value,
     from_ms: u64,
     to_ms: u64,
 ) -> HistoryOp {
     HistoryOp {
-        outcome: outcome.into(),
+        outcome,
         reply: Some(reply),
         ..op(
             client,
@@ -59,17 +60,17 @@ fn pay(
 fn paid(client: &str, token: u64, to: &str, version: u64, from_ms: u64, to_ms: u64) -> HistoryOp {
     let reply = json!({"result": "paid", "token": token,
         "tag": {"version": version, "writer": client, "nonce": from_ms}});
-    pay(client, token, to, "ok", reply, from_ms, to_ms)
+    pay(client, token, to, Outcome::Ok, reply, from_ms, to_ms)
 }
 
 fn pay_unknown(client: &str, token: u64, to: &str, from_ms: u64, to_ms: u64) -> HistoryOp {
     let reply = json!({"result": "unknown", "reason": "deadline passed after the write"});
-    pay(client, token, to, "unknown", reply, from_ms, to_ms)
+    pay(client, token, to, Outcome::Unknown, reply, from_ms, to_ms)
 }
 
 fn pay_failed(client: &str, token: u64, to: &str, from_ms: u64, to_ms: u64) -> HistoryOp {
     let reply = json!({"result": "failed", "error": {"error": "no_quorum", "detail": "read"}});
-    pay(client, token, to, "failed", reply, from_ms, to_ms)
+    pay(client, token, to, Outcome::Failed, reply, from_ms, to_ms)
 }
 
 fn read(owner: &str, tokens: &[(u64, u64)], from_ms: u64, to_ms: u64) -> HistoryOp {
@@ -107,8 +108,9 @@ fn scrape(ms: u64, target: &str, samples: Vec<Sample>) -> Scrape {
 
 fn server_state(tokens: &[(u64, &str, u64, &str)]) -> Value {
     json!({
-        "system": "tokens", "role": "server", "epoch": 1, "servers": ["s1", "s2", "s3"],
-        "serving": true, "frozen": false,
+        "system": "tokens", "id": "s?", "role": "server", "ready": true, "epoch": 1,
+        "servers": ["s1", "s2", "s3"], "serving": true, "frozen": false,
+        "pending_ops": 0, "transforming": false,
         "tokens": tokens.iter().enumerate().map(|(i, (v, w, n, o))|
             json!({"token": i, "version": v, "writer": w, "nonce": n, "owner": o}))
             .collect::<Vec<_>>(),
@@ -233,8 +235,7 @@ fn clean_run() -> RunRecord {
                     .into(),
                 })
                 .collect(),
-            tokens: 2,
-            initial_owners: vec!["c1".into(), "c2".into()],
+            system_meta: json!({"tokens": 2, "initial_owners": ["c1", "c2"]}),
             liveness_bound_ms: 3_000,
             bugs: Vec::new(),
             interrupted_us: None,

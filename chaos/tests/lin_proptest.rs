@@ -12,7 +12,10 @@
 
 use faultline_chaos::check::{
     check, CheckOptions, KeyValue, KvInput, KvOutput, KvValue, Model, Operation, Outcome, Register,
-    RegisterInput, RegisterOutput, Token, TokenInput, TokenOp, TokenOutput, TokenState, Verdict,
+    RegisterInput, RegisterOutput, Verdict,
+};
+use faultline_chaos::systems::tokens::model::{
+    Token, TokenInput, TokenOp, TokenOutput, TokenState,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

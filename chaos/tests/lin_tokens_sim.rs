@@ -4,9 +4,9 @@
 //! catches what state checks cannot (a read that goes back in time, a pay
 //! that succeeds without ownership). Planted bugs must be caught here too.
 
-use faultline_chaos::check::{
-    check, CheckOptions, Operation, Outcome, Token, TokenInput, TokenOp, TokenOutput, TokenState,
-    Verdict,
+use faultline_chaos::check::{check, CheckOptions, Operation, Outcome, Verdict};
+use faultline_chaos::systems::tokens::model::{
+    Token, TokenInput, TokenOp, TokenOutput, TokenState,
 };
 use faultline_node::protocol::tokens::simulation::run_seed;
 use faultline_node::protocol::tokens::{Bugs, OpError, Reply, Request, TokensNode};

@@ -252,18 +252,14 @@ impl FaultEngine {
 /// The seed of one link's RNG: (run seed, node, peer, side), mixed with FNV-1a
 /// so it does not depend on the standard library's hasher.
 fn link_seed(seed: u64, node: &str, peer: &str, at: Side) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in node
-        .bytes()
-        .chain([0])
-        .chain(peer.bytes())
-        .chain([0])
-        .chain(at.as_str().bytes())
-    {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::hash::fnv1a_from(
+        crate::hash::FNV_OFFSET ^ seed,
+        node.bytes()
+            .chain([0])
+            .chain(peer.bytes())
+            .chain([0])
+            .chain(at.as_str().bytes()),
+    )
 }
 
 #[cfg(test)]

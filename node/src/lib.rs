@@ -12,12 +12,18 @@
 //!   client history, load generator.
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`cli`]: the `faultline-node client` verbs and prompt.
+//! - [`system`]: the seam every system implements, and the registry.
+//! - [`api`]: the typed admin API shared with the controller.
+//! - [`hash`]: FNV-1a for reproducible seeds.
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod faults;
+pub mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;
+pub mod system;
 pub mod transport;

@@ -2,12 +2,10 @@
 //! cluster file, `check` validates a file, `certs` makes the cluster's
 //! certificates, `client` runs the client verbs against running nodes.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use faultline_node::cli;
 use faultline_node::config::{self, Certs, ConfigError};
 use faultline_node::runtime::{self, RunOptions};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,7 +65,8 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// pay <token> <to> | gettokens [owner] | status | tokenstatus <server> | transform [node] | history | load <s> [workers]
+        /// A verb and its arguments (`help` lists the cluster's system's verbs).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         verb: Vec<String>,
     },
 }
@@ -183,22 +182,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result: anyhow::Result<bool> = rt.block_on(async {
-                let client = cli::Client::new(c, &id).context("client")?;
-                if verb.is_empty() {
-                    client.prompt(json).await?;
-                    return Ok(true);
-                }
-                let out = client.run(&verb).await?;
-                let text = if json {
-                    out.json.to_string()
-                } else {
-                    out.human
-                };
-                // A closed pipe (`| head`) is not an error worth a panic.
-                let _ = writeln!(std::io::stdout(), "{text}");
-                Ok(out.ok)
-            });
+            let result = rt.block_on(cli::main(c, &id, json, &verb));
             match result {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,

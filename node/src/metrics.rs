@@ -1,4 +1,6 @@
-//! One Prometheus registry per process, and every metric the node exports.
+//! One Prometheus registry per process, and the metrics every node exports
+//! whatever its system (a system registers its own gauges on the same
+//! registry through the system seam).
 //! Names follow Prometheus conventions (`faultline_` prefix, `_total` for
 //! counters, seconds for durations); each is documented in README.md.
 
@@ -20,10 +22,6 @@ pub struct Metrics {
     pub fault_rules: IntGauge,
     pub ops: IntCounterVec,
     pub op_duration: HistogramVec,
-    pub token_version: IntGaugeVec,
-    pub token_owner: IntGaugeVec,
-    pub config_epoch: IntGauge,
-    pub serving: IntGauge,
     pub role: IntGaugeVec,
     pub wal_bytes: IntCounterVec,
     pub start_time: Gauge,
@@ -99,7 +97,7 @@ impl Metrics {
         Metrics {
             messages_sent: counter(&r, "faultline_messages_sent_total", "Protocol messages handed to the transport, by peer and kind.", &["peer", "kind"]),
             messages_received: counter(&r, "faultline_messages_received_total", "Protocol messages received and decoded, by peer and kind.", &["peer", "kind"]),
-            messages_dropped: counter(&r, "faultline_messages_dropped_total", "Messages the transport dropped, by peer and reason (queue_full, connection_lost, encode).", &["peer", "reason"]),
+            messages_dropped: counter(&r, "faultline_messages_dropped_total", "Messages dropped before the wire, by peer and reason (queue_full, connection_lost, encode, delay_full).", &["peer", "reason"]),
             frame_errors: counter(&r, "faultline_frame_errors_total", "Frames that did not decode or were too large; the connection is closed.", &["peer"]),
             connections: gauge_vec(&r, "faultline_connections", "1 while a QUIC connection to the peer is up.", &["peer"]),
             connection_events: counter(&r, "faultline_connection_events_total", "Connection lifecycle events by peer and event (connected, closed, dial_failed).", &["peer", "event"]),
@@ -108,10 +106,6 @@ impl Metrics {
             fault_rules: gauge(&r, "faultline_fault_rules", "Message fault rules currently installed."),
             ops: counter(&r, "faultline_ops_total", "Client operations completed, by kind and outcome (ok, failed, unknown).", &["kind", "outcome"]),
             op_duration,
-            token_version: gauge_vec(&r, "faultline_token_version", "Version of each token in this server's table.", &["token"]),
-            token_owner: gauge_vec(&r, "faultline_token_owner", "Owner of each token in this server's table, as the owner's index in the cluster file's node list.", &["token"]),
-            config_epoch: gauge(&r, "faultline_config_epoch", "Configuration epoch this node knows."),
-            serving: gauge(&r, "faultline_serving", "1 when this node serves as a server of the current configuration."),
             role: gauge_vec(&r, "faultline_role", "1 for the node's current role.", &["role"]),
             wal_bytes: counter(&r, "faultline_wal_bytes_total", "Bytes appended to the durable log, by operation (append, compact).", &["op"]),
             start_time,

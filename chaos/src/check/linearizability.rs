@@ -1535,8 +1535,7 @@ mod tests {
     use super::*;
     use crate::check::history::Outcome;
     use crate::check::model::{
-        KeyValue, KvInput, KvOutput, Register, RegisterInput as RI, RegisterOutput as RO, Token,
-        TokenInput, TokenOp, TokenOutput, TokenState,
+        KeyValue, KvInput, KvOutput, Register, RegisterInput as RI, RegisterOutput as RO,
     };
 
     fn run<M: Model>(model: &M, h: &[Operation<M::Input, M::Output>]) -> CheckResult {
@@ -1733,94 +1732,6 @@ mod tests {
         let mut bad = h.clone();
         bad.push(ok(1, KvInput::get("k"), 7, 8, v("bab")));
         assert_eq!(run(&KeyValue, &bad).verdict, Verdict::Invalid);
-    }
-
-    fn pay(token: u64, from: &str, to: &str) -> TokenInput {
-        TokenInput {
-            token,
-            op: TokenOp::Pay {
-                from: from.into(),
-                to: to.into(),
-            },
-        }
-    }
-
-    fn read(token: u64) -> TokenInput {
-        TokenInput {
-            token,
-            op: TokenOp::Read,
-        }
-    }
-
-    fn seen(version: u64, owner: &str) -> TokenOutput {
-        TokenOutput::State(TokenState {
-            version,
-            owner: owner.into(),
-        })
-    }
-
-    #[test]
-    fn token_pays_and_reads() {
-        let m = Token::faultline(6, 3);
-        let h = vec![
-            ok(1, pay(0, "1", "2"), 0, 2, TokenOutput::Paid { version: 2 }),
-            ok(3, pay(0, "3", "1"), 1, 3, TokenOutput::NotOwned),
-            ok(2, read(0), 1, 4, seen(1, "1")),
-            ok(2, pay(0, "2", "3"), 5, 6, TokenOutput::Paid { version: 3 }),
-            ok(1, read(3), 0, 1, seen(1, "1")),
-            ok(2, pay(1, "2", "3"), 0, 1, TokenOutput::Paid { version: 2 }),
-            ok(3, read(1), 2, 3, seen(2, "3")),
-        ];
-        let r = run(&m, &h);
-        assert_eq!(r.verdict, Verdict::Valid);
-        assert_eq!(r.partitions_total, 3);
-    }
-
-    #[test]
-    fn token_racing_pays_both_acknowledged_is_invalid() {
-        // The seeds' known bug: two concurrent pays of one token at the same version both win.
-        let m = Token::faultline(6, 3);
-        let h = vec![
-            ok(1, pay(0, "1", "2"), 0, 3, TokenOutput::Paid { version: 2 }),
-            ok(4, pay(0, "1", "3"), 1, 4, TokenOutput::Paid { version: 2 }),
-            ok(2, read(1), 0, 1, seen(1, "2")),
-        ];
-        let r = run(&m, &h);
-        assert_eq!(r.verdict, Verdict::Invalid);
-        let cx = r.counterexample.expect("counter-example");
-        assert_eq!(cx.partition, "token 0");
-        assert_eq!(cx.prefix.len(), 1);
-        assert_eq!(cx.unplaced.len(), 1);
-    }
-
-    #[test]
-    fn token_unknown_pay() {
-        let m = Token::faultline(6, 3);
-        let landed = vec![
-            unknown(1, pay(0, "1", "2"), 0),
-            ok(5, read(0), 1, 2, seen(1, "1")),
-            ok(5, read(0), 3, 4, seen(2, "2")),
-            ok(2, pay(0, "2", "3"), 5, 6, TokenOutput::Paid { version: 3 }),
-        ];
-        assert_eq!(run(&m, &landed).verdict, Verdict::Valid);
-        let lost = vec![
-            unknown(1, pay(0, "1", "2"), 0),
-            ok(5, read(0), 3, 4, seen(1, "1")),
-            ok(6, pay(0, "1", "3"), 5, 6, TokenOutput::Paid { version: 2 }),
-        ];
-        assert_eq!(run(&m, &lost).verdict, Verdict::Valid);
-        let back = vec![
-            unknown(1, pay(0, "1", "2"), 0),
-            ok(5, read(0), 3, 4, seen(2, "2")),
-            ok(5, read(0), 5, 6, seen(1, "1")),
-        ];
-        assert_eq!(run(&m, &back).verdict, Verdict::Invalid);
-        // Not the owner's pay never lands.
-        let stranger = vec![
-            unknown(1, pay(0, "2", "3"), 0),
-            ok(5, read(0), 3, 4, seen(2, "3")),
-        ];
-        assert_eq!(run(&m, &stranger).verdict, Verdict::Invalid);
     }
 
     #[test]

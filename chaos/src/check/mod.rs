@@ -4,13 +4,11 @@
 //! - [`history`]: what a recorded client history is (operations with call/return times and
 //!   possibly unknown outcomes), plus the call/return event form histories are recorded in.
 //! - [`model`]: the sequential specifications a history is judged against (`Model`), and the
-//!   models faultline needs: a register, a key-value store and the tokens system.
+//!   generic models: a register and a key-value store (a system's model lives in its folder).
 //! - [`linearizability`]: the Wing-Gong-Lowe search with P-compositionality, bounds and
 //!   counter-examples.
 //! - [`porcupine`]: parsers for Porcupine's public test histories, the checker's external test.
-//! - [`generate`]: seeded generators of linearizable token histories, for tests and benchmarks.
 
-pub mod generate;
 pub mod history;
 pub mod linearizability;
 pub mod model;
@@ -23,5 +21,5 @@ pub use linearizability::{
 };
 pub use model::{
     KeyValue, KvInput, KvOp, KvOutput, KvValue, Model, Partition, Register, RegisterInput,
-    RegisterOutput, Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState,
+    RegisterOutput,
 };

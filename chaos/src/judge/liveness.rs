@@ -9,7 +9,7 @@
 use super::{outcome, rel_ms, rel_ms_json};
 use crate::record::{FaultWindow, RunRecord};
 use crate::results::{Availability, CheckOutcome, Valid};
-use faultline_node::runtime::history::HistoryOp;
+use faultline_node::api::{HistoryOp, Outcome};
 use serde_json::{json, Value};
 
 const NAME: &str = "liveness";
@@ -45,7 +45,10 @@ fn availability(
         .iter()
         .filter(|o| o.invoke_us <= to_us && o.complete_us.is_none_or(|c| c > to_us))
         .count() as u64;
-    let ok = completed.iter().filter(|o| o.outcome == "ok").count() as u64;
+    let ok = completed
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok)
+        .count() as u64;
     let n = completed.len() as u64;
     Availability {
         window,
@@ -92,7 +95,7 @@ pub(crate) fn check(record: &RunRecord, ops: &[&HistoryOp]) -> (CheckOutcome, Ve
         let deadline = heal.saturating_add(bound_us);
         let first_ok = ops
             .iter()
-            .filter(|o| o.outcome == "ok")
+            .filter(|o| o.outcome == Outcome::Ok)
             .filter_map(|o| Some((o.complete_us?, *o)))
             .filter(|(c, _)| *c > heal)
             .min_by_key(|(c, _)| *c);

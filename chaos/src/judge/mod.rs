@@ -1,12 +1,9 @@
 //! The judge: turns a recorded run ([`RunRecord`]) into a verdict ([`Results`]).
 //!
 //! Every check is a pure function of the record and lives in its own file, so each can be
-//! tested on hand-built records and read on its own:
-//! - [`tokens`]: `linearizable`, the client histories against the Token model, per token;
-//!   [`shrink`] cuts a failing token's history down to a counter-example a person can read.
-//! - [`double_pay`]: `no-double-pay`, no token version made by two acknowledged pays.
-//! - [`state`]: `quiescent-state`, the servers' tables after the final read.
-//! - [`versions`]: `versions-monotonic`, the token version gauges in the scrapes.
+//! tested on hand-built records and read on its own. The system's own checks (safety of its
+//! histories and states) live in `systems/<system>/` and run through
+//! [`ChaosSystem::checks`](crate::systems::ChaosSystem::checks); the generic ones are here:
 //! - [`liveness`]: `liveness`, progress after each healed in-model fault, and availability.
 //! - [`faults`]: `faults-applied`, each fault as configured next to what was measured.
 //! - [`stats`]: operation counts, latency, messages and the timeline (no verdict).
@@ -15,22 +12,18 @@
 //! The verdict is never `false` without evidence that cannot be explained by missing data:
 //! wherever data is missing or a bound is hit, a check says `unknown` instead.
 
-mod double_pay;
 mod faults;
 mod liveness;
 mod scrapes;
-mod shrink;
-mod state;
 mod stats;
-mod tokens;
-mod versions;
 
-use crate::record::{RunMeta, RunRecord};
+use crate::record::RunRecord;
 use crate::results::{CheckOutcome, Results, Valid};
-use faultline_node::runtime::history::HistoryOp;
+use crate::systems::{ChaosSystem, Judging};
+use faultline_node::api::HistoryOp;
 use std::time::Duration;
 
-pub use tokens::{convert_history, ConvertedHistory};
+pub use scrapes::ScrapeIndex;
 
 /// The default bound on the linearizability search's memory, MiB: what a CI
 /// runner with a few GiB survives next to the cluster it judged.
@@ -77,16 +70,29 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
 
     let (live, availability) = liveness::check(record, &ops);
     let (applied, fault_measures) = faults::check(record, &index);
-    let mut checks = vec![
-        tokens::check_linearizable(record, opts),
-        double_pay::check(record, &ops),
-        state::check_quiescent(record),
-        versions::check_monotonic(&index, meta.start_us),
-        live,
-        applied,
-    ];
+    let run = Judging {
+        record,
+        ops: &ops,
+        scrapes: &index,
+        opts,
+    };
+    let (mut checks, quiescent) = crate::with_chaos_system!(
+        meta.system.as_str(),
+        |S| (S::checks(&run), S::QUIESCENT_CHECKS as &[&str]),
+        else (
+            vec![outcome(
+                "system",
+                Valid::Unknown,
+                format!("this build has no checks for system {:?}", meta.system),
+                serde_json::Value::Null,
+            )],
+            &[] as &[&str]
+        )
+    );
+    checks.push(live);
+    checks.push(applied);
     if let Some(at) = meta.interrupted_us {
-        interrupted(&mut checks, rel_ms(at, meta.start_us) / 1000.0);
+        interrupted(&mut checks, quiescent, rel_ms(at, meta.start_us) / 1000.0);
     }
 
     let mut stats = stats::stats(&ops, &index);
@@ -113,13 +119,12 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
 /// the last heal) is unknown, the history-based safety checks stand (operations
 /// in flight are pending, which they allow), and `run-complete` says why the
 /// verdict cannot be `true`.
-fn interrupted(checks: &mut Vec<CheckOutcome>, at_s: f64) {
+fn interrupted(checks: &mut Vec<CheckOutcome>, quiescent: &[&str], at_s: f64) {
     let why = format!("the run was interrupted at {at_s:.1} s, before quiescence");
     for c in checks.iter_mut() {
-        if matches!(
-            c.name.as_str(),
-            "quiescent-state" | "liveness" | "faults-applied"
-        ) {
+        if quiescent.contains(&c.name.as_str())
+            || matches!(c.name.as_str(), "liveness" | "faults-applied")
+        {
             c.valid = Valid::Unknown;
             c.summary = format!("{why}; not judged (it would have said: {})", c.summary);
         }
@@ -130,16 +135,6 @@ fn interrupted(checks: &mut Vec<CheckOutcome>, at_s: f64) {
         format!("interrupted at {at_s:.1} s"),
         serde_json::json!({ "interrupted_s": at_s }),
     ));
-}
-
-/// Tokens in the run: as recorded, or as many as have an initial owner if the count is
-/// missing.
-pub(crate) fn token_count(meta: &RunMeta) -> u64 {
-    if meta.tokens == 0 {
-        meta.initial_owners.len() as u64
-    } else {
-        meta.tokens
-    }
 }
 
 /// Milliseconds from the run's start; negative for times before it.
@@ -176,4 +171,4 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 #[cfg(test)]
-pub(crate) mod fixtures;
+pub(crate) use crate::systems::tokens::fixtures;

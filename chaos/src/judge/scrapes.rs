@@ -15,7 +15,7 @@ pub(crate) const PROXY: &str = "proxy";
 const START_TIME: &str = "faultline_process_start_time_seconds";
 
 /// Scrapes by target, each list in time order (ties keep the file's order).
-pub(crate) struct ScrapeIndex<'a> {
+pub struct ScrapeIndex<'a> {
     by_target: BTreeMap<&'a str, Vec<&'a Scrape>>,
 }
 

@@ -8,24 +8,24 @@ use super::quantile;
 use super::scrapes::{increase_over, increases, ScrapeIndex, PROXY};
 use crate::record::RunMeta;
 use crate::results::{Counts, Quantiles, Stats, TimePoint, Timeline};
-use faultline_node::runtime::history::HistoryOp;
+use faultline_node::api::{HistoryOp, Outcome};
 use std::collections::BTreeMap;
 
 const SENT: &str = "faultline_messages_sent_total";
 /// Buckets in a timeline at most; a longer run gets wider buckets.
 const MAX_BUCKETS: u64 = 100_000;
 
-fn count(c: &mut Counts, outcome: &str) {
+fn count(c: &mut Counts, outcome: Outcome) {
     match outcome {
-        "ok" => c.ok += 1,
-        "failed" => c.failed += 1,
-        _ => c.unknown += 1,
+        Outcome::Ok => c.ok += 1,
+        Outcome::Failed => c.failed += 1,
+        Outcome::Unknown | Outcome::Pending => c.unknown += 1,
     }
 }
 
 fn latency_ms(op: &HistoryOp) -> Option<f64> {
     let done = op.complete_us?;
-    (op.outcome == "ok").then(|| done.saturating_sub(op.invoke_us) as f64 / 1000.0)
+    (op.outcome == Outcome::Ok).then(|| done.saturating_sub(op.invoke_us) as f64 / 1000.0)
 }
 
 fn quantiles(mut v: Vec<f64>) -> Quantiles {
@@ -42,8 +42,8 @@ fn quantiles(mut v: Vec<f64>) -> Quantiles {
 pub(crate) fn stats(ops: &[&HistoryOp], index: &ScrapeIndex) -> Stats {
     let mut s = Stats::default();
     for op in ops {
-        count(&mut s.ops, &op.outcome);
-        count(s.by_kind.entry(op.kind.clone()).or_default(), &op.outcome);
+        count(&mut s.ops, op.outcome);
+        count(s.by_kind.entry(op.kind.clone()).or_default(), op.outcome);
     }
     s.latency_ms = quantiles(ops.iter().filter_map(|o| latency_ms(o)).collect());
     s.messages_by_kind = messages_by_kind(index);
@@ -95,7 +95,7 @@ pub(crate) fn timeline(
         let (Some(c), Some(l)) = (counts.get_mut(i), lat.get_mut(i)) else {
             continue;
         };
-        count(c, &op.outcome);
+        count(c, op.outcome);
         if let Some(ms) = latency_ms(op) {
             l.push(ms);
         }
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn counts_latency_and_buckets() {
         let mut pending = pay_unknown("c1", 0, "c2", 1_500, 10);
-        pending.outcome = "pending".into();
+        pending.outcome = Outcome::Pending;
         pending.complete_us = None;
         let h = [
             paid("c1", 0, "c2", 2, 0, 10),

@@ -9,9 +9,12 @@
 //! the controller dies (`PR_SET_PDEATHSIG`), and `Drop` kills the rest, so no
 //! process outlives a run, even one that fails or is interrupted.
 
-use crate::proxy::{ControlConfig, Link, Proxy, ProxyConfig, ProxyHandle};
+use super::Platform;
+use crate::proxy::{ControlConfig, Link, Proxy, ProxyClient, ProxyConfig, ProxyHandle};
 use anyhow::{bail, Context};
 use faultline_node::config::{self, Certs, Cluster, ClusterFile, NodeFile};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -59,7 +62,7 @@ fn loopback(port: u16) -> SocketAddr {
 pub struct LocalOptions {
     pub node_bin: PathBuf,
     pub seed: u64,
-    /// Planted bugs to switch on (tokens).
+    /// Planted bugs of the cluster's system to switch on.
     pub bugs: Vec<String>,
 }
 
@@ -74,9 +77,9 @@ pub struct LocalCluster {
     pub cluster: Cluster,
     node_bin: PathBuf,
     procs: BTreeMap<String, Proc>,
-    pub proxy: Option<ProxyHandle>,
-    /// `http://127.0.0.1:PORT` of the proxy's control API.
-    pub proxy_url: String,
+    proxy: Option<ProxyHandle>,
+    /// The proxy's control API, on 127.0.0.1.
+    proxy_client: ProxyClient,
 }
 
 /// The node binary beside this executable (`target/<profile>/faultline-node`).
@@ -112,6 +115,11 @@ impl LocalCluster {
         );
         let cluster = config::load(&cluster_path, Certs::Required)
             .map_err(|e| anyhow::anyhow!("generated cluster file is invalid: {e}"))?;
+        let proxy_client = ProxyClient::new(
+            reqwest::Client::builder().build()?,
+            proxy_url,
+            cluster.secret.clone(),
+        );
         Ok(LocalCluster {
             run_dir: run_dir.to_path_buf(),
             cluster_path,
@@ -119,23 +127,12 @@ impl LocalCluster {
             node_bin: opts.node_bin,
             procs: BTreeMap::new(),
             proxy: Some(proxy),
-            proxy_url,
+            proxy_client,
         })
     }
 
-    pub fn admin_url(&self, id: &str) -> String {
-        self.cluster
-            .node(id)
-            .map(|n| format!("http://{}", n.admin))
-            .unwrap_or_default()
-    }
-
-    pub fn secret(&self) -> &str {
-        &self.cluster.secret
-    }
-
-    pub fn start(&mut self, id: &str) -> anyhow::Result<()> {
-        if self.is_running(id) {
+    fn spawn(&mut self, id: &str) -> anyhow::Result<()> {
+        if self.running(id) {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new()
@@ -163,110 +160,49 @@ impl LocalCluster {
         Ok(())
     }
 
-    pub fn start_all(&mut self) -> anyhow::Result<()> {
-        for id in self.cluster.ids() {
-            self.start(&id)?;
-        }
-        Ok(())
-    }
-
-    pub fn is_running(&mut self, id: &str) -> bool {
+    fn running(&mut self, id: &str) -> bool {
         self.procs
             .get_mut(id)
             .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
     }
 
-    pub fn pid(&self, id: &str) -> Option<u32> {
-        self.procs.get(id).map(|p| p.child.id())
-    }
-
     /// SIGKILL: a crash, with no chance to flush anything.
-    pub fn kill(&mut self, id: &str) {
+    fn kill_now(&mut self, id: &str) {
         if let Some(mut p) = self.procs.remove(id) {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
     }
 
-    /// SIGSTOP: the process stays, silent, until resumed.
-    pub fn pause(&mut self, id: &str) {
+    fn set_paused(&mut self, id: &str, paused: bool) -> anyhow::Result<()> {
         if let Some(p) = self.procs.get_mut(id) {
-            signal(p.child.id(), libc::SIGSTOP);
-            p.paused = true;
-        }
-    }
-
-    pub fn resume(&mut self, id: &str) {
-        if let Some(p) = self.procs.get_mut(id) {
-            signal(p.child.id(), libc::SIGCONT);
-            p.paused = false;
-        }
-    }
-
-    /// Resumes every paused node and restarts every stopped one.
-    pub fn heal_processes(&mut self) -> anyhow::Result<()> {
-        let paused: Vec<String> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| p.paused)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in paused {
-            self.resume(&id);
-        }
-        for id in self.cluster.ids() {
-            if !self.is_running(&id) {
-                self.start(&id)?;
-            }
+            let sig = if paused {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            signal(p.child.id(), sig).with_context(|| format!("cannot send {sig} to {id}"))?;
+            p.paused = paused;
         }
         Ok(())
     }
 
-    /// Waits until every running node answers `/state` (and servers serve).
-    pub async fn wait_ready(&self, http: &reqwest::Client, within: Duration) -> anyhow::Result<()> {
-        let t0 = Instant::now();
-        let ids: Vec<String> = self.procs.keys().cloned().collect();
-        'outer: while t0.elapsed() < within {
-            for id in &ids {
-                let ok = match http
-                    .get(format!("{}/state", self.admin_url(id)))
-                    .send()
-                    .await
-                {
-                    Ok(r) => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .is_ok_and(|s| s["role"] == "client" || s["serving"] == true),
-                    Err(_) => false,
-                };
-                if !ok {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue 'outer;
-                }
-            }
-            return Ok(());
-        }
-        bail!(
-            "the cluster did not come up within {within:?}; see the logs in {}",
-            self.run_dir.join("logs").display()
-        )
-    }
-
-    /// Stops every node and the proxy.
+    /// Stops every node (SIGTERM, then SIGKILL after 3 s) and the proxy.
     pub async fn teardown(&mut self) {
         let ids: Vec<String> = self.procs.keys().cloned().collect();
         for id in &ids {
-            self.resume(id);
+            let _ = self.set_paused(id, false);
             if let Some(p) = self.procs.get(id) {
-                signal(p.child.id(), libc::SIGTERM);
+                // A node that already exited has nothing to stop.
+                let _ = signal(p.child.id(), Signal::SIGTERM);
             }
         }
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(3) && ids.iter().any(|id| self.is_running(id)) {
+        while t0.elapsed() < Duration::from_secs(3) && ids.iter().any(|id| self.running(id)) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for id in ids {
-            self.kill(&id);
+            self.kill_now(&id);
         }
         if let Some(p) = self.proxy.take() {
             p.shutdown().await;
@@ -274,34 +210,93 @@ impl LocalCluster {
     }
 }
 
+impl Platform for LocalCluster {
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn admin_url(&self, id: &str) -> String {
+        self.cluster
+            .node(id)
+            .map(|n| format!("http://{}", n.admin))
+            .unwrap_or_default()
+    }
+
+    fn proxy(&self) -> Option<&ProxyClient> {
+        self.proxy.as_ref().map(|_| &self.proxy_client)
+    }
+
+    async fn start(&mut self, id: &str) -> anyhow::Result<()> {
+        self.spawn(id)
+    }
+
+    async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        self.kill_now(id);
+        Ok(())
+    }
+
+    /// SIGSTOP: the process stays, silent, until resumed.
+    async fn pause(&mut self, id: &str) -> anyhow::Result<()> {
+        self.set_paused(id, true)
+    }
+
+    async fn resume(&mut self, id: &str) -> anyhow::Result<()> {
+        self.set_paused(id, false)
+    }
+
+    async fn is_running(&mut self, id: &str) -> bool {
+        self.running(id)
+    }
+
+    /// Resumes every paused node and restarts every stopped one.
+    async fn heal_processes(&mut self) -> anyhow::Result<()> {
+        let paused: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.paused)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in paused {
+            self.set_paused(&id, false)?;
+        }
+        for id in self.cluster.ids() {
+            if !self.running(&id) {
+                self.spawn(&id)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&mut self) {
+        self.teardown().await;
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for (_, mut p) in std::mem::take(&mut self.procs) {
-            signal(p.child.id(), libc::SIGCONT);
+            let _ = signal(p.child.id(), Signal::SIGCONT);
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on a pid we spawned; no memory is touched.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
+/// Sends `sig` to a process this controller spawned.
+pub(crate) fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
+    send_signal(Pid::from_raw(pid), sig)
 }
 
 /// Asks the kernel to SIGKILL the child when this process dies, so a
 /// controller that is itself killed leaves no node behind.
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and only affects the child.
+    // SAFETY: runs in the child between fork and exec; prctl(2) is
+    // async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
         });
     }
 }
@@ -365,13 +360,7 @@ pub fn plan(
     file.secret = Some(secret);
     file.tls.dir = PathBuf::from("certs");
     file.data_dir = Some(PathBuf::from("data"));
-    if !bugs.is_empty() {
-        let mut t = file.tokens.clone().unwrap_or_default();
-        for b in bugs {
-            t.bugs.enable(b).map_err(anyhow::Error::msg)?;
-        }
-        file.tokens = Some(t);
-    }
+    file.enable_bugs(bugs).map_err(anyhow::Error::msg)?;
     file.nodes = template
         .nodes
         .iter()
@@ -406,7 +395,7 @@ impl Plan {
         let cluster_path = dir.join("cluster.yaml");
         let text = format!(
             "# Generated by faultline-chaos: every dial goes through the proxy.\n{}",
-            serde_yaml::to_string(&self.file)?
+            self.file.to_yaml()?
         );
         std::fs::write(&cluster_path, text)?;
         let ids: Vec<String> = self.file.nodes.iter().map(|n| n.id.clone()).collect();

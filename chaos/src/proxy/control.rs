@@ -196,18 +196,14 @@ pub(crate) struct Core {
 /// FNV-1a over the run seed and the direction, so each direction has its own
 /// reproducible stream whatever the link order.
 fn dir_seed(seed: u64, from: &str, to: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed
-        .to_le_bytes()
-        .iter()
-        .chain(from.as_bytes())
-        .chain([0u8].iter())
-        .chain(to.as_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    faultline_node::hash::fnv1a_from(
+        faultline_node::hash::FNV_OFFSET,
+        seed.to_le_bytes()
+            .into_iter()
+            .chain(from.bytes())
+            .chain([0])
+            .chain(to.bytes()),
+    )
 }
 
 fn check_lease(lease: Duration) -> Result<Duration, ProxyError> {

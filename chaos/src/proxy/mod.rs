@@ -71,6 +71,7 @@
 //! `{"shape":"groups","groups":[["s1"],["s2","s3"]]}`; API requests add `"lease_ms"`.
 
 mod api;
+mod client;
 mod config;
 mod control;
 mod error;
@@ -87,6 +88,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use client::{Partitioned, ProxyClient};
 pub use config::{ControlConfig, Link, ProxyConfig, MAX_LEASE};
 pub use control::{DirectedPair, LinkStats, PartitionStatus, ProxyController, ProxyStats};
 pub use error::ProxyError;

@@ -7,18 +7,20 @@
 
 pub mod positions;
 
+mod section;
+
 use crate::faults::FaultRule;
-use crate::protocol::tokens::{self, Bugs};
+use crate::system::{self, SystemInfo, SYSTEMS};
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use positions::Pos;
-
-pub const SYSTEMS: &[&str] = &["tokens", "smr", "active", "passive", "standby", "snapshot"];
 
 /// A cluster file that cannot be used, with where and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +51,11 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The generic part of a cluster file. Besides these fields the file may
+/// hold one section named after its system (`tokens:`), which the system's
+/// [`System::Section`](crate::system::System::Section) reads; any other
+/// top-level key is an error.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClusterFile {
     pub system: String,
     /// Seeds the fault layer's RNGs so a run can be replayed.
@@ -66,13 +71,60 @@ pub struct ClusterFile {
     /// Where nodes keep their durable logs, one subdirectory per node.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
-    #[serde(default)]
-    pub tokens: Option<TokensFile>,
     /// Message fault rules installed at start (each node applies those that
     /// concern it); the controller replaces them at runtime.
     #[serde(default)]
     pub faults: Vec<FaultRule>,
     pub nodes: Vec<NodeFile>,
+    /// The system's section as written (the key named after `system`), kept
+    /// so a controller can write the file out again with its changes.
+    #[serde(skip)]
+    pub section: Option<serde_yaml::Value>,
+}
+
+impl ClusterFile {
+    /// The file as YAML, the system's section included.
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        let mut v = serde_yaml::to_value(self)?;
+        if let (Some(section), serde_yaml::Value::Mapping(m)) = (&self.section, &mut v) {
+            m.insert(self.system.clone().into(), section.clone());
+        }
+        serde_yaml::to_string(&v)
+    }
+
+    /// Switches on planted bugs: every system's section has a `bugs:` map of
+    /// booleans. An unknown name is an error listing the system's bugs.
+    pub fn enable_bugs(&mut self, names: &[String]) -> Result<(), String> {
+        let known = system::info(&self.system)
+            .map(|i| i.bugs)
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let section = self
+            .section
+            .get_or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        let serde_yaml::Value::Mapping(m) = section else {
+            return Err(format!("the `{}:` section is not a mapping", self.system));
+        };
+        let bugs = m
+            .entry("bugs".into())
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        let serde_yaml::Value::Mapping(bugs) = bugs else {
+            return Err(format!("`{}.bugs` is not a mapping", self.system));
+        };
+        for name in names {
+            if !known.contains(name) {
+                return Err(format!(
+                    "{name:?} is not a planted bug of system {} (known: {})",
+                    self.system,
+                    known.join(", ")
+                ));
+            }
+            bugs.insert(name.clone().into(), true.into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,38 +175,6 @@ impl TransportFile {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokensFile {
-    pub tokens: usize,
-    /// Owner of each token at start; empty means token i starts at the
-    /// i-th client modulo the number of clients (the seed's default).
-    pub initial_owners: Vec<String>,
-    pub min_servers: usize,
-    pub max_servers: usize,
-    pub op_deadline_ms: u64,
-    pub retransmit_ms: u64,
-    pub retransmit_max_ms: u64,
-    pub reconfig_recovery_ms: u64,
-    pub bugs: Bugs,
-}
-
-impl Default for TokensFile {
-    fn default() -> Self {
-        TokensFile {
-            tokens: 60,
-            initial_owners: Vec::new(),
-            min_servers: 3,
-            max_servers: 7,
-            op_deadline_ms: 3_000,
-            retransmit_ms: 50,
-            retransmit_max_ms: 800,
-            reconfig_recovery_ms: 5_000,
-            bugs: Bugs::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeFile {
     pub id: String,
@@ -172,6 +192,29 @@ pub struct NodeFile {
     pub dial: BTreeMap<String, String>,
 }
 
+/// The top-level fields of [`ClusterFile`], for the unknown-field error.
+const FIELDS: &[&str] = &[
+    "system",
+    "seed",
+    "secret",
+    "tls",
+    "transport",
+    "data_dir",
+    "faults",
+    "nodes",
+];
+
+/// A system's validated parameters ([`System::Params`](crate::system::System::Params)),
+/// type-erased so that [`Cluster`] needs no type parameter.
+#[derive(Clone)]
+pub struct SystemParams(Arc<dyn Any + Send + Sync>);
+
+impl fmt::Debug for SystemParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SystemParams(..)")
+    }
+}
+
 /// A validated cluster file.
 #[derive(Clone, Debug)]
 pub struct Cluster {
@@ -181,6 +224,13 @@ pub struct Cluster {
     pub tls_dir: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub secret: String,
+    /// The system named by `system:`, from the registry.
+    pub system: SystemInfo,
+    /// The system's parameters, validated from its section.
+    params: SystemParams,
+    /// How long a client operation may run before it answers failed or
+    /// unknown; clients of the admin API wait at least this long.
+    pub op_deadline: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +263,24 @@ impl Cluster {
         self.nodes.iter().map(|n| n.id.clone()).collect()
     }
 
+    /// The nodes whose role takes client operations, in file order.
+    pub fn clients(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| self.system.client_roles.contains(&n.role.as_str()))
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// The other nodes: those fault selectors such as `f_servers` pick from.
+    pub fn servers(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.system.client_roles.contains(&n.role.as_str()))
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
     pub fn with_role(&self, role: &str) -> Vec<String> {
         self.nodes
             .iter()
@@ -221,24 +289,10 @@ impl Cluster {
             .collect()
     }
 
-    /// The token system's parameters, shared by every node.
-    pub fn tokens_params(&self) -> tokens::Params {
-        let t = self.file.tokens.clone().unwrap_or_default();
-        let clients = self.with_role("client");
-        let owners = if t.initial_owners.is_empty() {
-            tokens::Params::round_robin_owners(&clients, t.tokens)
-        } else {
-            t.initial_owners.clone()
-        };
-        let mut p = tokens::Params::with_defaults(self.ids(), self.with_role("server"), owners);
-        p.min_servers = t.min_servers;
-        p.max_servers = t.max_servers;
-        p.op_deadline_us = t.op_deadline_ms * 1000;
-        p.retransmit_us = t.retransmit_ms * 1000;
-        p.retransmit_max_us = t.retransmit_max_ms * 1000;
-        p.reconfig_recovery_us = t.reconfig_recovery_ms * 1000;
-        p.bugs = t.bugs;
-        p
+    /// The system's validated parameters; `None` if `P` is not the type of
+    /// this cluster's system.
+    pub fn params<P: Any + Send + Sync>(&self) -> Option<Arc<P>> {
+        self.params.0.clone().downcast::<P>().ok()
     }
 
     pub fn cert_path(&self, id: &str) -> PathBuf {
@@ -313,16 +367,30 @@ pub fn load(path: &Path, certs: Certs) -> Result<Cluster, ConfigError> {
 /// Validates cluster file text; `path` names it in errors and anchors
 /// relative paths.
 pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigError> {
-    let file: ClusterFile = serde_yaml::from_str(text).map_err(|e| {
-        yaml_error(
-            path,
-            text,
-            &e,
-            "see the cluster file reference in README.md",
-        )
-    })?;
+    let reference = "see the cluster file reference in README.md";
+    let mut ignored = Vec::new();
+    let file: ClusterFile =
+        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(text), |p| {
+            ignored.push(p.to_string())
+        })
+        .map_err(|e| yaml_error(path, text, &e, reference))?;
+    let mut file = file;
     let ctx = Ctx::new(path, text);
-    validate(&ctx, file, certs)
+    section::check_top_level(&ctx, &file.system, &ignored, FIELDS)?;
+    file.section = serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .and_then(|doc| doc.get(file.system.as_str()).cloned())
+        .filter(|v| !v.is_null());
+    let mut cluster = validate(&ctx, file, certs)?;
+    let system = cluster.file.system.clone();
+    let (params, deadline) = crate::with_system!(
+        system.as_str(),
+        |S| section::params::<S>(&ctx, text, &cluster)?,
+        else unreachable!("validate refused system {system:?}")
+    );
+    cluster.params = params;
+    cluster.op_deadline = deadline;
+    Ok(cluster)
 }
 
 /// A deserialisation error as a [`ConfigError`] with file, line and field.
@@ -374,17 +442,6 @@ pub fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error, reference: &st
     }
 }
 
-fn roles_of(system: &str) -> &'static [&'static str] {
-    match system {
-        "tokens" => &["server", "client"],
-        "smr" => &["replica", "client"],
-        "active" | "passive" => &["replica", "client", "lfd", "gfd", "rm"],
-        "standby" => &["primary", "standby", "client"],
-        "snapshot" => &["node"],
-        _ => &[],
-    }
-}
-
 fn valid_host_port(s: &str) -> bool {
     let Some((host, port)) = s.rsplit_once(':') else {
         return false;
@@ -398,23 +455,13 @@ fn valid_host_port(s: &str) -> bool {
 }
 
 fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, ConfigError> {
-    if !SYSTEMS.contains(&file.system.as_str()) {
+    let Some(info) = system::info(&file.system) else {
         return Err(ctx.err(
             "system",
             format!("unknown system {:?}", file.system),
             format!("use one of: {}", SYSTEMS.join(", ")),
         ));
-    }
-    if file.system != "tokens" {
-        return Err(ctx.err(
-            "system",
-            format!(
-                "system {:?} is not implemented by this build yet",
-                file.system
-            ),
-            "use `system: tokens`",
-        ));
-    }
+    };
     if file.nodes.is_empty() {
         return Err(ctx.err(
             "nodes",
@@ -422,7 +469,7 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
             "list every node under `nodes:`",
         ));
     }
-    let roles = roles_of(&file.system);
+    let roles = info.roles;
     let mut seen_ids = HashSet::new();
     let mut seen_addrs: HashMap<String, String> = HashMap::new();
     let mut nodes = Vec::new();
@@ -508,73 +555,7 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
             dial: n.dial.clone(),
         });
     }
-    let t = file.tokens.clone().unwrap_or_default();
-    let servers = nodes.iter().filter(|n| n.role == "server").count();
-    let clients: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.role == "client")
-        .map(|n| n.id.as_str())
-        .collect();
     check_ranges(ctx, &file)?;
-    if t.min_servers < 1 || t.min_servers > t.max_servers {
-        return Err(ctx.err(
-            "tokens.min_servers",
-            format!(
-                "min_servers {} and max_servers {} do not make a range",
-                t.min_servers, t.max_servers
-            ),
-            "use 1 <= min_servers <= max_servers (the seed uses 3 and 7)",
-        ));
-    }
-    if servers < t.min_servers || servers > t.max_servers {
-        return Err(ctx.err(
-            "nodes",
-            format!(
-                "the token system needs {}..{} servers, this file has {servers}",
-                t.min_servers, t.max_servers
-            ),
-            "change the role of some nodes (role: server / role: client)",
-        ));
-    }
-    if clients.is_empty() {
-        return Err(ctx.err(
-            "nodes",
-            "the token system needs at least one client",
-            "add a node with role: client",
-        ));
-    }
-    if t.tokens == 0 {
-        return Err(ctx.err(
-            "tokens.tokens",
-            "there must be at least one token",
-            "set tokens: 60",
-        ));
-    }
-    if !t.initial_owners.is_empty() {
-        if t.initial_owners.len() != t.tokens {
-            return Err(ctx.err(
-                "tokens.initial_owners",
-                format!(
-                    "{} owners listed for {} tokens",
-                    t.initial_owners.len(),
-                    t.tokens
-                ),
-                "list one owner per token, or remove the field for the round-robin default",
-            ));
-        }
-        if let Some((i, o)) = t
-            .initial_owners
-            .iter()
-            .enumerate()
-            .find(|(_, o)| !clients.contains(&o.as_str()))
-        {
-            return Err(ctx.err(
-                &format!("tokens.initial_owners[{i}]"),
-                format!("{o:?} is not a client"),
-                "every initial owner must be a node with role: client",
-            ));
-        }
-    }
     for (i, n) in nodes.iter().enumerate() {
         if let Some(peer) = n.dial.keys().find(|p| !seen_ids.contains(*p)) {
             return Err(ctx.err(
@@ -596,7 +577,7 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         ));
     }
     for (i, r) in file.faults.iter().enumerate() {
-        r.validate(&seen_ids, tokens::MESSAGE_KINDS).map_err(|m| {
+        r.validate(&seen_ids, info.message_kinds).map_err(|m| {
             ctx.err(
                 &format!("faults[{i}]"),
                 m,
@@ -644,6 +625,9 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         data_dir,
         secret,
         file,
+        system: info,
+        params: SystemParams(Arc::new(())),
+        op_deadline: Duration::ZERO,
     })
 }
 
@@ -683,8 +667,6 @@ impl Range {
 fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
     let tr = &file.transport;
     let dt = TransportFile::default();
-    let t = file.tokens.clone().unwrap_or_default();
-    let d = TokensFile::default();
     let r = |field, value: u64, min, max, default: u64, unit| Range {
         field,
         value,
@@ -752,62 +734,6 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.queue_limit as u64,
             "frames",
         ),
-        r(
-            "tokens.tokens",
-            t.tokens as u64,
-            1,
-            100_000,
-            d.tokens as u64,
-            "tokens",
-        ),
-        r(
-            "tokens.min_servers",
-            t.min_servers as u64,
-            1,
-            64,
-            d.min_servers as u64,
-            "servers",
-        ),
-        r(
-            "tokens.max_servers",
-            t.max_servers as u64,
-            1,
-            64,
-            d.max_servers as u64,
-            "servers",
-        ),
-        r(
-            "tokens.op_deadline_ms",
-            t.op_deadline_ms,
-            1,
-            3_600_000,
-            d.op_deadline_ms,
-            "ms",
-        ),
-        r(
-            "tokens.retransmit_ms",
-            t.retransmit_ms,
-            1,
-            60_000,
-            d.retransmit_ms,
-            "ms",
-        ),
-        r(
-            "tokens.retransmit_max_ms",
-            t.retransmit_max_ms,
-            t.retransmit_ms.max(1),
-            600_000,
-            d.retransmit_max_ms,
-            "ms",
-        ),
-        r(
-            "tokens.reconfig_recovery_ms",
-            t.reconfig_recovery_ms,
-            10,
-            3_600_000,
-            d.reconfig_recovery_ms,
-            "ms",
-        ),
     ];
     ranges.iter().try_for_each(|r| r.check(ctx))
 }
@@ -827,23 +753,13 @@ pub fn describe(c: &Cluster) -> String {
     for (role, ids) in &by_role {
         s += &format!("  {role} ({}): {}\n", ids.len(), ids.join(", "));
     }
-    if c.file.system == "tokens" {
-        let p = c.tokens_params();
-        let servers = p.initial_servers.len();
-        s += &format!(
-            "  tokens: {} tokens, quorum {} of {servers} servers (tolerates {} omission-faulty), servers {}..{}\n",
-            p.tokens(),
-            servers / 2 + 1,
-            (servers - 1) / 2,
-            p.min_servers,
-            p.max_servers
-        );
-        s += &format!(
-            "  op deadline {} ms, retransmit {} ms\n",
-            p.op_deadline_us / 1000,
-            p.retransmit_us / 1000
-        );
-    }
+    s += &crate::with_system!(
+        c.file.system.as_str(),
+        |S| c.params::<<S as system::System>::Params>()
+            .map(|p| <S as system::System>::describe(&p))
+            .unwrap_or_default(),
+        else String::new()
+    );
     let t = &c.file.transport;
     s += &format!(
         "  transport: idle timeout {} ms, keep-alive {} ms, initial RTT {} ms, max frame {} bytes\n",

@@ -23,7 +23,11 @@ pub type Time = u64;
 pub type ReqId = u64;
 
 /// Messages name their kind so fault rules and metrics can match on it.
+/// Systems derive both from the message enum (strum's `IntoStaticStr` and
+/// `VariantNames`, snake_case) so the list cannot drift from the variants.
 pub trait MessageKind {
+    /// Every kind, for fault-rule validation and metrics.
+    const KINDS: &'static [&'static str];
     fn kind(&self) -> &'static str;
 }
 
@@ -93,6 +97,10 @@ pub trait Core {
     /// driver can rewrite its log without growing it forever.
     fn compact(&self) -> Vec<Self::Record>;
 
+    /// The node's protocol state, served at `/state` for checkers and the
+    /// client verbs (beside the generic id and role).
+    type State: Clone + Debug + Serialize + DeserializeOwned + Send + 'static;
+
     /// The node's protocol state for `/state` and for checkers.
-    fn state_json(&self) -> serde_json::Value;
+    fn state(&self) -> Self::State;
 }

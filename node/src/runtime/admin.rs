@@ -2,37 +2,37 @@
 //! checkers (open), and the endpoints that change things, `/faults`, `/ops`
 //! and `/load`, behind the cluster secret as a bearer token.
 
-use super::{loadgen, Exports, Handle};
-use crate::faults::FaultRule;
-use crate::protocol::tokens::{self, TokensNode};
+use super::Handle;
+use crate::api::{ApiError, LoadSpec, OpReply, PutFaults};
+use crate::system::System;
 use axum::extract::{Json, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
-use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-type Shared = Arc<Handle<TokensNode>>;
+type Shared<S> = Arc<Handle<S>>;
 
 /// Default lease of rules set through the API.
 const DEFAULT_LEASE_MS: u64 = 30_000;
 
-pub async fn serve(listener: tokio::net::TcpListener, handle: Shared) {
+pub async fn serve<S: System>(listener: tokio::net::TcpListener, handle: Shared<S>) {
     let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/state", get(state))
-        .route("/history", get(history))
+        .route("/metrics", get(metrics::<S>))
+        .route("/state", get(state::<S>))
+        .route("/history", get(history::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/faults",
-            get(get_faults).put(put_faults).delete(delete_faults),
+            get(get_faults::<S>)
+                .put(put_faults::<S>)
+                .delete(delete_faults::<S>),
         )
-        .route("/ops", post(post_op))
-        .route("/load", post(post_load))
+        .route("/ops", post(post_op::<S>))
+        .route("/load", post(post_load::<S>))
         .with_state(handle);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin server stopped");
@@ -40,11 +40,11 @@ pub async fn serve(listener: tokio::net::TcpListener, handle: Shared) {
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
+    (status, Json(ApiError { error: msg.into() })).into_response()
 }
 
 /// Compares the bearer token without an early exit on the first difference.
-fn authorized(h: &Handle<TokensNode>, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn authorized<S: System>(h: &Handle<S>, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -67,7 +67,7 @@ fn authorized(h: &Handle<TokensNode>, headers: &HeaderMap) -> Result<(), Box<Res
     }
 }
 
-async fn metrics(State(h): State<Shared>) -> Response {
+async fn metrics<S: System>(State(h): State<Shared<S>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         h.metrics.render(),
@@ -75,32 +75,26 @@ async fn metrics(State(h): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn state(State(h): State<Shared>) -> Response {
+async fn state<S: System>(State(h): State<Shared<S>>) -> Response {
     match h.state().await {
         Some(s) => Json(s).into_response(),
         None => error(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down"),
     }
 }
 
-async fn history(State(h): State<Shared>) -> Response {
+async fn history<S: System>(State(h): State<Shared<S>>) -> Response {
     Json(h.history.dump()).into_response()
 }
 
-async fn get_faults(State(h): State<Shared>) -> Response {
+async fn get_faults<S: System>(State(h): State<Shared<S>>) -> Response {
     Json(h.faults.status()).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutFaults {
-    rules: Vec<FaultRule>,
-    #[serde(default)]
-    lease_ms: Option<u64>,
-    #[serde(default)]
-    seed: Option<u64>,
-}
-
-async fn put_faults(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
+async fn put_faults<S: System>(
+    State(h): State<Shared<S>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Err(r) = authorized(&h, &headers) {
         return *r;
     }
@@ -110,7 +104,7 @@ async fn put_faults(State(h): State<Shared>, headers: HeaderMap, body: String) -
     };
     let ids: HashSet<String> = h.cluster.ids().into_iter().collect();
     for (i, r) in req.rules.iter().enumerate() {
-        if let Err(e) = r.validate(&ids, tokens::MESSAGE_KINDS) {
+        if let Err(e) = r.validate(&ids, h.cluster.system.message_kinds) {
             return error(StatusCode::BAD_REQUEST, format!("rules[{i}]: {e}"));
         }
     }
@@ -119,7 +113,7 @@ async fn put_faults(State(h): State<Shared>, headers: HeaderMap, body: String) -
     Json(h.faults.status()).into_response()
 }
 
-async fn delete_faults(State(h): State<Shared>, headers: HeaderMap) -> Response {
+async fn delete_faults<S: System>(State(h): State<Shared<S>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&h, &headers) {
         return *r;
     }
@@ -128,51 +122,64 @@ async fn delete_faults(State(h): State<Shared>, headers: HeaderMap) -> Response 
 }
 
 /// Runs one client operation and records it in the history.
-async fn post_op(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
+async fn post_op<S: System>(
+    State(h): State<Shared<S>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Err(r) = authorized(&h, &headers) {
         return *r;
     }
-    let value: serde_json::Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
-    };
-    let request: tokens::Request = match serde_json::from_value(value.clone()) {
+    let request: S::Request = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("not an operation ({e}); expected e.g. {{\"op\":\"pay\",\"token\":3,\"to\":\"c2\"}}, {{\"op\":\"gettokens\",\"owner\":\"c1\"}} or {{\"op\":\"transform\"}}"),
+                format!("not an operation of system {} ({e})", S::NAME),
             )
         }
     };
-    let kind = TokensNode::request_kind(&request);
-    let id = h.history.invoke(&h.id, kind, value);
+    let kind = S::request_kind(&request);
+    let id = h.history.invoke(&h.id, kind, to_json(&request));
     let t0 = std::time::Instant::now();
     let Some(reply) = h.call(request).await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down");
     };
-    let outcome = TokensNode::reply_outcome(&reply);
-    let reply_json = serde_json::to_value(&reply).unwrap_or_default();
-    h.history.complete(id, outcome, reply_json.clone());
-    Json(json!({
-        "node": h.id,
-        "outcome": outcome,
-        "reply": reply_json,
-        "latency_ms": t0.elapsed().as_secs_f64() * 1000.0,
-    }))
+    let outcome = S::outcome(&reply);
+    h.history.complete(id, outcome, to_json(&reply));
+    Json(OpReply {
+        node: h.id.clone(),
+        outcome,
+        reply,
+        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    })
     .into_response()
 }
 
-async fn post_load(State(h): State<Shared>, headers: HeaderMap, body: String) -> Response {
+/// A request or reply as the history keeps it. The system's types are plain
+/// serde data, so this cannot fail; if it ever did, the history says so
+/// instead of losing the entry.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_else(|e| {
+        debug_assert!(false, "a system type failed to serialise: {e}");
+        serde_json::Value::String(format!("unserialisable: {e}"))
+    })
+}
+
+async fn post_load<S: System>(
+    State(h): State<Shared<S>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Err(r) = authorized(&h, &headers) {
         return *r;
     }
-    let spec: loadgen::LoadSpec = match serde_json::from_str(&body) {
+    let spec: LoadSpec = match serde_json::from_str(&body) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad load spec: {e}")),
     };
     if let Err(e) = spec.validate() {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    Json(loadgen::run(h, spec).await).into_response()
+    Json(S::load(h, spec).await).into_response()
 }

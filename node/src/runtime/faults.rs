@@ -9,7 +9,7 @@ use crate::faults::{Decision, FaultEngine, FaultRule, Side};
 use crate::metrics::Metrics;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 struct Inner {
@@ -34,6 +34,14 @@ pub struct FaultStatus {
 }
 
 impl FaultControl {
+    /// The rules even if a thread panicked while holding them: a poisoned
+    /// lock must not silently switch the fault layer off (or on).
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn new(node: &str, seed: u64, metrics: Arc<Metrics>) -> Self {
         FaultControl {
             node: node.to_string(),
@@ -48,7 +56,7 @@ impl FaultControl {
 
     /// Replaces the rule set; `lease` bounds how long it holds.
     pub fn set(&self, rules: Vec<FaultRule>, lease: Option<Duration>, seed: Option<u64>) {
-        let Ok(mut g) = self.inner.lock() else { return };
+        let mut g = self.lock();
         let n = rules.len();
         g.engine.set_rules(rules, seed);
         g.lease_until = lease.map(|l| Instant::now() + l);
@@ -63,11 +71,7 @@ impl FaultControl {
 
     /// Drops the rules once their lease has run out.
     pub fn expire(&self) {
-        let expired = self
-            .inner
-            .lock()
-            .map(|g| g.lease_until.is_some_and(|t| Instant::now() >= t))
-            .unwrap_or(false);
+        let expired = self.lock().lease_until.is_some_and(|t| Instant::now() >= t);
         if expired {
             tracing::warn!(node = %self.node, "fault lease expired; healing");
             self.clear();
@@ -75,11 +79,10 @@ impl FaultControl {
     }
 
     pub fn status(&self) -> FaultStatus {
-        let (rules, lease) = self
-            .inner
-            .lock()
-            .map(|g| (g.engine.rules(), g.lease_until))
-            .unwrap_or_default();
+        let (rules, lease) = {
+            let g = self.lock();
+            (g.engine.rules(), g.lease_until)
+        };
         FaultStatus {
             node: self.node.clone(),
             rules,
@@ -98,7 +101,7 @@ impl FaultControl {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
-        let d = self.inner.lock().ok()?.engine.decide(from, to, kind, at);
+        let d = self.lock().engine.decide(from, to, kind, at);
         for (rule, action) in &d.injected {
             self.metrics
                 .faults_injected
@@ -110,8 +113,6 @@ impl FaultControl {
     }
 
     pub fn shuffle<T>(&self, peer: &str, at: Side, items: &mut [T]) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.engine.shuffle(peer, at, items);
-        }
+        self.lock().engine.shuffle(peer, at, items);
     }
 }

@@ -4,23 +4,10 @@
 //! arguments and its result. An operation still running when the history is
 //! read is reported `pending`, which a checker must treat as unknown.
 
-use serde::{Deserialize, Serialize};
+pub use crate::api::{HistoryDump, HistoryOp, Outcome};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct HistoryOp {
-    pub id: u64,
-    pub client: String,
-    pub kind: String,
-    pub request: serde_json::Value,
-    pub invoke_us: u64,
-    pub complete_us: Option<u64>,
-    /// ok | failed | unknown | pending
-    pub outcome: String,
-    pub reply: Option<serde_json::Value>,
-}
 
 /// Operations beyond this many are counted but not kept, so a long load run
 /// cannot exhaust memory.
@@ -46,18 +33,19 @@ pub fn unix_us() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Serialize)]
-pub struct HistoryDump {
-    pub ops: Vec<HistoryOp>,
-    pub truncated: u64,
-}
-
 impl History {
+    /// The history even if a thread panicked while holding it: a panic must
+    /// not turn recording into a silent no-op, since a lost entry can change
+    /// a verdict.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Records an invocation; returns its id for [`History::complete`].
     pub fn invoke(&self, client: &str, kind: &str, request: serde_json::Value) -> u64 {
-        let Ok(mut h) = self.inner.lock() else {
-            return 0;
-        };
+        let mut h = self.lock();
         h.next += 1;
         let id = h.next;
         h.running.insert(
@@ -69,20 +57,26 @@ impl History {
                 request,
                 invoke_us: unix_us(),
                 complete_us: None,
-                outcome: "pending".into(),
+                outcome: Outcome::Pending,
                 reply: None,
+                note: None,
             },
         );
         id
     }
 
-    pub fn complete(&self, id: u64, outcome: &str, reply: serde_json::Value) {
-        let Ok(mut h) = self.inner.lock() else { return };
+    pub fn complete(&self, id: u64, outcome: Outcome, reply: serde_json::Value) {
+        let mut h = self.lock();
         let Some(mut op) = h.running.remove(&id) else {
+            debug_assert!(false, "history op {id} completed twice or never invoked");
+            tracing::error!(
+                id,
+                "history: completion of an operation that is not running"
+            );
             return;
         };
         op.complete_us = Some(unix_us());
-        op.outcome = outcome.to_string();
+        op.outcome = outcome;
         op.reply = Some(reply);
         if h.done.len() < MAX_OPS {
             h.done.push(op);
@@ -92,12 +86,7 @@ impl History {
     }
 
     pub fn dump(&self) -> HistoryDump {
-        let Ok(h) = self.inner.lock() else {
-            return HistoryDump {
-                ops: Vec::new(),
-                truncated: 0,
-            };
-        };
+        let h = self.lock();
         let mut ops: Vec<HistoryOp> = h.done.iter().chain(h.running.values()).cloned().collect();
         ops.sort_by_key(|o| (o.invoke_us, o.id));
         HistoryDump {

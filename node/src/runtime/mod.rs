@@ -10,72 +10,29 @@ pub mod history;
 pub mod loadgen;
 pub mod wal;
 
+use crate::api::NodeState;
 use crate::config::Cluster;
 use crate::faults::Side;
 use crate::metrics::Metrics;
-use crate::protocol::tokens::{self, TokensNode};
 use crate::protocol::{Core, MessageKind, NodeId, Outbox, ReqId, Time};
+use crate::system::System;
 use crate::transport::mesh::{Inbound, Mesh};
 use anyhow::Context;
 use faults::FaultControl;
 use history::History;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use wal::Wal;
 
-/// Views a runtime needs of a core beyond the protocol itself.
-pub trait Exports: Core {
-    fn request_kind(r: &Self::Request) -> &'static str;
-    fn reply_outcome(r: &Self::Reply) -> &'static str;
-    /// Sets the system's state gauges (versions, owners, epoch...).
-    fn export(&self, m: &Metrics, nodes: &[NodeId]);
-    fn role(&self) -> &'static str;
-}
-
-impl Exports for TokensNode {
-    fn request_kind(r: &tokens::Request) -> &'static str {
-        r.kind()
-    }
-    fn reply_outcome(r: &tokens::Reply) -> &'static str {
-        r.outcome()
-    }
-    fn export(&self, m: &Metrics, nodes: &[NodeId]) {
-        m.config_epoch.set(self.config().epoch as i64);
-        m.serving.set(self.is_serving() as i64);
-        for role in ["server", "client"] {
-            m.role
-                .with_label_values(&[role])
-                .set((self.role() == role) as i64);
-        }
-        match self.table() {
-            Some(table) => {
-                for (i, s) in table.iter().enumerate() {
-                    let t = i.to_string();
-                    m.token_version
-                        .with_label_values(&[&t])
-                        .set(s.tag.version as i64);
-                    let owner = nodes
-                        .iter()
-                        .position(|n| *n == s.owner)
-                        .map_or(-1, |p| p as i64);
-                    m.token_owner.with_label_values(&[&t]).set(owner);
-                }
-            }
-            None => {
-                m.token_version.reset();
-                m.token_owner.reset();
-            }
-        }
-    }
-    fn role(&self) -> &'static str {
-        TokensNode::role(self)
-    }
-}
+/// Messages the fault layer may hold back for a delay at once; beyond it a
+/// delayed message is dropped and counted (`reason="delay_full"`), so a
+/// delay rule at a high rate cannot exhaust memory.
+const DEFERRED_LIMIT: usize = 1 << 20;
 
 /// Requests from the admin API into the core's task.
 pub enum Command<C: Core> {
@@ -83,23 +40,25 @@ pub enum Command<C: Core> {
         request: C::Request,
         reply: oneshot::Sender<C::Reply>,
     },
-    State(oneshot::Sender<serde_json::Value>),
+    State(oneshot::Sender<NodeState<C::State>>),
 }
 
 /// Everything the admin API shares with the core's task.
-pub struct Handle<C: Core> {
+pub struct Handle<S: System> {
     pub id: String,
-    pub commands: mpsc::Sender<Command<C>>,
+    pub commands: mpsc::Sender<Command<S::Core>>,
     pub metrics: Arc<Metrics>,
     pub faults: Arc<FaultControl>,
     pub history: Arc<History>,
     pub secret: String,
     pub cluster: Arc<Cluster>,
+    /// The system's validated parameters, for its load generator.
+    pub params: Arc<S::Params>,
 }
 
-impl<C: Core> Handle<C> {
+impl<S: System> Handle<S> {
     /// Submits a request to the core and waits for its reply.
-    pub async fn call(&self, request: C::Request) -> Option<C::Reply> {
+    pub async fn call(&self, request: S::Request) -> Option<S::Reply> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Request { request, reply: tx })
@@ -108,7 +67,7 @@ impl<C: Core> Handle<C> {
         rx.await.ok()
     }
 
-    pub async fn state(&self) -> Option<serde_json::Value> {
+    pub async fn state(&self) -> Option<NodeState<<S::Core as Core>::State>> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::State(tx)).await.ok()?;
         rx.await.ok()
@@ -121,35 +80,41 @@ impl<C: Core> Handle<C> {
 /// message.
 type Held<M> = Vec<(Instant, Instant, M)>;
 
-/// A message the fault layer is holding back, released later into the loop.
+/// A message the fault layer is holding back for a delay.
 enum Deferred<M> {
     Send { to: String, msg: M },
     Deliver { from: String, msg: M },
 }
 
-struct Driver<C: Exports> {
-    core: C,
-    mesh: Mesh<C::Msg>,
+struct Driver<S: System> {
+    core: S::Core,
+    mesh: Mesh<Msg<S>>,
     faults: Arc<FaultControl>,
-    wal: Option<Wal<C::Record>>,
+    wal: Option<Wal<<S::Core as Core>::Record>>,
     metrics: Arc<Metrics>,
+    gauges: S::Gauges,
     nodes: Vec<NodeId>,
     rng: ChaCha8Rng,
     start: Instant,
     next_req: ReqId,
-    pending: HashMap<ReqId, (oneshot::Sender<C::Reply>, Instant, &'static str)>,
-    deferred: mpsc::UnboundedSender<Deferred<C::Msg>>,
+    pending: HashMap<ReqId, (oneshot::Sender<S::Reply>, Instant, &'static str)>,
+    /// Delayed messages by release time (and a sequence number that keeps
+    /// equal times apart, in the order they were delayed).
+    deferred: BTreeMap<(Instant, u64), Deferred<Msg<S>>>,
+    deferred_seq: u64,
     /// Reorder buffers per (side, peer): release deadline and message.
-    held: HashMap<(Side, String), Held<C::Msg>>,
-    out: Outbox<C>,
+    held: HashMap<(Side, String), Held<Msg<S>>>,
+    out: Outbox<S::Core>,
 }
 
-impl<C: Exports> Driver<C> {
+type Msg<S> = <<S as System>::Core as Core>::Msg;
+
+impl<S: System> Driver<S> {
     fn now(&self) -> Time {
         self.start.elapsed().as_micros() as Time
     }
 
-    fn receive(&mut self, from: String, msg: C::Msg) {
+    fn receive(&mut self, from: String, msg: Msg<S>) {
         if !self.faults.is_active() {
             let now = self.now();
             return self
@@ -176,7 +141,7 @@ impl<C: Exports> Driver<C> {
 
     /// Applies the fault layer to one message: the copies to pass on now or
     /// after a delay; none if dropped or held for reordering.
-    fn fault(&mut self, from: &str, to: &str, side: Side, msg: C::Msg) -> Vec<(Duration, C::Msg)> {
+    fn fault(&mut self, from: &str, to: &str, side: Side, msg: Msg<S>) -> Vec<(Duration, Msg<S>)> {
         let Some(d) = self.faults.decide(from, to, msg.kind(), side) else {
             return vec![(Duration::ZERO, msg)];
         };
@@ -203,8 +168,8 @@ impl<C: Exports> Driver<C> {
 
     /// Lets held messages go, shuffled by the link's RNG; one whose delay has
     /// not yet passed waits out the rest of it.
-    fn release(&mut self, side: Side, peer: &str, held: Held<C::Msg>) {
-        let mut msgs: Vec<(Instant, C::Msg)> = held.into_iter().map(|(_, nb, m)| (nb, m)).collect();
+    fn release(&mut self, side: Side, peer: &str, held: Held<Msg<S>>) {
+        let mut msgs: Vec<(Instant, Msg<S>)> = held.into_iter().map(|(_, nb, m)| (nb, m)).collect();
         self.faults.shuffle(peer, side, &mut msgs);
         let now = Instant::now();
         for (not_before, msg) in msgs {
@@ -249,15 +214,42 @@ impl<C: Exports> Driver<C> {
         }
     }
 
-    fn defer(&self, delay: Duration, d: Deferred<C::Msg>) {
-        let tx = self.deferred.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(d);
-        });
+    fn defer(&mut self, delay: Duration, d: Deferred<Msg<S>>) {
+        if self.deferred.len() >= DEFERRED_LIMIT {
+            let peer = match &d {
+                Deferred::Send { to, .. } => to,
+                Deferred::Deliver { from, .. } => from,
+            };
+            self.metrics
+                .messages_dropped
+                .with_label_values(&[peer.as_str(), "delay_full"])
+                .inc();
+            return;
+        }
+        self.deferred_seq += 1;
+        self.deferred
+            .insert((Instant::now() + delay, self.deferred_seq), d);
     }
 
-    fn send(&mut self, to: &str, msg: C::Msg) {
+    /// Releases every delayed message whose time has come, in time order.
+    fn release_deferred(&mut self) {
+        let now = Instant::now();
+        while let Some(entry) = self.deferred.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Deferred::Send { to, msg } => self.mesh.send(&to, &msg),
+                Deferred::Deliver { from, msg } => {
+                    let now = self.now();
+                    self.core
+                        .on_message(now, &from, msg, &mut self.rng, &mut self.out);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: &str, msg: Msg<S>) {
         if !self.faults.is_active() {
             return self.mesh.send(to, &msg);
         }
@@ -302,7 +294,7 @@ impl<C: Exports> Driver<C> {
         }
         for (req, reply) in out.replies {
             if let Some((tx, t0, kind)) = self.pending.remove(&req) {
-                let outcome = C::reply_outcome(&reply);
+                let outcome = S::outcome(&reply).as_str();
                 self.metrics.ops.with_label_values(&[kind, outcome]).inc();
                 self.metrics
                     .op_duration
@@ -314,20 +306,37 @@ impl<C: Exports> Driver<C> {
         Ok(())
     }
 
-    fn command(&mut self, cmd: Command<C>) {
+    fn command(&mut self, cmd: Command<S::Core>) {
         match cmd {
             Command::Request { request, reply } => {
                 self.next_req += 1;
                 let req = self.next_req;
-                let kind = C::request_kind(&request);
+                let kind = S::request_kind(&request);
                 self.pending.insert(req, (reply, Instant::now(), kind));
                 let now = self.now();
                 self.core
                     .on_request(now, req, request, &mut self.rng, &mut self.out);
             }
             Command::State(tx) => {
-                let _ = tx.send(self.core.state_json());
+                let _ = tx.send(NodeState {
+                    system: S::NAME.to_string(),
+                    id: self.core.id().clone(),
+                    role: S::role(&self.core).to_string(),
+                    ready: S::is_ready(&self.core),
+                    state: self.core.state(),
+                });
             }
+        }
+    }
+
+    fn export(&self) {
+        S::export(&self.core, &self.gauges, &self.nodes);
+        let role = S::role(&self.core);
+        for r in S::ROLES {
+            self.metrics
+                .role
+                .with_label_values(&[r])
+                .set((*r == role) as i64);
         }
     }
 
@@ -340,9 +349,8 @@ impl<C: Exports> Driver<C> {
 
     async fn run(
         mut self,
-        mut inbound: mpsc::Receiver<Inbound<C::Msg>>,
-        mut commands: mpsc::Receiver<Command<C>>,
-        mut deferred: mpsc::UnboundedReceiver<Deferred<C::Msg>>,
+        mut inbound: mpsc::Receiver<Inbound<Msg<S>>>,
+        mut commands: mpsc::Receiver<Command<S::Core>>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(1024);
@@ -354,6 +362,7 @@ impl<C: Exports> Driver<C> {
                 .next_tick()
                 .map(|t| self.start + Duration::from_micros(t))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let delayed = self.deferred.first_key_value().map(|((t, _), _)| *t);
             tokio::select! {
                 n = inbound.recv_many(&mut batch, 1024) => {
                     if n == 0 { break; }
@@ -370,16 +379,12 @@ impl<C: Exports> Driver<C> {
                         }
                     }
                 }
-                Some(d) = deferred.recv() => match d {
-                    Deferred::Send { to, msg } => self.mesh.send(&to, &msg),
-                    Deferred::Deliver { from, msg } => {
-                        let now = self.now();
-                        self.core.on_message(now, &from, msg, &mut self.rng, &mut self.out);
-                    }
-                },
+                _ = tokio::time::sleep_until(delayed.unwrap_or(wake).into()), if delayed.is_some() => {
+                    self.release_deferred();
+                }
                 _ = tokio::time::sleep_until(wake.into()) => self.tick(),
                 _ = gauges.tick() => {
-                    self.core.export(&self.metrics, &self.nodes);
+                    self.export();
                     self.faults.expire();
                 }
                 _ = reorder.tick(), if !self.held.is_empty() => self.release_due(),
@@ -401,16 +406,33 @@ pub struct RunOptions {
     pub fsync: bool,
 }
 
-/// Runs node `id` of the cluster until Ctrl-C or SIGTERM.
+/// Runs node `id` of the cluster until Ctrl-C or SIGTERM, as a node of the
+/// cluster's system (dispatched by the registry).
 pub async fn run(cluster: Cluster, id: &str, opts: RunOptions) -> anyhow::Result<()> {
+    let system = cluster.file.system.clone();
+    crate::with_system!(
+        system.as_str(),
+        |S| run_system::<S>(cluster, id, opts).await,
+        else anyhow::bail!("this build has no system {system:?}")
+    )
+}
+
+async fn run_system<S: System>(cluster: Cluster, id: &str, opts: RunOptions) -> anyhow::Result<()> {
     let cluster = Arc::new(cluster);
     let node = cluster
         .node(id)
         .with_context(|| format!("node {id:?} is not in {}", cluster.path.display()))?
         .clone();
-    let metrics = Arc::new(Metrics::new(id, &cluster.file.system));
-    let params = Arc::new(cluster.tokens_params());
-    let mut core = TokensNode::new(id.to_string(), params);
+    let metrics = Arc::new(Metrics::new(id, S::NAME));
+    let gauges = S::gauges(&metrics.registry).context("registering the system's gauges")?;
+    let params = cluster.params::<S::Params>().with_context(|| {
+        format!(
+            "{} holds no parameters of system {}",
+            cluster.path.display(),
+            S::NAME
+        )
+    })?;
+    let mut core = S::core(id, &params);
 
     let data_dir = opts
         .data_dir
@@ -427,15 +449,14 @@ pub async fn run(cluster: Cluster, id: &str, opts: RunOptions) -> anyhow::Result
     let (wal, records) = Wal::open(&data_dir, opts.fsync)?;
     let recovered = records.len();
     core.recover(records);
-    tracing::info!(node = id, role = core.role(), epoch = core.config().epoch, recovered, data = %data_dir.display(), "starting");
+    tracing::info!(node = id, system = S::NAME, role = S::role(&core), recovered, data = %data_dir.display(), "starting");
 
     let (mesh, inbound) = Mesh::start(&cluster, id, metrics.clone())?;
     let faults = Arc::new(FaultControl::new(id, cluster.file.seed, metrics.clone()));
     faults.set(cluster.file.faults.clone(), None, None);
     let history = Arc::new(History::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
-    let (def_tx, def_rx) = mpsc::unbounded_channel();
-    let handle = Arc::new(Handle::<TokensNode> {
+    let handle = Arc::new(Handle::<S> {
         id: id.to_string(),
         commands: cmd_tx,
         metrics: metrics.clone(),
@@ -443,43 +464,40 @@ pub async fn run(cluster: Cluster, id: &str, opts: RunOptions) -> anyhow::Result
         history,
         secret: cluster.secret.clone(),
         cluster: cluster.clone(),
+        params,
     });
     let listener = tokio::net::TcpListener::bind(node.admin)
         .await
         .with_context(|| format!("cannot bind the admin address {}", node.admin))?;
     tokio::spawn(admin::serve(listener, handle));
-    core.export(&metrics, &cluster.ids());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
-    let driver = Driver {
+    let driver = Driver::<S> {
         core,
         mesh,
         faults,
         wal: Some(wal),
         metrics,
+        gauges,
         nodes: cluster.ids(),
-        rng: ChaCha8Rng::seed_from_u64(cluster.file.seed ^ seed_of(id)),
+        rng: ChaCha8Rng::seed_from_u64(cluster.file.seed ^ crate::hash::fnv1a(id.as_bytes())),
         start: Instant::now(),
         next_req: 0,
         pending: HashMap::new(),
-        deferred: def_tx,
+        deferred: BTreeMap::new(),
+        deferred_seq: 0,
         held: HashMap::new(),
         out: Outbox::default(),
     };
+    driver.export();
     tracing::info!(node = id, listen = %node.listen, admin = %node.admin, "serving");
-    driver.run(inbound, cmd_rx, def_rx, stop_rx).await?;
+    driver.run(inbound, cmd_rx, stop_rx).await?;
     tracing::info!(node = id, "stopped");
     Ok(())
-}
-
-fn seed_of(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 async fn wait_for_signal() {

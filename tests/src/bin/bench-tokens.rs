@@ -16,7 +16,7 @@
 //! busy machine or another build is not comparable.
 
 use faultline_e2e::TestCluster;
-use serde_json::{json, Value};
+use faultline_node::api::{LoadSpec, LoadStats};
 use std::time::Duration;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -37,14 +37,19 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn load_all(c: &TestCluster, ms: u64, workers: usize) -> Vec<Value> {
+async fn load_all(c: &TestCluster, ms: u64, workers: usize) -> Vec<LoadStats> {
     let clients = c.ids("client");
-    let body = json!({"duration_ms": ms, "concurrency": workers, "record": false});
+    let spec = LoadSpec {
+        duration_ms: ms,
+        concurrency: workers,
+        record: false,
+    };
+    let body = serde_json::to_value(&spec).expect("a load spec is plain data");
     let runs = clients.iter().map(|id| c.post(id, "/load", &body));
     futures::future::join_all(runs)
         .await
         .into_iter()
-        .map(|(_, v)| v)
+        .map(|(_, v)| serde_json::from_value(v).expect("/load answers LoadStats"))
         .collect()
 }
 
@@ -150,13 +155,10 @@ async fn main() {
         c.wait_ready(Duration::from_secs(30)).await;
         load_all(&c, 1000, workers).await; // warm-up: connections, allocator
                                            // Timed runs on the same cluster; the median run is reported.
-        let mut timed: Vec<(f64, Vec<Value>)> = Vec::new();
+        let mut timed: Vec<(f64, Vec<LoadStats>)> = Vec::new();
         for _ in 0..repeats {
             let stats = load_all(&c, secs * 1000, workers).await;
-            let rate: f64 = stats
-                .iter()
-                .map(|s| s["pays_per_second"].as_f64().unwrap_or(0.0))
-                .sum();
+            let rate: f64 = stats.iter().map(|s| s.ok_per_second).sum();
             timed.push((rate, stats));
         }
         timed.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -166,19 +168,9 @@ async fn main() {
             timed.last().map_or(0.0, |t| t.0)
         );
         let stats = timed.swap_remove(timed.len() / 2).1;
-        let sum = |k: &str| {
-            stats
-                .iter()
-                .map(|s| s[k].as_f64().unwrap_or(0.0))
-                .sum::<f64>()
-        };
-        let max = |k: &str| {
-            stats
-                .iter()
-                .map(|s| s[k].as_f64().unwrap_or(0.0))
-                .fold(0.0, f64::max)
-        };
-        let mean = |k: &str| sum(k) / stats.len().max(1) as f64;
+        let sum = |f: fn(&LoadStats) -> f64| stats.iter().map(f).sum::<f64>();
+        let max = |f: fn(&LoadStats) -> f64| stats.iter().map(f).fold(0.0, f64::max);
+        let mean = |f: fn(&LoadStats) -> f64| sum(f) / stats.len().max(1) as f64;
         let rss = c
             .ids("server")
             .iter()
@@ -188,13 +180,13 @@ async fn main() {
         println!(
             "{n:>7} {:>7} {:>10.0} {:>15} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>13.1}",
             if via_proxy { "proxy" } else { "direct" },
-            sum("pays_per_second"),
+            sum(|s| s.ok_per_second),
             range,
-            mean("pay_p50_ms"),
-            max("pay_p99_ms"),
-            max("pay_max_ms"),
-            sum("pays_failed"),
-            sum("pays_unknown"),
+            mean(|s| s.p50_ms),
+            max(|s| s.p99_ms),
+            max(|s| s.max_ms),
+            sum(|s| s.failed as f64),
+            sum(|s| s.unknown as f64),
             rss
         );
         drop(c);

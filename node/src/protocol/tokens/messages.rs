@@ -3,6 +3,7 @@
 //! name every kind.
 
 use super::{Config, Tag, TokenId, TokenState};
+use crate::api::Outcome;
 use crate::protocol::{MessageKind, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -44,7 +45,12 @@ pub enum Refusal {
 /// A Paxos ballot for choosing the next configuration: `(round, proposer)`.
 pub type BallotNo = (u64, NodeId);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The kind of a message is its variant's name in snake_case (`read_ok`),
+/// derived so that the list of kinds cannot drift from the enum.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Msg {
     /// Client -> server: quorum read. `rid` identifies the phase of one operation.
     Read {
@@ -123,45 +129,14 @@ pub enum Msg {
 }
 
 impl MessageKind for Msg {
+    const KINDS: &'static [&'static str] = <Msg as strum::VariantNames>::VARIANTS;
     fn kind(&self) -> &'static str {
-        match self {
-            Msg::Read { .. } => "read",
-            Msg::ReadOk { .. } => "read_ok",
-            Msg::Write { .. } => "write",
-            Msg::WriteOk { .. } => "write_ok",
-            Msg::Refused { .. } => "refused",
-            Msg::Prepare { .. } => "prepare",
-            Msg::Promise { .. } => "promise",
-            Msg::Accept { .. } => "accept",
-            Msg::Accepted { .. } => "accepted",
-            Msg::Nack { .. } => "nack",
-            Msg::Install { .. } => "install",
-            Msg::Installed { .. } => "installed",
-            Msg::News { .. } => "news",
-            Msg::Fetch { .. } => "fetch",
-            Msg::Gift { .. } => "gift",
-        }
+        self.into()
     }
 }
 
 /// Every message kind, for metrics and fault-rule validation.
-pub const MESSAGE_KINDS: &[&str] = &[
-    "read",
-    "read_ok",
-    "write",
-    "write_ok",
-    "refused",
-    "prepare",
-    "promise",
-    "accept",
-    "accepted",
-    "nack",
-    "install",
-    "installed",
-    "news",
-    "fetch",
-    "gift",
-];
+pub const MESSAGE_KINDS: &[&str] = <Msg as MessageKind>::KINDS;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -210,11 +185,11 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Reply::Failed { .. } => "failed",
-            Reply::Unknown { .. } => "unknown",
-            _ => "ok",
+            Reply::Failed { .. } => Outcome::Failed,
+            Reply::Unknown { .. } => Outcome::Unknown,
+            _ => Outcome::Ok,
         }
     }
 }

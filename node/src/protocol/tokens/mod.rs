@@ -15,13 +15,21 @@
 //! of a majority is carried to the new servers, and only then do they serve.
 //! The safety argument is in `docs/tokens.md`.
 
+mod api;
 mod client;
+mod config;
+mod exports;
 pub mod invariants;
+mod loadgen;
 mod messages;
 mod node;
 mod reconfig;
 pub mod simulation;
+mod verbs;
 
+pub use api::{TokenRow, TokensState};
+pub use config::TokensSection;
+pub use exports::Tokens;
 pub use messages::*;
 pub use node::TokensNode;
 

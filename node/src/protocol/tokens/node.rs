@@ -8,7 +8,6 @@ use super::reconfig::Coordinator;
 use super::*;
 use crate::protocol::{Core, Outbox, ReqId, Time};
 use rand::RngCore;
-use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -601,6 +600,7 @@ impl Core for TokensNode {
     type Request = Request;
     type Reply = Reply;
     type Record = Record;
+    type State = TokensState;
 
     fn id(&self) -> &NodeId {
         &self.id
@@ -706,27 +706,27 @@ impl Core for TokensNode {
         out
     }
 
-    fn state_json(&self) -> serde_json::Value {
+    fn state(&self) -> TokensState {
         let tokens = self.table.as_ref().map(|t| {
             t.iter()
                 .enumerate()
-                .map(|(i, s)| {
-                    json!({"token": i, "version": s.tag.version, "writer": s.tag.writer,
-                           "nonce": s.tag.nonce, "owner": s.owner})
+                .map(|(i, s)| TokenRow {
+                    token: i as TokenId,
+                    version: s.tag.version,
+                    writer: s.tag.writer.clone(),
+                    nonce: s.tag.nonce,
+                    owner: s.owner.clone(),
                 })
-                .collect::<Vec<_>>()
+                .collect()
         });
-        json!({
-            "system": "tokens",
-            "id": self.id,
-            "role": self.role(),
-            "epoch": self.config.epoch,
-            "servers": self.config.servers,
-            "serving": self.is_serving(),
-            "frozen": self.is_frozen(),
-            "tokens": tokens,
-            "pending_ops": self.ops.len(),
-            "transforming": self.coord.is_some(),
-        })
+        TokensState {
+            epoch: self.config.epoch,
+            servers: self.config.servers.clone(),
+            serving: self.is_serving(),
+            frozen: self.is_frozen(),
+            tokens,
+            pending_ops: self.ops.len(),
+            transforming: self.coord.is_some(),
+        }
     }
 }

@@ -187,9 +187,9 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
                 let states: Vec<String> = sim
                     .nodes()
                     .map(|n| {
-                        let mut v = n.state_json();
-                        v["tokens"] = serde_json::Value::Null;
-                        v.to_string()
+                        let mut state = n.state();
+                        state.tokens = None;
+                        format!("{}: {state:?}", n.id())
                     })
                     .collect();
                 return Err(format!(
@@ -244,7 +244,7 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
             .filter(|e| {
                 e.completed
                     .as_ref()
-                    .is_some_and(|(_, r)| r.outcome() == "ok")
+                    .is_some_and(|(_, r)| r.outcome() == crate::api::Outcome::Ok)
             })
             .count(),
         transforms_ok: sim

@@ -8,10 +8,13 @@
 //! make up is unknown, not false. Across every table ever dumped (old servers keep theirs), a
 //! `(token, tag)` never has two owners, and every table lists each token exactly once.
 
-use super::{outcome, token_count};
+use super::linearizable::request_of;
+use super::TokensMeta;
+use crate::judge::outcome;
 use crate::record::RunRecord;
 use crate::results::{CheckOutcome, Valid};
-use serde::Deserialize;
+use faultline_node::api::{self, Outcome};
+use faultline_node::protocol::tokens::{Request, TokenRow, TokensState};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,29 +22,52 @@ const NAME: &str = "quiescent-state";
 /// Problems listed in the evidence; the count says how many there were.
 const MAX_LISTED: usize = 20;
 
-#[derive(Debug, Deserialize)]
+/// One node's `/state`, flattened for the checks below.
+#[derive(Debug)]
 struct NodeState {
-    #[serde(default)]
     role: String,
     epoch: u64,
-    #[serde(default)]
     servers: Vec<String>,
     serving: bool,
-    #[serde(default)]
     frozen: bool,
-    #[serde(default)]
     tokens: Option<Vec<Entry>>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+impl From<api::NodeState<TokensState>> for NodeState {
+    fn from(s: api::NodeState<TokensState>) -> Self {
+        NodeState {
+            role: s.role,
+            epoch: s.state.epoch,
+            servers: s.state.servers,
+            serving: s.state.serving,
+            frozen: s.state.frozen,
+            tokens: s
+                .state
+                .tokens
+                .map(|t| t.into_iter().map(Entry::from).collect()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 struct Entry {
     token: u64,
     version: u64,
-    #[serde(default)]
     writer: String,
-    #[serde(default)]
     nonce: u64,
     owner: String,
+}
+
+impl From<TokenRow> for Entry {
+    fn from(r: TokenRow) -> Self {
+        Entry {
+            token: u64::from(r.token),
+            version: r.version,
+            writer: r.writer,
+            nonce: r.nonce,
+            owner: r.owner,
+        }
+    }
 }
 
 type Tag = (u64, String, u64);
@@ -64,35 +90,29 @@ fn lingering_unknown_pay(record: &RunRecord, token: u64, writer: &str, owner: &s
         .values()
         .flat_map(|h| h.ops.iter())
         .any(|op| {
-            op.kind == "pay"
-                && matches!(op.outcome.as_str(), "unknown" | "pending")
+            matches!(op.outcome, Outcome::Unknown | Outcome::Pending)
                 && op.client == writer
-                && op.request.get("token").and_then(Value::as_u64) == Some(token)
-                && op.request.get("to").and_then(Value::as_str) == Some(owner)
+                && matches!(request_of(op), Some(Request::Pay { token: t, to })
+                    if u64::from(t) == token && to == owner)
         })
 }
 
 pub(crate) fn check_quiescent(record: &RunRecord) -> CheckOutcome {
     let meta = &record.meta;
-    if meta.system != "tokens" {
-        return outcome(
-            NAME,
-            Valid::Unknown,
-            format!("no state check for system {:?}", meta.system),
-            Value::Null,
-        );
-    }
+    let tokens = match TokensMeta::of(record) {
+        Ok(m) => m.token_count(),
+        Err(e) => return outcome(NAME, Valid::Unknown, e, Value::Null),
+    };
     let mut states: BTreeMap<&str, NodeState> = BTreeMap::new();
     let mut unreadable = Vec::new();
     for (node, v) in &record.states {
-        match NodeState::deserialize(v) {
+        match serde_json::from_value::<api::NodeState<TokensState>>(v.clone()) {
             Ok(s) => {
-                states.insert(node.as_str(), s);
+                states.insert(node.as_str(), NodeState::from(s));
             }
             Err(e) => unreadable.push(json!({"node": node, "error": e.to_string()})),
         }
     }
-    let tokens = token_count(meta);
     let all_nodes: BTreeSet<&str> = meta.nodes.iter().map(|n| n.id.as_str()).collect();
     let mut problems: Vec<Value> = Vec::new();
 
@@ -293,8 +313,8 @@ fn describe(p: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::*;
     use super::*;
-    use crate::judge::fixtures::*;
 
     fn settled() -> RunRecord {
         let mut rec = record(Vec::new());

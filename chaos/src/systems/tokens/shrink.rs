@@ -23,11 +23,10 @@
 //! Everything runs against a deadline; when it passes the shrinking stops where it is, which
 //! leaves a larger but still correct counter-example.
 
-use super::tokens::TokOp;
-use crate::check::{
-    check, CheckOptions, CheckResult, Counterexample, Token, TokenId, TokenOp, TokenOutput,
-    TokenState, Verdict,
-};
+use super::linearizable::TokOp;
+use super::model::TokenId;
+use super::model::{Token, TokenOp, TokenOutput, TokenState};
+use crate::check::{check, CheckOptions, CheckResult, Counterexample, Verdict};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Shrunk {
@@ -307,8 +306,9 @@ fn remap(mut cx: Counterexample, ops: &[usize]) -> Counterexample {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::TokenInput;
     use super::*;
-    use crate::check::{Operation, TokenInput};
+    use crate::check::Operation;
 
     fn pay(from: &str, to: &str, call: u64, ret: u64, v: Option<u64>) -> TokOp {
         let input = TokenInput {
@@ -380,7 +380,7 @@ mod tests {
     /// are linearizable by construction, with unknown outcomes, every cut stays linearizable.
     #[test]
     fn cuts_of_linearizable_histories_stay_linearizable() {
-        use crate::check::generate::{token_history, TokenWorkload};
+        use super::super::generate::{token_history, TokenWorkload};
         for seed in 0..20 {
             let workload = TokenWorkload {
                 tokens: 3,

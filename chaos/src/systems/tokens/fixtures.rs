@@ -2,7 +2,7 @@
 //! cluster with two tokens, histories written as pays and reads, scrapes and state dumps.
 
 use crate::record::{FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Sample, Scrape};
-use faultline_node::runtime::history::HistoryOp;
+use faultline_node::api::{HistoryOp, Outcome};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -28,8 +28,7 @@ pub(crate) fn meta() -> RunMeta {
                 .into(),
             })
             .collect(),
-        tokens: 2,
-        initial_owners: vec!["c1".into(), "c2".into()],
+        system_meta: json!({"tokens": 2, "initial_owners": ["c1", "c2"]}),
         liveness_bound_ms: 2_000,
         bugs: Vec::new(),
         interrupted_us: None,
@@ -58,8 +57,9 @@ fn op(client: &str, kind: &str, request: Value, at_ms: u64, took_ms: Option<u64>
         request,
         invoke_us: T0 + at_ms * 1000,
         complete_us: took_ms.map(|d| T0 + (at_ms + d) * 1000),
-        outcome: "pending".into(),
+        outcome: Outcome::Pending,
         reply: None,
+        note: None,
     }
 }
 
@@ -73,7 +73,7 @@ pub(crate) fn paid(
     took_ms: u64,
 ) -> HistoryOp {
     HistoryOp {
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         reply: Some(json!({"result": "paid", "token": token,
             "tag": {"version": version, "writer": client, "nonce": at_ms}})),
         ..op(
@@ -95,7 +95,7 @@ pub(crate) fn pay_unknown(
     took_ms: u64,
 ) -> HistoryOp {
     HistoryOp {
-        outcome: "unknown".into(),
+        outcome: Outcome::Unknown,
         reply: Some(json!({"result": "unknown", "reason": "deadline"})),
         ..op(
             client,
@@ -117,7 +117,7 @@ pub(crate) fn pay_failed(
     took_ms: u64,
 ) -> HistoryOp {
     HistoryOp {
-        outcome: "failed".into(),
+        outcome: Outcome::Failed,
         reply: Some(json!({"result": "failed", "error": {"error": error, "detail": token}})),
         ..op(
             client,
@@ -132,7 +132,7 @@ pub(crate) fn pay_failed(
 /// A gettokens of `owner` (issued by `owner`) that saw these (token, version) pairs.
 pub(crate) fn read(owner: &str, tokens: &[(u64, u64)], at_ms: u64, took_ms: u64) -> HistoryOp {
     HistoryOp {
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         reply: Some(json!({"result": "tokens", "owner": owner, "tokens": tokens})),
         ..op(
             owner,
@@ -179,8 +179,9 @@ pub(crate) fn down_at(at_ms: u64, target: &str) -> Scrape {
 /// A server's /state with the given (version, writer, nonce, owner) per token.
 pub(crate) fn server_state(epoch: u64, tokens: &[(u64, &str, u64, &str)]) -> Value {
     json!({
-        "system": "tokens", "role": "server", "epoch": epoch,
+        "system": "tokens", "id": "s?", "role": "server", "ready": true, "epoch": epoch,
         "servers": ["s1", "s2", "s3"], "serving": true, "frozen": false,
+        "pending_ops": 0, "transforming": false,
         "tokens": tokens.iter().enumerate().map(|(i, (v, w, n, o))|
             json!({"token": i, "version": v, "writer": w, "nonce": n, "owner": o})).collect::<Vec<_>>(),
     })

@@ -16,15 +16,15 @@
 //!   once, and the checker's clients are sequential processes.
 //! - Times are the recorded Unix microseconds; every history comes from one host clock.
 
+use super::model::{Token, TokenInput, TokenOp, TokenOutput, TokenState};
 use super::shrink::{shrink, Shrunk};
-use super::{outcome, rel_ms_json, token_count, JudgeOptions};
-use crate::check::{
-    check_parallel, CheckOptions, Counterexample, Model, Operation, Token, TokenInput, TokenOp,
-    TokenOutput, TokenState, Verdict,
-};
+use super::TokensMeta;
+use crate::check::{check_parallel, CheckOptions, Counterexample, Model, Operation, Verdict};
+use crate::judge::{outcome, rel_ms_json, JudgeOptions};
 use crate::record::RunRecord;
 use crate::results::{CheckOutcome, Valid};
-use faultline_node::runtime::history::HistoryOp;
+use faultline_node::api::{HistoryOp, Outcome as ApiOutcome};
+use faultline_node::protocol::tokens::{OpError, Reply, Request};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -63,38 +63,49 @@ pub fn convert_history<'a>(
     out
 }
 
+/// The recorded request as the token system's typed request, if it is one.
+pub(crate) fn request_of(op: &HistoryOp) -> Option<Request> {
+    serde_json::from_value(op.request.clone()).ok()
+}
+
+/// The recorded reply as the token system's typed reply, if there is one.
+pub(crate) fn reply_of(op: &HistoryOp) -> Option<Reply> {
+    op.reply
+        .as_ref()
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+}
+
 fn convert_pay<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
-    let token = op.request.get("token").and_then(Value::as_u64);
-    let to = op.request.get("to").and_then(Value::as_str);
-    let (Some(token), Some(to)) = (token, to) else {
+    let Some(Request::Pay { token, to }) = request_of(op) else {
         out.unreadable_pays += 1;
         return;
     };
+    let token = u64::from(token);
     let input = TokenInput {
         token,
         op: TokenOp::Pay {
             from: op.client.clone(),
-            to: to.to_string(),
+            to,
         },
     };
     let call = op.invoke_us;
     let ret = op.complete_us.map(|r| r.max(call));
     let client = out.ops.len() as u64;
-    let reply = op.reply.as_ref();
-    let known = match op.outcome.as_str() {
-        "ok" => paid_version(reply, token).map(|version| TokenOutput::Paid { version }),
-        "failed" => {
-            let error = reply
-                .and_then(|r| r.get("error"))
-                .and_then(|e| e.get("error"))
-                .and_then(Value::as_str);
-            if error != Some("not_owned") {
+    let known = match op.outcome {
+        ApiOutcome::Ok => paid_version(op, token).map(|version| TokenOutput::Paid { version }),
+        ApiOutcome::Failed => {
+            if !matches!(
+                reply_of(op),
+                Some(Reply::Failed {
+                    error: OpError::NotOwned(_)
+                })
+            ) {
                 *out.left_out.entry("pay failed").or_default() += 1;
                 return;
             }
             Some(TokenOutput::NotOwned)
         }
-        _ => None,
+        ApiOutcome::Unknown | ApiOutcome::Pending => None,
     };
     let converted = match (known, ret) {
         (Some(output), Some(ret)) => Operation::ok(client, input, call, ret, output),
@@ -104,53 +115,30 @@ fn convert_pay<'a>(op: &'a HistoryOp, out: &mut ConvertedHistory<'a>) {
     out.sources.push(op);
 }
 
-pub(crate) fn paid_version(reply: Option<&Value>, token: u64) -> Option<u64> {
-    let reply = reply?;
-    if reply.get("result").and_then(Value::as_str) != Some("paid") {
-        return None;
+/// The version an acknowledged pay of `token` made, if its reply says one.
+pub(crate) fn paid_version(op: &HistoryOp, token: u64) -> Option<u64> {
+    match reply_of(op)? {
+        Reply::Paid { token: t, tag } if u64::from(t) == token => Some(tag.version),
+        _ => None,
     }
-    if reply.get("token").and_then(Value::as_u64) != Some(token) {
-        return None;
-    }
-    reply.get("tag")?.get("version")?.as_u64()
 }
 
 fn convert_read<'a>(op: &'a HistoryOp, all_tokens: u64, out: &mut ConvertedHistory<'a>) {
-    let (Some(ret), "ok") = (op.complete_us, op.outcome.as_str()) else {
+    let (Some(ret), ApiOutcome::Ok) = (op.complete_us, op.outcome) else {
         *out.left_out.entry("gettokens not ok").or_default() += 1;
         return;
     };
-    let reply = op.reply.as_ref();
-    let owner = reply
-        .and_then(|r| r.get("owner"))
-        .or_else(|| op.request.get("owner"))
-        .and_then(Value::as_str);
-    let tokens = reply
-        .filter(|r| r.get("result").and_then(Value::as_str) == Some("tokens"))
-        .and_then(|r| r.get("tokens"))
-        .and_then(Value::as_array);
-    let (Some(owner), Some(tokens)) = (owner, tokens) else {
+    let Some(Reply::Tokens { owner, tokens }) = reply_of(op) else {
         *out.left_out.entry("gettokens unreadable").or_default() += 1;
         return;
     };
     let mut listed = std::collections::BTreeSet::new();
-    for entry in tokens {
-        let pair = entry.as_array().map(|p| {
-            (
-                p.first().and_then(Value::as_u64),
-                p.get(1).and_then(Value::as_u64),
-            )
-        });
-        let Some((Some(token), Some(version))) = pair else {
-            *out.left_out
-                .entry("gettokens entry unreadable")
-                .or_default() += 1;
-            continue;
-        };
+    for (token, version) in tokens {
+        let token = u64::from(token);
         listed.insert(token);
         let state = TokenState {
             version,
-            owner: owner.to_string(),
+            owner: owner.clone(),
         };
         let client = out.ops.len() as u64;
         out.ops.push(Operation::ok(
@@ -173,7 +161,7 @@ fn convert_read<'a>(op: &'a HistoryOp, all_tokens: u64, out: &mut ConvertedHisto
             TokenInput {
                 token,
                 op: TokenOp::Owns {
-                    owner: owner.to_string(),
+                    owner: owner.clone(),
                 },
             },
             op.invoke_us,
@@ -186,12 +174,11 @@ fn convert_read<'a>(op: &'a HistoryOp, all_tokens: u64, out: &mut ConvertedHisto
 
 /// The model of a run: token `i` starts at version 1 owned by `initial_owners[i]`. Tokens
 /// without a listed owner start unlisted, which no history matches.
-fn model_of(record: &RunRecord) -> Token {
-    let meta = &record.meta;
+fn model_of(meta: &TokensMeta) -> Token {
     Token::new(
         meta.initial_owners
             .iter()
-            .take(usize::try_from(token_count(meta)).unwrap_or(usize::MAX))
+            .take(usize::try_from(meta.token_count()).unwrap_or(usize::MAX))
             .enumerate()
             .map(|(i, owner)| {
                 (
@@ -211,16 +198,11 @@ fn model_of(record: &RunRecord) -> Token {
 
 pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> CheckOutcome {
     const NAME: &str = "linearizable";
-    let meta = &record.meta;
-    if meta.system != "tokens" {
-        return outcome(
-            NAME,
-            Valid::Unknown,
-            format!("no history checker for system {:?}", meta.system),
-            Value::Null,
-        );
-    }
-    let tokens = token_count(meta);
+    let meta = match TokensMeta::of(record) {
+        Ok(m) => m,
+        Err(e) => return outcome(NAME, Valid::Unknown, e, Value::Null),
+    };
+    let tokens = meta.token_count();
     if tokens == 0 {
         return outcome(
             NAME,
@@ -229,10 +211,7 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
             Value::Null,
         );
     }
-    let mut conv = convert_history(
-        record.histories.values().flat_map(|h| h.ops.iter()),
-        token_count(&record.meta),
-    );
+    let mut conv = convert_history(record.histories.values().flat_map(|h| h.ops.iter()), tokens);
     // Tokens the run has but whose initial owner was not recorded cannot be checked; their
     // operations are set aside rather than judged against a made-up start.
     let owners_known = meta.initial_owners.len() as u64;
@@ -253,7 +232,7 @@ pub(crate) fn check_linearizable(record: &RunRecord, opts: &JudgeOptions) -> Che
         }
     }
     let truncated: u64 = record.histories.values().map(|h| h.truncated).sum();
-    let model = model_of(record);
+    let model = model_of(&meta);
     let started = Instant::now();
     let result = check_parallel(
         &model,
@@ -476,7 +455,7 @@ fn counterexample(
             "{} by {} at {:.1} s",
             model.describe_operation(&op.input, &op.output),
             src.client,
-            super::rel_ms(op.call, start) / 1000.0
+            crate::judge::rel_ms(op.call, start) / 1000.0
         ))
     });
     let summary = match culprit_text {
@@ -532,9 +511,9 @@ fn shrink_json(s: &Shrunk, partition_ops: usize, used: bool) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::*;
     use super::*;
     use crate::check::Outcome;
-    use crate::judge::fixtures::*;
 
     fn opts() -> JudgeOptions {
         JudgeOptions {
@@ -552,7 +531,7 @@ mod tests {
             pay_unknown("c2", 1, "c1", 7, 10),
             read("c2", &[(0, 2), (1, 1)], 20, 5),
             HistoryOp {
-                outcome: "pending".into(),
+                outcome: ApiOutcome::Pending,
                 complete_us: None,
                 ..read("c1", &[], 30, 1)
             },
@@ -611,7 +590,7 @@ mod tests {
     #[test]
     fn missing_initial_owners_make_it_unknown_not_false() {
         let mut rec = record(vec![paid("c2", 1, "c1", 2, 0, 10)]);
-        rec.meta.initial_owners.truncate(1);
+        rec.meta.system_meta["initial_owners"] = json!(["c1"]);
         let c = check_linearizable(&rec, &opts());
         assert_eq!(c.valid, Valid::Unknown, "{}", c.summary);
     }

@@ -5,8 +5,7 @@
 //! answer. A series that disappears from an answered scrape (the node became a client and
 //! dropped its table) may come back from any value.
 
-use super::scrapes::ScrapeIndex;
-use super::{outcome, rel_ms_json};
+use crate::judge::{outcome, rel_ms_json, ScrapeIndex};
 use crate::results::{CheckOutcome, Valid};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,8 +89,8 @@ pub(crate) fn check_monotonic(index: &ScrapeIndex, start_us: u64) -> CheckOutcom
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::*;
     use super::*;
-    use crate::judge::fixtures::*;
     use crate::record::Scrape;
 
     fn v(token: &str, value: f64) -> crate::record::Sample {

@@ -7,8 +7,9 @@
 //! outcome (the client timed out), and of those some took effect (possibly after the client
 //! gave up) and some never did. Corrupting any output afterwards is how tests get invalid ones.
 
+use super::model::{Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState};
 use crate::check::history::{Operation, Outcome};
-use crate::check::model::{Model, Token, TokenId, TokenInput, TokenOp, TokenOutput, TokenState};
+use crate::check::model::Model;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;

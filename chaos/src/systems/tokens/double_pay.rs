@@ -5,12 +5,13 @@
 //! finds the same thing, but only as "cannot be placed" somewhere later in the token's
 //! history; this check names both pays directly, in one pass, with no search bound.
 
-use super::tokens::paid_version;
-use super::{outcome, rel_ms_json};
+use super::linearizable::{paid_version, request_of};
+use crate::judge::{outcome, rel_ms_json};
 use crate::record::RunRecord;
 use crate::results::{CheckOutcome, Valid};
-use faultline_node::runtime::history::HistoryOp;
-use serde_json::{json, Value};
+use faultline_node::api::{HistoryOp, Outcome};
+use faultline_node::protocol::tokens::Request;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 const NAME: &str = "no-double-pay";
@@ -20,11 +21,12 @@ pub(crate) fn check(record: &RunRecord, ops: &[&HistoryOp]) -> CheckOutcome {
     // (token, version) -> the acknowledged pays that made it.
     let mut made: BTreeMap<(u64, u64), Vec<&HistoryOp>> = BTreeMap::new();
     let mut acknowledged = 0u64;
-    for op in ops.iter().filter(|o| o.kind == "pay" && o.outcome == "ok") {
-        let Some(token) = op.request.get("token").and_then(Value::as_u64) else {
+    for op in ops.iter().filter(|o| o.outcome == Outcome::Ok) {
+        let Some(Request::Pay { token, .. }) = request_of(op) else {
             continue;
         };
-        let Some(version) = paid_version(op.reply.as_ref(), token) else {
+        let token = u64::from(token);
+        let Some(version) = paid_version(op, token) else {
             continue;
         };
         acknowledged += 1;

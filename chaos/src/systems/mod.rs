@@ -1,0 +1,166 @@
+//! What the controller knows of each system, behind one trait
+//! ([`ChaosSystem`]): its workload (operation mix and client beliefs), the
+//! process faults that are operations of the system, its quiescence reads,
+//! and its checks and sequential model. Everything one system owns lives in
+//! `systems/<system>/`; the runner, the nemesis and the judge only call the
+//! trait, and [`with_chaos_system!`] is the only `match` on a system's name.
+
+pub mod tokens;
+
+use crate::judge::{JudgeOptions, ScrapeIndex};
+use crate::record::RunRecord;
+use crate::results::CheckOutcome;
+use faultline_node::api::HistoryOp;
+use faultline_node::config::Cluster;
+use faultline_node::system::System;
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex};
+
+/// One operation of a system's workload mix (a key of the scenario's `mix:`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixOp {
+    pub name: &'static str,
+    /// Its weight when the scenario gives no mix.
+    pub weight: f64,
+    /// What it does, for errors and the README.
+    pub doc: &'static str,
+}
+
+/// What a workload client knows when it picks its next operation.
+pub struct OpContext<'a, P> {
+    /// The client node.
+    pub me: &'a str,
+    /// The nodes that are clients now (roles can change during a run).
+    pub clients: &'a [String],
+    /// The system's validated cluster parameters.
+    pub params: &'a Arc<P>,
+}
+
+/// A recorded run as the checks see it.
+pub struct Judging<'a> {
+    pub record: &'a RunRecord,
+    /// Every operation of every client history.
+    pub ops: &'a [&'a HistoryOp],
+    pub scrapes: &'a ScrapeIndex<'a>,
+    pub opts: &'a JudgeOptions,
+}
+
+/// A system as the controller drives and judges it.
+pub trait ChaosSystem: Send + Sync + 'static {
+    /// The node-side system: its requests, replies, state and parameters.
+    type Node: System;
+    /// What one workload client believes between operations (tokens: the
+    /// tokens it owns), shared by the client's concurrent loops.
+    type Beliefs: Default + Send + 'static;
+
+    /// The scenario's `mix:` keys with their default weights.
+    const MIX: &'static [MixOp];
+    /// Process-layer faults that are operations of the system, asked of the
+    /// target node through `/ops` (tokens: `transform`). They are instantaneous.
+    const OP_FAULTS: &'static [&'static str];
+    /// Checks that need the cluster quiet at the end; an interrupted run
+    /// turns them unknown.
+    const QUIESCENT_CHECKS: &'static [&'static str];
+    /// Whether the system has a primary (the `primary` fault selector).
+    const HAS_PRIMARY: bool;
+
+    /// The next request of a client, for the mix operation `op` (one of
+    /// [`ChaosSystem::MIX`]).
+    fn next_op(
+        ctx: &OpContext<'_, <Self::Node as System>::Params>,
+        op: &str,
+        beliefs: &Mutex<Self::Beliefs>,
+        rng: &mut ChaCha8Rng,
+    ) -> <Self::Node as System>::Request;
+
+    /// Updates the client's beliefs from a completed operation.
+    fn learn(
+        me: &str,
+        beliefs: &Mutex<Self::Beliefs>,
+        request: &<Self::Node as System>::Request,
+        reply: &<Self::Node as System>::Reply,
+    );
+
+    /// The reply says its node no longer takes client operations (tokens: a
+    /// transform made it a server).
+    fn left_clients(reply: &<Self::Node as System>::Reply) -> bool;
+
+    /// The request an operation fault (one of [`ChaosSystem::OP_FAULTS`]) asks.
+    fn op_fault(fault: &str) -> Option<<Self::Node as System>::Request>;
+
+    /// Reads run through a client after every fault healed, each retried
+    /// until it succeeds or quiescence runs out; they are in the history, so
+    /// the checks can demand what they saw (tokens: every node's gettokens,
+    /// whose write-back leaves each token's latest value at a majority).
+    fn final_reads(cluster: &Cluster) -> Vec<<Self::Node as System>::Request>;
+
+    /// Facts of the cluster the checks need besides its nodes (tokens: the
+    /// token count and initial owners), kept in the run record as the
+    /// system's own serde type.
+    fn meta(cluster: &Cluster) -> serde_json::Value;
+
+    /// The system's checks of a recorded run; the judge adds the generic
+    /// ones (liveness, faults-applied) beside them.
+    fn checks(run: &Judging<'_>) -> Vec<CheckOutcome>;
+}
+
+/// What generic code (scenario validation) may know of a system without
+/// its types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChaosInfo {
+    pub name: &'static str,
+    pub mix: &'static [MixOp],
+    pub op_faults: &'static [&'static str],
+    pub quiescent_checks: &'static [&'static str],
+    pub has_primary: bool,
+}
+
+impl ChaosInfo {
+    pub fn of<S: ChaosSystem>() -> Self {
+        ChaosInfo {
+            name: <S::Node as System>::NAME,
+            mix: S::MIX,
+            op_faults: S::OP_FAULTS,
+            quiescent_checks: S::QUIESCENT_CHECKS,
+            has_primary: S::HAS_PRIMARY,
+        }
+    }
+}
+
+/// Runs `$body` with `$S` bound to the controller's side of the system
+/// named `$name`, or `$other` when it has none. The only `match` on a
+/// system's name in the controller.
+#[macro_export]
+macro_rules! with_chaos_system {
+    ($name:expr, |$S:ident| $body:expr, else $other:expr) => {
+        match $name {
+            "tokens" => {
+                type $S = $crate::systems::tokens::TokensChaos;
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+
+/// The controller's side of system `name`, if this build has one.
+pub fn info(name: &str) -> Option<ChaosInfo> {
+    with_chaos_system!(name, |S| Some(ChaosInfo::of::<S>()), else None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_system_has_a_controller_side_and_back() {
+        for name in faultline_node::system::SYSTEMS {
+            let i = info(name).unwrap_or_else(|| panic!("{name} has no controller side"));
+            assert_eq!(i.name, *name);
+            assert!(!i.mix.is_empty(), "{name} has an empty mix");
+            assert!(i.mix.iter().all(|m| m.weight >= 0.0));
+            assert!(i.mix.iter().any(|m| m.weight > 0.0));
+        }
+        assert!(info("no-such-system").is_none());
+    }
+}
