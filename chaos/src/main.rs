@@ -53,7 +53,7 @@ enum Cmd {
     },
     /// Start a local cluster (nodes and proxy, detached) and keep it running.
     Up {
-        #[arg(long, default_value = "clusters/tokens.yaml")]
+        #[arg(long, default_value = "clusters/default.yaml")]
         cluster: PathBuf,
         #[arg(long, default_value = "runs/local")]
         dir: PathBuf,

@@ -779,7 +779,7 @@ mod tests {
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/tokens.yaml");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/default.yaml");
         std::fs::copy(shipped, d.join("c.yaml")).unwrap();
         d
     }

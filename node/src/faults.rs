@@ -15,7 +15,9 @@ use std::time::Duration;
 
 /// Where a rule applies. A node programmed alone can omit both what it sends
 /// (`send`) and what it receives (`receive`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     #[default]

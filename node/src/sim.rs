@@ -1,12 +1,21 @@
 //! A seeded discrete-event simulator that runs any sans-IO [`Core`] on an
-//! in-memory network which drops, delays, duplicates and reorders messages.
+//! in-memory network which drops, delays and duplicates messages, and speaks
+//! the runtime's language: it honours the system's channel kind (FIFO links
+//! deliver in send order per (from, to); non-FIFO links reorder) and applies
+//! the same message fault rules ([`FaultEngine`]: drop, duplicate, delay,
+//! reorder, cut, by from/to/kind, on the send and the receive side) as the
+//! runtime's fault layer, so a rule set means the same in a test and in a
+//! run. Nodes can crash and restart from their records, and pause.
 //!
 //! Everything random comes from one seed, so a failing run replays exactly:
 //! the test prints the seed and the same seed gives the same interleaving.
 //! The harness is generic so every system reuses it; the system supplies its
 //! nodes, a workload, and an invariant checker called after every event.
 
-use crate::protocol::{Core, NodeId, Outbox, ReqId, Time};
+use crate::api::PutFaults;
+use crate::faults::{FaultEngine, Side};
+use crate::protocol::{Core, MessageKind, NodeId, Outbox, ReqId, Time};
+use crate::system::Channels;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -43,10 +52,29 @@ pub struct Entry<C: Core> {
 }
 
 enum Event<C: Core> {
+    /// A message leaves its sender's fault layer and enters the network.
+    Transmit {
+        from: NodeId,
+        to: NodeId,
+        msg: C::Msg,
+    },
+    /// A message arrives at `to`'s fault layer.
     Deliver {
         from: NodeId,
         to: NodeId,
         msg: C::Msg,
+    },
+    /// A message passes `to`'s fault layer and reaches its core.
+    Handle {
+        from: NodeId,
+        to: NodeId,
+        msg: C::Msg,
+    },
+    /// A reorder buffer's oldest message may have waited long enough.
+    Release {
+        node: NodeId,
+        side: Side,
+        peer: NodeId,
     },
     Request {
         node: NodeId,
@@ -82,6 +110,16 @@ pub struct Sim<C: Core> {
     /// Per node: probability that any message to or from it is lost.
     pub omission: BTreeMap<NodeId, f64>,
     crashed: BTreeSet<NodeId>,
+    /// Paused nodes and the events that arrived for them meanwhile.
+    paused: BTreeMap<NodeId, Vec<(Time, Event<C>)>>,
+    channels: Channels,
+    /// FIFO: the latest arrival scheduled on each link, so no message
+    /// overtakes one sent before it.
+    link_clock: BTreeMap<(NodeId, NodeId), Time>,
+    /// Each node's message fault layer, as `PUT /faults` programs it.
+    faults: BTreeMap<NodeId, FaultEngine>,
+    /// Reorder buffers per (node, side, peer): (release by, not before, message).
+    held: BTreeMap<(NodeId, Side, NodeId), Vec<(Time, Time, C::Msg)>>,
     pub history: Vec<Entry<C>>,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
@@ -89,12 +127,21 @@ pub struct Sim<C: Core> {
 }
 
 impl<C: Core> Sim<C> {
+    /// A simulation with non-FIFO links (random delays reorder messages).
     pub fn new(seed: u64, nodes: Vec<C>, net: NetConfig) -> Self {
+        Self::with_channels(seed, nodes, net, Channels::NonFifo)
+    }
+
+    /// A simulation whose links behave as `channels` says (a system's
+    /// [`System::CHANNELS`](crate::system::System::CHANNELS)).
+    pub fn with_channels(seed: u64, nodes: Vec<C>, net: NetConfig, channels: Channels) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut map = BTreeMap::new();
         let mut node_rngs = BTreeMap::new();
+        let mut faults = BTreeMap::new();
         for n in nodes {
             node_rngs.insert(n.id().clone(), ChaCha8Rng::seed_from_u64(rng.random()));
+            faults.insert(n.id().clone(), FaultEngine::new(n.id(), seed));
             map.insert(n.id().clone(), n);
         }
         Sim {
@@ -110,6 +157,11 @@ impl<C: Core> Sim<C> {
             net,
             omission: BTreeMap::new(),
             crashed: BTreeSet::new(),
+            paused: BTreeMap::new(),
+            channels,
+            link_clock: BTreeMap::new(),
+            faults,
+            held: BTreeMap::new(),
             history: Vec::new(),
             messages_delivered: 0,
             messages_dropped: 0,
@@ -162,10 +214,51 @@ impl<C: Core> Sim<C> {
         index
     }
 
-    /// Stops a node: it loses its volatile state and receives nothing.
+    /// Programs node `id`'s message fault layer with the body `PUT /faults`
+    /// takes (its lease is ignored: simulated faults hold until replaced).
+    pub fn put_faults(&mut self, id: &str, body: &PutFaults) {
+        if let Some(e) = self.faults.get_mut(id) {
+            e.set_rules(body.rules.clone(), body.seed);
+        }
+    }
+
+    /// [`Sim::put_faults`] on every node.
+    pub fn put_faults_all(&mut self, body: &PutFaults) {
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for id in ids {
+            self.put_faults(&id, body);
+        }
+    }
+
+    /// Stops a node: it loses its volatile state (its fault rules and
+    /// reorder buffers too, as a restarted process does) and receives nothing.
     pub fn crash(&mut self, id: &str) {
         self.crashed.insert(id.to_string());
         self.tick_at.remove(id);
+        self.paused.remove(id);
+        if let Some(e) = self.faults.get_mut(id) {
+            e.set_rules(Vec::new(), None);
+        }
+        self.held.retain(|(n, _, _), _| n != id);
+    }
+
+    /// Freezes a node (SIGSTOP): it handles nothing, and what arrives for it
+    /// waits, in order, until [`Sim::resume`].
+    pub fn pause(&mut self, id: &str) {
+        if !self.crashed.contains(id) {
+            self.paused.entry(id.to_string()).or_default();
+        }
+    }
+
+    pub fn resume(&mut self, id: &str) {
+        for (_, ev) in self.paused.remove(id).unwrap_or_default() {
+            self.push(self.now, ev);
+        }
+        self.schedule_tick(&id.to_string());
+    }
+
+    pub fn is_paused(&self, id: &str) -> bool {
+        self.paused.contains_key(id)
     }
 
     /// Restarts a crashed node from its durable records.
@@ -195,32 +288,132 @@ impl<C: Core> Sim<C> {
         self.rng.random_range(lo..=hi)
     }
 
+    /// The network: loss, duplication and delay, in link order on FIFO links.
+    fn transmit(&mut self, from: &NodeId, to: &NodeId, msg: C::Msg) {
+        if self.lost(from, to) {
+            self.messages_dropped += 1;
+            return;
+        }
+        let copies = if self.rng.random_bool(self.net.duplicate.clamp(0.0, 1.0)) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut at = self.now + self.delay();
+            if self.channels == Channels::Fifo {
+                let clock = self
+                    .link_clock
+                    .entry((from.clone(), to.clone()))
+                    .or_insert(0);
+                at = at.max(*clock);
+                *clock = at;
+            }
+            self.push(
+                at,
+                Event::Deliver {
+                    from: from.clone(),
+                    to: to.clone(),
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    /// Applies `node`'s fault layer on `side` to a message to or from `peer`:
+    /// the runtime's decisions (drop, copies, delay as a lower bound, reorder
+    /// buffers released shuffled when full or after their hold), each copy
+    /// passed on as `next` at its time.
+    fn fault(&mut self, node: &NodeId, side: Side, peer: &NodeId, msg: C::Msg) {
+        let (from, to) = match side {
+            Side::Send => (node.clone(), peer.clone()),
+            Side::Receive => (peer.clone(), node.clone()),
+        };
+        let d = match self.faults.get_mut(node) {
+            Some(e) if !e.is_empty() => e.decide(&from, &to, msg.kind(), side),
+            _ => {
+                return self.pass(node, side, peer, self.now, msg);
+            }
+        };
+        if d.drop {
+            self.messages_dropped += 1;
+            return;
+        }
+        let delay = d.delay.as_micros() as Time;
+        if let Some((window, hold)) = d.reorder {
+            let key = (node.clone(), side, peer.clone());
+            let not_before = self.now + delay;
+            let by = not_before + hold.as_micros() as Time;
+            let buf = self.held.entry(key.clone()).or_default();
+            let first = buf.is_empty();
+            for _ in 0..d.copies {
+                buf.push((by, not_before, msg.clone()));
+            }
+            if buf.len() >= window {
+                self.release(key);
+            } else if first {
+                self.push(
+                    by,
+                    Event::Release {
+                        node: node.clone(),
+                        side,
+                        peer: peer.clone(),
+                    },
+                );
+            }
+            return;
+        }
+        for _ in 0..d.copies {
+            self.pass(node, side, peer, self.now + delay, msg.clone());
+        }
+    }
+
+    /// A message past `node`'s fault layer on `side`, at time `at`.
+    fn pass(&mut self, node: &NodeId, side: Side, peer: &NodeId, at: Time, msg: C::Msg) {
+        match side {
+            Side::Send if at <= self.now => self.transmit(node, peer, msg),
+            Side::Send => self.push(
+                at,
+                Event::Transmit {
+                    from: node.clone(),
+                    to: peer.clone(),
+                    msg,
+                },
+            ),
+            Side::Receive => self.push(
+                at,
+                Event::Handle {
+                    from: peer.clone(),
+                    to: node.clone(),
+                    msg,
+                },
+            ),
+        }
+    }
+
+    /// Lets a reorder buffer go, shuffled by the link's RNG as the runtime
+    /// does; a message whose delay has not passed waits out the rest of it.
+    fn release(&mut self, key: (NodeId, Side, NodeId)) {
+        let Some(buf) = self.held.remove(&key) else {
+            return;
+        };
+        let (node, side, peer) = key;
+        let mut msgs: Vec<(Time, C::Msg)> = buf.into_iter().map(|(_, nb, m)| (nb, m)).collect();
+        if let Some(e) = self.faults.get_mut(&node) {
+            e.shuffle(&peer, side, &mut msgs);
+        }
+        for (not_before, msg) in msgs {
+            self.pass(&node, side, &peer, not_before.max(self.now), msg);
+        }
+    }
+
     fn apply(&mut self, node: &NodeId, out: Outbox<C>, step: &mut Step) {
         self.durable
             .entry(node.clone())
             .or_default()
             .extend(out.records);
         for (to, msg) in out.sends {
-            if self.lost(node, &to) {
-                self.messages_dropped += 1;
-                continue;
-            }
-            let copies = if self.rng.random_bool(self.net.duplicate.clamp(0.0, 1.0)) {
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                let at = self.now + self.delay();
-                self.push(
-                    at,
-                    Event::Deliver {
-                        from: node.clone(),
-                        to: to.clone(),
-                        msg: msg.clone(),
-                    },
-                );
-            }
+            self.fault(node, Side::Send, &to, msg);
         }
         for (req, reply) in out.replies {
             if let Some(e) = self.history.get_mut(req as usize) {
@@ -253,8 +446,50 @@ impl<C: Core> Sim<C> {
         self.steps += 1;
         let mut step = Step::default();
         let mut out = Outbox::<C>::default();
+        // What arrives for a paused node waits for it.
+        let target = match &ev {
+            Event::Deliver { to, .. } | Event::Handle { to, .. } => Some(to),
+            Event::Request { node, .. } | Event::Tick { node } | Event::Release { node, .. } => {
+                Some(node)
+            }
+            Event::Transmit { .. } => None,
+        };
+        if let Some(t) = target {
+            if let Some(waiting) = self.paused.get_mut(t) {
+                waiting.push((at, ev));
+                return Some(step);
+            }
+        }
         let node = match ev {
+            Event::Transmit { from, to, msg } => {
+                self.transmit(&from, &to, msg);
+                return Some(step);
+            }
             Event::Deliver { from, to, msg } => {
+                if self.crashed.contains(&to) {
+                    self.messages_dropped += 1;
+                    return Some(step);
+                }
+                self.fault(&to, Side::Receive, &from, msg);
+                return Some(step);
+            }
+            Event::Release { node, side, peer } => {
+                let key = (node, side, peer);
+                let due = self
+                    .held
+                    .get(&key)
+                    .and_then(|b| b.iter().map(|(by, _, _)| *by).min());
+                match due {
+                    Some(by) if by <= self.now => self.release(key),
+                    Some(by) => {
+                        let (node, side, peer) = key;
+                        self.push(by, Event::Release { node, side, peer });
+                    }
+                    None => {}
+                }
+                return Some(step);
+            }
+            Event::Handle { from, to, msg } => {
                 if self.crashed.contains(&to) {
                     self.messages_dropped += 1;
                     return Some(step);

@@ -3,7 +3,7 @@
 //! omission on f servers; invariants are checked after every event. The same
 //! harness must catch a deliberately broken variant.
 
-use faultline_node::protocol::tokens::simulation::run_seed;
+use faultline_node::protocol::tokens::simulation::{run_seed, run_seed_with};
 use faultline_node::protocol::tokens::Bugs;
 
 #[test]
@@ -92,4 +92,25 @@ fn replay_one_seed() {
         t.elapsed()
     );
     r.unwrap();
+}
+
+/// The token core in the simulator under the same message fault rules, in
+/// the same JSON, that the admin API takes: loss of read answers, duplicated
+/// and delayed writes, reordered messages everywhere. Safety must hold and
+/// the final reads must succeed once the rules are lifted.
+#[test]
+fn admin_api_fault_rules_hold_every_invariant_in_the_simulator() {
+    let rules: faultline_node::api::PutFaults = serde_json::from_str(
+        r#"{"rules": [
+            {"id": "lose-answers", "kind": "read_ok", "drop": 0.2},
+            {"id": "dup-writes", "kind": "write", "duplicate": 0.3, "delay_ms": 2, "jitter_ms": 8},
+            {"id": "shuffle", "at": "receive", "reorder": {"window": 4, "max_hold_ms": 10}}
+        ], "lease_ms": 30000}"#,
+    )
+    .expect("the admin API's rule format");
+    for seed in 0..60 {
+        if let Err(e) = run_seed_with(seed, Bugs::default(), Some(&rules)) {
+            panic!("{e}");
+        }
+    }
 }

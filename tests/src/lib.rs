@@ -3,6 +3,8 @@
 //! a fresh directory, and cleanup that kills every process it started, even
 //! when a test fails.
 
+use faultline_node::api::{NodeState, OpReply};
+use faultline_node::protocol::tokens::{Reply, Request, TokensState};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -259,10 +261,11 @@ impl TestCluster {
     }
 
     /// Runs one operation on a client node.
-    pub async fn op(&self, client: &str, body: Value) -> Value {
+    pub async fn op(&self, client: &str, request: &Request) -> OpReply<Reply> {
+        let body = serde_json::to_value(request).expect("a request is plain data");
         let (status, v) = self.post(client, "/ops", &body).await;
         assert_eq!(status, 200, "POST /ops on {client}: {v}");
-        v
+        serde_json::from_value(v).expect("/ops answers an OpReply")
     }
 
     /// Waits until every started node answers and every server serves.
@@ -270,8 +273,12 @@ impl TestCluster {
         let t0 = Instant::now();
         'outer: while t0.elapsed() < within {
             for id in self.procs.keys() {
-                match self.get(id, "/state").await {
-                    Some(s) if s["role"] == "client" || s["serving"] == true => {}
+                let state = self
+                    .get(id, "/state")
+                    .await
+                    .and_then(|s| serde_json::from_value::<NodeState<TokensState>>(s).ok());
+                match state {
+                    Some(s) if s.ready => {}
                     _ => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue 'outer;

@@ -6,7 +6,7 @@
 use faultline_e2e::TestCluster;
 use faultline_node::config::{self, Certs, TransportFile};
 use faultline_node::transport::tls::{self, Identity};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -126,14 +126,20 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     let t0 = std::time::Instant::now();
     loop {
         let v = c
-            .op("c1", json!({"op": "pay", "token": 0, "to": "c1"}))
+            .op(
+                "c1",
+                &faultline_node::protocol::tokens::Request::Pay {
+                    token: 0,
+                    to: "c1".into(),
+                },
+            )
             .await;
-        if v["outcome"] == "ok" {
+        if v.outcome == faultline_node::api::Outcome::Ok {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(15),
-            "no progress after the attacks: {v}"
+            "no progress after the attacks: {v:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

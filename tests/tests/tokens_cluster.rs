@@ -4,22 +4,43 @@
 //! fault layer through the admin API; metrics that pass `promtool`.
 
 use faultline_e2e::TestCluster;
+use faultline_node::api::{HistoryDump, OpReply, Outcome};
+use faultline_node::protocol::tokens::{OpError, Reply, Request};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const FAST: &str = "tokens:\n  op_deadline_ms: 1500\n  retransmit_ms: 30\ntransport:\n  idle_timeout_ms: 3000\n  keep_alive_ms: 500\n  initial_rtt_ms: 10\n  reconnect_min_ms: 20\n  reconnect_max_ms: 300";
+type Op = OpReply<Reply>;
 
-fn outcome(v: &Value) -> &str {
-    v["outcome"].as_str().unwrap_or("?")
+fn pay(token: u32, to: &str) -> Request {
+    Request::Pay {
+        token,
+        to: to.into(),
+    }
 }
+
+fn gettokens(owner: &str) -> Request {
+    Request::GetTokens {
+        owner: owner.into(),
+    }
+}
+
+/// The error of a failed operation, if it failed.
+fn error(v: &Op) -> Option<&OpError> {
+    match &v.reply {
+        Reply::Failed { error } => Some(error),
+        _ => None,
+    }
+}
+
+const FAST: &str = "tokens:\n  op_deadline_ms: 1500\n  retransmit_ms: 30\ntransport:\n  idle_timeout_ms: 3000\n  keep_alive_ms: 500\n  initial_rtt_ms: 10\n  reconnect_min_ms: 20\n  reconnect_max_ms: 300";
 
 /// Retries an operation until it is ok or `within` passes (servers that just
 /// restarted need a moment to reconnect).
-async fn until_ok(c: &TestCluster, client: &str, body: Value, within: Duration) -> Value {
+async fn until_ok(c: &TestCluster, client: &str, request: Request, within: Duration) -> Op {
     let t0 = Instant::now();
     loop {
-        let v = c.op(client, body.clone()).await;
-        if outcome(&v) == "ok" || t0.elapsed() > within {
+        let v = c.op(client, &request).await;
+        if v.outcome == Outcome::Ok || t0.elapsed() > within {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -27,15 +48,9 @@ async fn until_ok(c: &TestCluster, client: &str, body: Value, within: Duration) 
 }
 
 /// A pay that must succeed (retried while servers reconnect).
-async fn pay_ok(c: &TestCluster, client: &str, token: u64, to: &str) -> Value {
-    let v = until_ok(
-        c,
-        client,
-        json!({"op": "pay", "token": token, "to": to}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "pay {token} {client}->{to}: {v}");
+async fn pay_ok(c: &TestCluster, client: &str, token: u32, to: &str) -> Op {
+    let v = until_ok(c, client, pay(token, to), Duration::from_secs(10)).await;
+    assert_eq!(v.outcome, Outcome::Ok, "pay {token} {client}->{to}: {v:?}");
     v
 }
 
@@ -69,19 +84,12 @@ async fn put_faults(c: &TestCluster, nodes: &[&str], rules: &Value) {
     }
 }
 
-async fn owned(c: &TestCluster, client: &str) -> Vec<u64> {
-    let v = until_ok(
-        c,
-        client,
-        json!({"op": "gettokens", "owner": client}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "gettokens({client}): {v}");
-    v["reply"]["tokens"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|t| t[0].as_u64()).collect())
-        .unwrap_or_default()
+async fn owned(c: &TestCluster, client: &str) -> Vec<u32> {
+    let v = until_ok(c, client, gettokens(client), Duration::from_secs(10)).await;
+    match v.reply {
+        Reply::Tokens { tokens, .. } => tokens.into_iter().map(|(t, _)| t).collect(),
+        other => panic!("gettokens({client}): {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,22 +104,19 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
         vec![0, 6, 12, 18, 24, 30, 36, 42, 48, 54]
     );
     let v = pay_ok(&c, "c1", 0, "c2").await;
-    assert_eq!(v["reply"]["tag"]["version"], 2);
+    assert!(
+        matches!(&v.reply, Reply::Paid { tag, .. } if tag.version == 2),
+        "{v:?}"
+    );
     assert!(owned(&c, "c2").await.contains(&0));
 
     // Bad input changes nothing: a token c1 no longer owns, an unknown token.
-    let v = c
-        .op("c1", json!({"op": "pay", "token": 0, "to": "c3"}))
-        .await;
-    assert_eq!(v["reply"]["error"]["error"], "not_owned", "{v}");
-    let v = c
-        .op("c1", json!({"op": "pay", "token": 600, "to": "c3"}))
-        .await;
-    assert_eq!(v["reply"]["error"]["error"], "unknown_token", "{v}");
-    let v = c
-        .op("s1", json!({"op": "pay", "token": 1, "to": "c3"}))
-        .await;
-    assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
+    let v = c.op("c1", &pay(0, "c3")).await;
+    assert_eq!(error(&v), Some(&OpError::NotOwned(0)), "{v:?}");
+    let v = c.op("c1", &pay(600, "c3")).await;
+    assert_eq!(error(&v), Some(&OpError::UnknownToken(600)), "{v:?}");
+    let v = c.op("s1", &pay(1, "c3")).await;
+    assert_eq!(error(&v), Some(&OpError::ServersCannotPay), "{v:?}");
     assert!(owned(&c, "c2").await.contains(&0));
 
     // Two of five servers down: still a majority.
@@ -124,14 +129,15 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     // never a success.
     c.kill("s3");
     let t0 = Instant::now();
-    let v = c
-        .op("c1", json!({"op": "pay", "token": 12, "to": "c3"}))
-        .await;
+    let v = c.op("c1", &pay(12, "c3")).await;
     let took = t0.elapsed();
-    assert!(matches!(outcome(&v), "failed" | "unknown"), "{v}");
+    assert!(
+        matches!(v.outcome, Outcome::Failed | Outcome::Unknown),
+        "{v:?}"
+    );
     assert!(took < Duration::from_millis(1500 + 2000), "took {took:?}");
-    let v = c.op("c2", json!({"op": "gettokens", "owner": "c2"})).await;
-    assert_ne!(outcome(&v), "ok", "{v}");
+    let v = c.op("c2", &gettokens("c2")).await;
+    assert_ne!(v.outcome, Outcome::Ok, "{v:?}");
     for id in ["s1", "s2", "c1", "c2", "c3", "c4", "c5", "c6"] {
         assert!(c.alive(id), "{id} crashed");
     }
@@ -147,18 +153,17 @@ async fn five_servers_survive_two_failures_answer_with_three_and_recover() {
     assert!(owned(&c, "c4").await.contains(&18));
 
     // Every operation is in c1's history with times and a result.
-    let h = c.get("c1", "/history").await.expect("history");
-    let ops = h["ops"].as_array().expect("ops");
-    assert!(ops.len() >= 7, "{h}");
-    for o in ops {
+    let h: HistoryDump<Request, Reply> =
+        serde_json::from_value(c.get("c1", "/history").await.expect("history"))
+            .expect("a typed history");
+    assert!(h.ops.len() >= 7, "{h:?}");
+    for o in &h.ops {
+        assert!(o.complete_us.is_some_and(|t| t >= o.invoke_us), "{o:?}");
         assert!(
-            o["invoke_us"].as_u64().is_some() && o["complete_us"].as_u64().is_some(),
-            "{o}"
+            o.outcome.is_definite() || o.outcome == Outcome::Unknown,
+            "{o:?}"
         );
-        assert!(
-            matches!(o["outcome"].as_str(), Some("ok" | "failed" | "unknown")),
-            "{o}"
-        );
+        assert!(o.reply.is_some(), "{o:?}");
     }
 }
 
@@ -168,49 +173,34 @@ async fn transform_moves_roles_and_keeps_every_token() {
     c.start_all();
     c.wait_ready(Duration::from_secs(20)).await;
     // A server cannot leave a 3-server cluster.
-    let v = c.op("s1", json!({"op": "transform"})).await;
-    assert_eq!(v["reply"]["error"]["error"], "min_servers", "{v}");
+    let v = c.op("s1", &Request::Transform).await;
+    assert_eq!(error(&v), Some(&OpError::MinServers(3)), "{v:?}");
 
-    let v = until_ok(
-        &c,
-        "c4",
-        json!({"op": "transform"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(v["reply"]["role"], "server", "{v}");
-    assert_eq!(
-        v["reply"]["config"]["servers"].as_array().map(|a| a.len()),
-        Some(4)
+    let v = until_ok(&c, "c4", Request::Transform, Duration::from_secs(10)).await;
+    assert!(
+        matches!(&v.reply, Reply::Transformed { role, config } if role == "server" && config.servers.len() == 4),
+        "{v:?}"
     );
-    let v = until_ok(
-        &c,
-        "s1",
-        json!({"op": "transform"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(v["reply"]["role"], "client", "{v}");
+    let v = until_ok(&c, "s1", Request::Transform, Duration::from_secs(10)).await;
+    assert!(
+        matches!(&v.reply, Reply::Transformed { role, .. } if role == "client"),
+        "{v:?}"
+    );
     // s1 is a client now and may pay; c4 is a server and may not.
-    let v = c
-        .op("c4", json!({"op": "pay", "token": 3, "to": "c1"}))
-        .await;
-    assert_eq!(v["reply"]["error"]["error"], "servers_cannot_pay", "{v}");
+    let v = c.op("c4", &pay(3, "c1")).await;
+    assert_eq!(error(&v), Some(&OpError::ServersCannotPay), "{v:?}");
     pay_ok(&c, "c1", 0, "s1").await;
     pay_ok(&c, "s1", 0, "c2").await;
 
     // Every token is still owned by exactly one node.
     let mut seen = vec![0; 60];
     for owner in ["s1", "s2", "s3", "c1", "c2", "c3", "c4"] {
-        let v = until_ok(
-            &c,
-            "c1",
-            json!({"op": "gettokens", "owner": owner}),
-            Duration::from_secs(10),
-        )
-        .await;
-        for t in v["reply"]["tokens"].as_array().expect("tokens") {
-            seen[t[0].as_u64().expect("id") as usize] += 1;
+        let v = until_ok(&c, "c1", gettokens(owner), Duration::from_secs(10)).await;
+        let Reply::Tokens { tokens, .. } = v.reply else {
+            panic!("gettokens({owner}): {v:?}");
+        };
+        for (t, _) in tokens {
+            seen[t as usize] += 1;
         }
     }
     assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
@@ -222,7 +212,7 @@ async fn transform_moves_roles_and_keeps_every_token() {
         status
             .as_array()
             .and_then(|a| a.iter().find(|n| n["node"] == id))
-            .map(|n| n["role"].clone())
+            .map(|n| n["state"]["role"].clone())
     };
     assert_eq!(role("c4"), Some(json!("server")));
     assert_eq!(role("s1"), Some(json!("client")));
@@ -358,14 +348,8 @@ async fn fault_layer_is_programmed_through_the_admin_api() {
     }
 
     // A later read writes the newer version back everywhere, s1 included.
-    let v = until_ok(
-        &c,
-        "c2",
-        json!({"op": "gettokens", "owner": "c2"}),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(outcome(&v), "ok", "{v}");
+    let v = until_ok(&c, "c2", gettokens("c2"), Duration::from_secs(10)).await;
+    assert_eq!(v.outcome, Outcome::Ok, "{v:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

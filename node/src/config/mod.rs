@@ -381,7 +381,7 @@ pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigErr
         .ok()
         .and_then(|doc| doc.get(file.system.as_str()).cloned())
         .filter(|v| !v.is_null());
-    let mut cluster = validate(&ctx, file, certs)?;
+    let mut cluster = validate(&ctx, file)?;
     let system = cluster.file.system.clone();
     let (params, deadline) = crate::with_system!(
         system.as_str(),
@@ -390,6 +390,9 @@ pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigErr
     );
     cluster.params = params;
     cluster.op_deadline = deadline;
+    if certs == Certs::Required {
+        check_certs(&ctx, &cluster)?;
+    }
     Ok(cluster)
 }
 
@@ -454,7 +457,7 @@ fn valid_host_port(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
-fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, ConfigError> {
+fn validate(ctx: &Ctx, file: ClusterFile) -> Result<Cluster, ConfigError> {
     let Some(info) = system::info(&file.system) else {
         return Err(ctx.err(
             "system",
@@ -587,24 +590,6 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
     }
     let base = ctx.path.parent().unwrap_or(Path::new("."));
     let tls_dir = base.join(&file.tls.dir);
-    if certs == Certs::Required {
-        let mut needed = vec![("ca".to_string(), tls_dir.join("ca.pem"))];
-        for n in &nodes {
-            needed.push((n.id.clone(), tls_dir.join(format!("{}.pem", n.id))));
-            needed.push((n.id.clone(), tls_dir.join(format!("{}.key", n.id))));
-        }
-        if let Some((who, p)) = needed.iter().find(|(_, p)| !p.is_file()) {
-            return Err(ctx.err(
-                "tls.dir",
-                format!("missing certificate for {who}: {}", p.display()),
-                format!(
-                    "run `faultline-node certs --cluster {} --out {}`",
-                    ctx.path.display(),
-                    tls_dir.display()
-                ),
-            ));
-        }
-    }
     let secret = std::env::var("FAULTLINE_SECRET")
         .ok()
         .filter(|s| !s.is_empty())
@@ -629,6 +614,28 @@ fn validate(ctx: &Ctx, file: ClusterFile, certs: Certs) -> Result<Cluster, Confi
         params: SystemParams(Arc::new(())),
         op_deadline: Duration::ZERO,
     })
+}
+
+/// Every node's certificate and key, and the CA, exist.
+fn check_certs(ctx: &Ctx, cluster: &Cluster) -> Result<(), ConfigError> {
+    let (tls_dir, nodes) = (&cluster.tls_dir, &cluster.nodes);
+    let mut needed = vec![("ca".to_string(), tls_dir.join("ca.pem"))];
+    for n in nodes.iter() {
+        needed.push((n.id.clone(), tls_dir.join(format!("{}.pem", n.id))));
+        needed.push((n.id.clone(), tls_dir.join(format!("{}.key", n.id))));
+    }
+    if let Some((who, p)) = needed.iter().find(|(_, p)| !p.is_file()) {
+        return Err(ctx.err(
+            "tls.dir",
+            format!("missing certificate for {who}: {}", p.display()),
+            format!(
+                "run `faultline-node certs --cluster {} --out {}`",
+                ctx.path.display(),
+                tls_dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One number of a file and the range it must be in (inclusive), so that no

@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn finds_nested_fields() {
         let text =
-            "system: tokens\nnodes:\n  - id: s1\n    role: server\n  - id: s2\n    role: leader\n";
+            "system: example\nnodes:\n  - id: s1\n    role: server\n  - id: s2\n    role: leader\n";
         let m = positions(text);
         assert_eq!(m.get("system"), Some(&Pos { line: 1, col: 1 }));
         assert_eq!(m.get("nodes[1].role").map(|p| p.line), Some(6));

@@ -184,7 +184,9 @@ impl<R: Serialize + DeserializeOwned> Wal<R> {
         self.size > COMPACT_BYTES
     }
 
-    /// Replaces the log with `snapshot` atomically (write, sync, rename).
+    /// Replaces the log with `snapshot` atomically (write, sync, rename,
+    /// sync the directory: without the last step a power loss can bring
+    /// back the old log, or none, after the rename was acknowledged).
     pub fn compact(&mut self, snapshot: &[R]) -> Result<u64, WalError> {
         let tmp = self.path.with_extension("tmp");
         let io = |source| WalError::Io {
@@ -203,6 +205,14 @@ impl<R: Serialize + DeserializeOwned> Wal<R> {
         f.write_all(&buf).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| WalError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.path)

@@ -266,6 +266,11 @@ pub(crate) fn check_quiescent(record: &RunRecord) -> CheckOutcome {
         }
     }
 
+    // A state that could not be read could hide a problem.
+    for u in &unreadable {
+        undecided.push(json!({"problem": "a state could not be read",
+            "node": u["node"], "error": u["error"]}));
+    }
     let valid = if !problems.is_empty() {
         Valid::False
     } else if !undecided.is_empty() {
@@ -365,8 +370,9 @@ mod tests {
         let mut rec = settled();
         rec.states.insert(
             "c1".into(),
-            json!({"role": "client", "epoch": 0, "servers": ["s1","s2","s3"], "serving": false,
-                   "frozen": false, "tokens": [
+            json!({"system": "tokens", "id": "c1", "role": "client", "ready": true, "epoch": 0,
+                   "servers": ["s1","s2","s3"], "serving": false, "frozen": false,
+                   "pending_ops": 0, "transforming": false, "tokens": [
                 {"token": 0, "version": 2, "writer": "c1", "nonce": 5, "owner": "c1"},
                 {"token": 1, "version": 1, "writer": "", "nonce": 0, "owner": "c2"}]}),
         );

@@ -6,9 +6,11 @@
 //! drive exactly the same runs.
 
 use super::invariants::{check_reads, Checker, Done};
-use super::{Bugs, Params, Reply, Request, TokensNode};
+use super::{Bugs, Params, Reply, Request, Tokens, TokensNode};
+use crate::api::PutFaults;
 use crate::protocol::Core;
 use crate::sim::{NetConfig, Sim};
+use crate::system::System;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub fn cluster(seed: u64, bugs: Bugs) -> (Sim<TokensNode>, Vec<String>) {
         delay_min_us: 50,
         delay_max_us: rng.random_range(500..20_000),
     };
-    let mut sim = Sim::new(seed, cores, net);
+    let mut sim = Sim::with_channels(seed, cores, net, Tokens::CHANNELS);
     // Omission on f < n/2 of the initial servers.
     let f = (n_servers - 1) / 2;
     for s in servers.choose_multiple(&mut rng, f) {
@@ -64,7 +66,20 @@ pub fn cluster(seed: u64, bugs: Bugs) -> (Sim<TokensNode>, Vec<String>) {
 /// violation, with the seed in the message, or the outcome and the
 /// simulator (whose history a caller may check further).
 pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), String> {
+    run_seed_with(seed, bugs, None)
+}
+
+/// [`run_seed`] with every node's message fault layer programmed as
+/// `PUT /faults` would program it, for the whole run until healing.
+pub fn run_seed_with(
+    seed: u64,
+    bugs: Bugs,
+    faults: Option<&PutFaults>,
+) -> Result<(Outcome, Sim<TokensNode>), String> {
     let (mut sim, nodes) = cluster(seed, bugs);
+    if let Some(f) = faults {
+        sim.put_faults_all(f);
+    }
     let mut checker = Checker::default();
     let mut check = |sim: &Sim<TokensNode>, step: &crate::sim::Step| -> Result<(), String> {
         let mut durable_dirty = false;
@@ -152,6 +167,11 @@ pub fn run_seed(seed: u64, bugs: Bugs) -> Result<(Outcome, Sim<TokensNode>), Str
     // Heal and let it settle: every client must then read successfully.
     sim.omission.clear();
     sim.net.drop = 0.0;
+    sim.put_faults_all(&PutFaults {
+        rules: Vec::new(),
+        lease_ms: None,
+        seed: None,
+    });
     sim.run_until(12 * SECOND, 2_000_000, &mut check)
         .map_err(|e| format!("seed {seed} (healing): {e}"))?;
     let clients: Vec<String> = sim
