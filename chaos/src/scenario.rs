@@ -528,6 +528,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     })
 }
 
+/// How much longer than a cluster's operation deadline the controller waits
+/// for an answer: the admin API and a loaded machine need some time too.
+pub const OP_TIMEOUT_MARGIN_MS: u64 = 1_000;
+
 /// The mix names the system's operations with weights >= 0, not all zero.
 fn check_mix(
     ctx: &Ctx,
@@ -570,6 +574,23 @@ fn check_against_cluster(
 ) -> Result<Vec<String>, ConfigError> {
     let ids = cluster.ids();
     let clients = cluster.clients();
+    // An operation answers by its deadline; the controller must wait longer,
+    // or every slow operation is recorded as a false unknown.
+    let deadline_ms = cluster.op_deadline.as_millis() as u64;
+    let need_ms = deadline_ms + OP_TIMEOUT_MARGIN_MS;
+    if file.workload.op_timeout.ms() < need_ms {
+        return Err(ctx.err(
+            "workload.op_timeout",
+            format!(
+                "op_timeout {} ms is shorter than the cluster's operation deadline {deadline_ms} ms plus {OP_TIMEOUT_MARGIN_MS} ms: slow operations would be recorded unknown though they answered",
+                file.workload.op_timeout.ms()
+            ),
+            format!(
+                "raise op_timeout to at least {need_ms} ms, or lower the deadline in {}",
+                cluster.path.display()
+            ),
+        ));
+    }
     for (i, c) in file.workload.clients.iter().enumerate() {
         if !clients.contains(c) {
             return Err(ctx.err(
@@ -804,6 +825,12 @@ mod tests {
             ("nemesis:\n  - { at: 3s, for: 2s, fault: drop, targets: [s1], params: { probability: 0.3 } }\n", "unknown param \"probability\""),
             ("nemesis:\n  - { at: 3s, for: 2s, fault: delay, targets: [s1], params: { ms: fast } }\n", "ms: \"fast\" is not a number"),
             ("nemesis:\n  - { at: 3s, for: 2s, fault: drop, targets: [s1], params: { kinds: [wrte] } }\n", "\"wrte\" is not a message kind"),
+            ("workload: { op_timeout: 2s }\n", "field `workload.op_timeout`: op_timeout 2000 ms is shorter than the cluster's operation deadline 3000 ms"),
+            ("workload: { mix: { pay: 1, withdraw: 1 } }\n", "field `workload.mix.withdraw`: \"withdraw\" is not an operation of system tokens"),
+            ("workload: { mix: { pay: 0, gettokens: 0 } }\n", "weights must be >= 0 and not all zero"),
+            ("bugs: [double_apply]\n", "field `bugs[0]`: \"double_apply\" is not a planted bug of system tokens"),
+            ("nemesis:\n  - { at: 3s, fault: promote, targets: [s1] }\n", "\"promote\" is not a process-layer fault"),
+            ("nemesis:\n  - { at: 3s, for: 2s, fault: kill, targets: primary }\n", "system tokens has no primary"),
         ] {
             let e = load_err(&format!("{head}{body}"));
             assert!(e.contains(want), "{body}: expected {want:?} in {e}");

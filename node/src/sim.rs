@@ -42,6 +42,9 @@ impl Default for NetConfig {
     }
 }
 
+/// A reorder buffer: (release by, not before, message) in arrival order.
+type Held<M> = Vec<(Time, Time, M)>;
+
 /// One client operation as the simulator saw it.
 #[derive(Clone, Debug)]
 pub struct Entry<C: Core> {
@@ -119,7 +122,7 @@ pub struct Sim<C: Core> {
     /// Each node's message fault layer, as `PUT /faults` programs it.
     faults: BTreeMap<NodeId, FaultEngine>,
     /// Reorder buffers per (node, side, peer): (release by, not before, message).
-    held: BTreeMap<(NodeId, Side, NodeId), Vec<(Time, Time, C::Msg)>>,
+    held: BTreeMap<(NodeId, Side, NodeId), Held<C::Msg>>,
     pub history: Vec<Entry<C>>,
     pub messages_delivered: u64,
     pub messages_dropped: u64,

@@ -183,6 +183,28 @@ fn each_bad_file_gets_its_error() {
             "tokens.op_deadline_ms",
             "outside 1..=3600000 ms",
         ),
+        // The system's section is read by the system with the same errors.
+        (
+            "section-typo",
+            "tokens:\n  tokenz: 5\n",
+            6,
+            "field `tokens`",
+            "unknown field `tokenz`",
+        ),
+        (
+            "section-bad-bug",
+            "tokens:\n  bugs: { double_apply: true }\n",
+            6,
+            "tokens.bugs",
+            "unknown field `double_apply`",
+        ),
+        (
+            "top-level-typo",
+            "tokenz:\n  tokens: 5\n",
+            5,
+            "tokenz",
+            "unknown field `tokenz`",
+        ),
     ] {
         let text = format!("{}{section}{GOOD_NODES}", header("certs"));
         expect_error(&dir, name, &text, line, field, what);

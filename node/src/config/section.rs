@@ -20,11 +20,21 @@ pub(super) fn check_top_level(
     ignored: &[String],
     fields: &[&str],
 ) -> Result<(), ConfigError> {
+    check_keys(ctx, system, ignored, fields, SYSTEMS)
+}
+
+fn check_keys(
+    ctx: &Ctx,
+    system: &str,
+    ignored: &[String],
+    fields: &[&str],
+    systems: &[&str],
+) -> Result<(), ConfigError> {
     for key in ignored {
-        if key == system && SYSTEMS.contains(&key.as_str()) {
+        if key == system && systems.contains(&key.as_str()) {
             continue;
         }
-        if SYSTEMS.contains(&key.as_str()) {
+        if systems.contains(&key.as_str()) {
             return Err(ctx.err(
                 key,
                 format!("section `{key}:` is for system {key}, but this file runs system {system}"),
@@ -106,5 +116,39 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for SectionSeed<T> {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn another_systems_section_and_an_unknown_key_are_refused_by_name() {
+        let text = "system: tokens\nsmr:\n  replicas: 3\nnodez: []\n";
+        let ctx = Ctx::new(Path::new("c.yaml"), text);
+        let systems = ["tokens", "smr"];
+        let own = check_keys(&ctx, "tokens", &["tokens".into()], &["system"], &systems);
+        assert!(own.is_ok());
+        let e = check_keys(&ctx, "tokens", &["smr".into()], &["system"], &systems)
+            .expect_err("another system's section")
+            .to_string();
+        assert!(e.contains("c.yaml:2:1: field `smr`: section `smr:` is for system smr, but this file runs system tokens"), "{e}");
+        assert!(e.contains("set `system: smr`"), "{e}");
+        let e = check_keys(
+            &ctx,
+            "tokens",
+            &["nodez".into()],
+            &["system", "nodes"],
+            &systems,
+        )
+        .expect_err("a typo")
+        .to_string();
+        assert!(
+            e.contains("c.yaml:4:1: field `nodez`: unknown field `nodez`"),
+            "{e}"
+        );
+        assert!(e.contains("top-level fields: system, nodes"), "{e}");
     }
 }
