@@ -451,7 +451,7 @@ async fn run_system<S: System>(cluster: Cluster, id: &str, opts: RunOptions) -> 
     core.recover(records);
     tracing::info!(node = id, system = S::NAME, role = S::role(&core), recovered, data = %data_dir.display(), "starting");
 
-    let (mesh, inbound) = Mesh::start(&cluster, id, metrics.clone())?;
+    let (mesh, inbound) = Mesh::start(&cluster, id, metrics.clone(), S::CHANNELS)?;
     let faults = Arc::new(FaultControl::new(id, cluster.file.seed, metrics.clone()));
     faults.set(cluster.file.faults.clone(), None, None);
     let history = Arc::new(History::default());

@@ -1,6 +1,9 @@
 //! The QUIC mesh: one quinn endpoint per node, one mutually authenticated
 //! connection per pair of nodes (only the lower id dials, so there is never a
-//! second one), and one long-lived unidirectional stream per direction.
+//! second one), and, for a system with FIFO channels, one long-lived
+//! unidirectional stream per direction. For a non-FIFO system every batch
+//! goes on a stream of its own, so batches may overtake each other (QUIC
+//! orders bytes within a stream only).
 //!
 //! Sending is batched: a writer task per peer drains everything queued for
 //! that peer into one buffer and issues one stream write, which is what lets
@@ -12,6 +15,7 @@ use super::tls::{self, Identity};
 use crate::config::{Cluster, TransportFile};
 use crate::metrics::Metrics;
 use crate::protocol::MessageKind;
+use crate::system::Channels;
 use prometheus::IntCounter;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
@@ -82,11 +86,13 @@ where
     M: Serialize + DeserializeOwned + MessageKind + Send + 'static,
 {
     /// Binds the endpoint and starts dialing every peer with a higher id.
-    /// Decoded messages arrive on the returned receiver.
+    /// Decoded messages arrive on the returned receiver; `channels` says
+    /// whether they keep their send order per peer.
     pub fn start(
         cluster: &Cluster,
         me: &str,
         metrics: Arc<Metrics>,
+        channels: Channels,
     ) -> Result<(Self, mpsc::Receiver<Inbound<M>>), MeshError> {
         let node = cluster
             .node(me)
@@ -139,7 +145,7 @@ where
                 conn: ctx,
                 sent: Default::default(),
             });
-            tokio::spawn(writer(peer.clone(), qrx, crx, metrics.clone()));
+            tokio::spawn(writer(peer.clone(), qrx, crx, metrics.clone(), channels));
             if me < n.id.as_str() {
                 let addr = cluster
                     .dial_addr(me, &n.id)
@@ -415,6 +421,7 @@ async fn writer(
     mut queue: mpsc::Receiver<Vec<u8>>,
     mut conn_rx: watch::Receiver<Option<quinn::Connection>>,
     metrics: Arc<Metrics>,
+    channels: Channels,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
     loop {
@@ -449,6 +456,14 @@ async fn writer(
                     }
                     if send.write_all(&buf).await.is_err() {
                         metrics.messages_dropped.with_label_values(&[&peer.id, "connection_lost"]).inc_by(n);
+                        break;
+                    }
+                    if channels == Channels::NonFifo {
+                        // This batch's stream ends here; the next batch takes a
+                        // new one and may arrive first. A stream that cannot
+                        // finish belongs to a lost connection, which the next
+                        // open_uni finds.
+                        let _ = send.finish();
                         break;
                     }
                 }
