@@ -583,6 +583,130 @@ pub(crate) fn partition_shape(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::ProxyClient;
+    use faultline_node::config::{self, Certs, Cluster};
+
+    /// A platform that only records what the nemesis asked of it.
+    struct Fake {
+        cluster: Cluster,
+        running: std::collections::BTreeSet<String>,
+        paused: std::collections::BTreeSet<String>,
+        calls: Vec<String>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let text =
+                "system: tokens\nsecret: a-long-enough-secret\ntls: { dir: certs }\nnodes:\n\
+                - { id: s1, role: server, listen: 127.0.0.1:1, admin: 127.0.0.1:2 }\n\
+                - { id: s2, role: server, listen: 127.0.0.1:3, admin: 127.0.0.1:4 }\n\
+                - { id: s3, role: server, listen: 127.0.0.1:5, admin: 127.0.0.1:6 }\n\
+                - { id: c1, role: client, listen: 127.0.0.1:7, admin: 127.0.0.1:8 }\n";
+            let cluster = config::parse(std::path::Path::new("fake.yaml"), text, Certs::NotYet)
+                .expect("a valid cluster");
+            Fake {
+                running: cluster.ids().into_iter().collect(),
+                paused: Default::default(),
+                calls: Vec::new(),
+                cluster,
+            }
+        }
+    }
+
+    impl Platform for Fake {
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
+        }
+        fn admin_url(&self, _: &str) -> String {
+            // Nothing listens there: pushes of rules find the node down.
+            "http://127.0.0.1:9".into()
+        }
+        fn proxy(&self) -> Option<&ProxyClient> {
+            None
+        }
+        async fn start(&mut self, id: &str) -> anyhow::Result<()> {
+            self.calls.push(format!("start {id}"));
+            self.running.insert(id.into());
+            Ok(())
+        }
+        async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+            self.calls.push(format!("kill {id}"));
+            self.running.remove(id);
+            Ok(())
+        }
+        async fn pause(&mut self, id: &str) -> anyhow::Result<()> {
+            self.calls.push(format!("pause {id}"));
+            self.paused.insert(id.into());
+            Ok(())
+        }
+        async fn resume(&mut self, id: &str) -> anyhow::Result<()> {
+            self.calls.push(format!("resume {id}"));
+            self.paused.remove(id);
+            Ok(())
+        }
+        async fn is_running(&mut self, id: &str) -> bool {
+            self.running.contains(id)
+        }
+        async fn heal_processes(&mut self) -> anyhow::Result<()> {
+            self.calls.push("heal".into());
+            Ok(())
+        }
+        async fn down(&mut self) {}
+    }
+
+    fn fault(id: usize, fault: &str, targets: &[&str]) -> Scheduled {
+        Scheduled {
+            id,
+            entry: id,
+            at_ms: 0,
+            for_ms: Some(1000),
+            fault: fault.into(),
+            layer: crate::scenario::default_layer(fault).into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            params: Value::Null,
+            in_model: true,
+        }
+    }
+
+    /// Overlapping kills of one node restart it only when the last heals; a
+    /// pause of a node that is down is skipped and says so; a platform
+    /// without a proxy refuses packet faults instead of ignoring them.
+    #[tokio::test]
+    async fn process_faults_go_through_the_platform() {
+        let mut p = Fake::new();
+        let http = reqwest::Client::new();
+        let mut n = Nemesis::default();
+        let lease = Duration::from_secs(1);
+        let (k1, k2) = (fault(1, "kill", &["s2"]), fault(2, "kill", &["s2"]));
+        n.apply(&k1, &mut p, &http, lease).await.expect("kill");
+        n.apply(&k2, &mut p, &http, lease)
+            .await
+            .expect("kill again");
+        let d = n
+            .apply(&fault(3, "pause", &["s2"]), &mut p, &http, lease)
+            .await
+            .expect("pause");
+        assert!(d["results"][0]["skipped"].is_string(), "{d}");
+        n.heal(&k1, &mut p, &http).await.expect("heal one");
+        assert!(!p.running.contains("s2"), "the second kill still holds");
+        n.heal(&k2, &mut p, &http).await.expect("heal two");
+        assert!(p.running.contains("s2"));
+        assert_eq!(p.calls, ["kill s2", "kill s2", "start s2"]);
+
+        let e = n
+            .apply(&fault(4, "packet_loss", &["s1"]), &mut p, &http, lease)
+            .await
+            .expect_err("no proxy");
+        assert!(e.to_string().contains("no packet proxy"), "{e}");
+        let e = n
+            .apply(&fault(5, "explode", &["s1"]), &mut p, &http, lease)
+            .await
+            .expect_err("not a fault");
+        assert!(e.to_string().contains("unknown process fault"), "{e}");
+
+        n.heal_all(&mut p, &http).await.expect("heal all");
+        assert_eq!(p.calls.last().map(String::as_str), Some("heal"));
+    }
 
     /// Issue 6: healing a short fault re-sent the remaining rules with a
     /// fixed 60 s lease, so a longer fault expired early on the node.
