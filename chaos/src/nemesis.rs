@@ -29,12 +29,18 @@ pub struct Nemesis {
     /// Open kill and pause windows per (node, fault): a node comes back
     /// only when the last window that holds it down heals.
     held: BTreeMap<(String, &'static str), usize>,
+    /// Pauses that did nothing (the node was down), by (fault id, node):
+    /// their heal must not resume a pause that did hold.
+    skipped: std::collections::BTreeSet<(usize, String)>,
     /// The system's operation faults: the `/ops` body each one sends, made
     /// from the system's typed request.
     op_faults: BTreeMap<String, Value>,
     /// Added to every lease beyond the fault's planned end (`None`: the
     /// default [`LEASE_MARGIN`]).
     margin: Option<Duration>,
+    /// How long an operation fault's request may take: the cluster's
+    /// operation deadline and a margin.
+    op_timeout: Duration,
 }
 
 /// A list of strings among the params, if present.
@@ -53,9 +59,10 @@ fn p(params: &Value, key: &str, default: f64) -> f64 {
 impl Nemesis {
     /// A nemesis for a system whose operation faults send these `/ops`
     /// bodies (fault name -> request).
-    pub fn new(op_faults: BTreeMap<String, Value>) -> Self {
+    pub fn new(op_faults: BTreeMap<String, Value>, op_deadline: Duration) -> Self {
         Nemesis {
             op_faults,
+            op_timeout: op_deadline + Duration::from_secs(5),
             ..Nemesis::default()
         }
     }
@@ -100,6 +107,7 @@ impl Nemesis {
                         }
                         // A pause of a node that is down does nothing: say so.
                         "pause" if !c.is_running(t).await => {
+                            self.skipped.insert((f.id, t.clone()));
                             results.push(
                                 json!({"node": t, "skipped": "not running, nothing to pause"}),
                             );
@@ -115,14 +123,17 @@ impl Nemesis {
                             let r = http
                                 .post(format!("{}/ops", c.admin_url(t)))
                                 .bearer_auth(c.secret())
-                                .timeout(Duration::from_secs(15))
+                                .timeout(self.op_timeout.max(Duration::from_secs(15)))
                                 .json(body)
                                 .send()
                                 .await;
                             // The answer is the system's `OpReply`, kept as
                             // the window's evidence.
                             let v = match r {
-                                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                                Ok(r) => match r.json::<Value>().await {
+                                    Ok(v) => v,
+                                    Err(e) => json!({"error": format!("bad answer: {e}")}),
+                                },
                                 Err(e) => json!({"error": e.to_string()}),
                             };
                             results.push(json!({"node": t, "result": v}));
@@ -172,6 +183,9 @@ impl Nemesis {
                         "pause" => "pause",
                         _ => continue,
                     };
+                    if self.skipped.remove(&(f.id, t.clone())) {
+                        continue;
+                    }
                     // Another window of the same kind still holds the node.
                     let open = self.held.entry((t.clone(), kind)).or_default();
                     *open = open.saturating_sub(1);
@@ -181,6 +195,12 @@ impl Nemesis {
                     match kind {
                         "kill" => {
                             c.start(t).await?;
+                            // A pause window still open holds the new process
+                            // too (its window says the node is paused).
+                            if self.held.get(&(t.clone(), "pause")).is_some_and(|n| *n > 0) {
+                                c.pause(t).await?;
+                                continue;
+                            }
                             // It comes back with no rules; faults still in
                             // their window must hold on it again.
                             self.push_when_up(t, c, http).await?;
@@ -210,6 +230,7 @@ impl Nemesis {
         }
         self.rules.clear();
         self.held.clear();
+        self.skipped.clear();
         for id in c.cluster().ids() {
             let _ = http
                 .delete(format!("{}/faults", c.admin_url(&id)))
@@ -632,6 +653,7 @@ mod tests {
         async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
             self.calls.push(format!("kill {id}"));
             self.running.remove(id);
+            self.paused.remove(id);
             Ok(())
         }
         async fn pause(&mut self, id: &str) -> anyhow::Result<()> {
@@ -687,11 +709,29 @@ mod tests {
             .await
             .expect("pause");
         assert!(d["results"][0]["skipped"].is_string(), "{d}");
+        let skipped = fault(3, "pause", &["s2"]);
         n.heal(&k1, &mut p, &http).await.expect("heal one");
         assert!(!p.running.contains("s2"), "the second kill still holds");
         n.heal(&k2, &mut p, &http).await.expect("heal two");
         assert!(p.running.contains("s2"));
         assert_eq!(p.calls, ["kill s2", "kill s2", "start s2"]);
+
+        // A real pause, then the skipped one heals: the real one still holds.
+        let real = fault(6, "pause", &["s2"]);
+        n.apply(&real, &mut p, &http, lease).await.expect("pause");
+        n.heal(&skipped, &mut p, &http).await.expect("heal skipped");
+        assert!(
+            p.paused.contains("s2"),
+            "a skipped pause resumed a real one"
+        );
+        // A kill inside the pause: the restarted node is paused again.
+        let k3 = fault(7, "kill", &["s2"]);
+        n.apply(&k3, &mut p, &http, lease).await.expect("kill");
+        n.heal(&k3, &mut p, &http).await.expect("heal kill");
+        assert!(p.running.contains("s2") && p.paused.contains("s2"));
+        n.heal(&real, &mut p, &http).await.expect("heal pause");
+        assert!(!p.paused.contains("s2"));
+        p.calls.clear();
 
         let e = n
             .apply(&fault(4, "packet_loss", &["s1"]), &mut p, &http, lease)

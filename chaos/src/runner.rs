@@ -132,7 +132,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
         .build()?;
     let ids = cluster.cluster().ids();
     cluster.up().await?;
-    platform::wait_ready(cluster, &http, &ids, Duration::from_secs(30)).await?;
+    platform::wait_ready(cluster, &http, &ids, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("see the logs in {}", run_dir.join("logs").display()))?;
     let roles: Roles = Arc::new(std::sync::RwLock::new(
         cluster.cluster().clients().into_iter().collect(),
     ));
@@ -221,10 +223,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
 
     // Nemesis, on the schedule's clock.
     let mut nemesis = Nemesis::new(
-        S::OP_FAULTS
-            .iter()
-            .filter_map(|f| Some((f.to_string(), serde_json::to_value(S::op_fault(f)?).ok()?)))
-            .collect(),
+        crate::systems::op_fault_bodies::<S>()?,
+        cluster.cluster().op_deadline,
     );
     let windows: Arc<Mutex<Vec<FaultWindow>>> = Arc::default();
     // (time from start, fault index, apply?)
@@ -456,7 +456,7 @@ async fn drive<S: ChaosSystem, P: Platform>(
                     role: n.role.clone(),
                 })
                 .collect(),
-            system_meta: S::meta(cluster.cluster()),
+            system_meta: S::meta(cluster.cluster()).context("the system's run facts")?,
             liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
             bugs: scn.file.bugs.clone(),
             interrupted_us: Some(interrupted.load(Ordering::SeqCst)).filter(|t| *t != 0),

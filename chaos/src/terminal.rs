@@ -293,8 +293,9 @@ async fn render_status(p: &Detached, http: &reqwest::Client) -> String {
             Ok(r) => r.json::<Value>().await.ok(),
             Err(_) => None,
         };
-        out += &match state.and_then(|s| faultline_node::system::status_line(system, s)) {
-            Some((role, line)) => format!("{id:<6} pid {pid:<7} {role:<7} {line}\n"),
+        out += &match state.map(|s| faultline_node::system::status_line(system, s)) {
+            Some(Some((role, line))) => format!("{id:<6} pid {pid:<7} {role:<7} {line}\n"),
+            Some(None) => format!("{id:<6} pid {pid:<7} answers a /state this build cannot read\n"),
             None if alive(pid) => format!("{id:<6} pid {pid:<7} not answering (paused?)\n"),
             None => format!("{id:<6} down\n"),
         };
@@ -363,7 +364,11 @@ pub async fn fault(
     }
     // The lease is exactly `--for`; a fault's name is unique per command so
     // that faults set by separate commands compose.
-    let mut nemesis = Nemesis::default().with_margin(Duration::ZERO);
+    let mut nemesis = Nemesis::new(
+        crate::systems::op_faults_of(&p.cluster.file.system)?,
+        p.cluster.op_deadline,
+    )
+    .with_margin(Duration::ZERO);
     let id = (faultline_node::runtime::history::unix_us() / 1000) as usize;
     match kind {
         "heal" => {
@@ -439,7 +444,11 @@ pub async fn fault(
             } else {
                 f.targets.join(",")
             };
-            println!("{kind} on {on} for {lease:?} ({layer} layer)");
+            if layer == "process" {
+                println!("{kind} on {on} (process layer: holds until `fault heal`, `resume` or `restart`)");
+            } else {
+                println!("{kind} on {on} for {lease:?} ({layer} layer)");
+            }
         }
     }
     Ok(())

@@ -72,12 +72,16 @@ pub struct ApiError {
 pub struct NodeState<S> {
     /// The system's name, as in the cluster file's `system:`.
     pub system: String,
+    /// Absent in states recorded before it was added.
+    #[serde(default)]
     pub id: String,
     /// The node's current role (a role can change at runtime, e.g. tokens'
     /// transform).
     pub role: String,
     /// Whether the node is ready for the workload (tokens: a client, or a
-    /// server that serves); the controller waits for every node's.
+    /// server that serves); the controller waits for every node's. Absent
+    /// (false) in states recorded before it was added.
+    #[serde(default)]
     pub ready: bool,
     #[serde(flatten)]
     pub state: S,

@@ -219,7 +219,13 @@ impl<S: System> Client<S> {
 
     /// Runs one verb with its arguments.
     pub async fn run(&self, words: &[String]) -> anyhow::Result<Output> {
-        let line = match Line::<S::Verb>::try_parse_from(words) {
+        // Verbs are case-insensitive, as the seeds' menus were.
+        let words: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { w.to_lowercase() } else { w.clone() })
+            .collect();
+        let line = match Line::<S::Verb>::try_parse_from(&words) {
             Ok(line) => line,
             Err(e) if !e.use_stderr() => {
                 // `help` and `--help`: the text is the answer.

@@ -66,7 +66,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// A verb and its arguments (`help` lists the cluster's system's verbs).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         verb: Vec<String>,
     },
 }

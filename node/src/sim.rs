@@ -147,7 +147,7 @@ impl<C: Core> Sim<C> {
             faults.insert(n.id().clone(), FaultEngine::new(n.id(), seed));
             map.insert(n.id().clone(), n);
         }
-        Sim {
+        let mut sim = Sim {
             now: 0,
             rng,
             seq: 0,
@@ -169,7 +169,13 @@ impl<C: Core> Sim<C> {
             messages_delivered: 0,
             messages_dropped: 0,
             steps: 0,
+        };
+        // A core may want a timer before its first input, as under the runtime.
+        let ids: Vec<NodeId> = sim.nodes.keys().cloned().collect();
+        for id in &ids {
+            sim.schedule_tick(id);
         }
+        sim
     }
 
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
@@ -243,6 +249,15 @@ impl<C: Core> Sim<C> {
             e.set_rules(Vec::new(), None);
         }
         self.held.retain(|(n, _, _), _| n != id);
+        // What its fault layer still held (delayed sends and receipts, reorder
+        // deadlines) dies with the process; messages already on the network
+        // stay there.
+        self.events.retain(|_, ev| match ev {
+            Event::Transmit { from, .. } => from != id,
+            Event::Handle { to, .. } => to != id,
+            Event::Release { node, .. } => node != id,
+            _ => true,
+        });
     }
 
     /// Freezes a node (SIGSTOP): it handles nothing, and what arrives for it
@@ -250,6 +265,8 @@ impl<C: Core> Sim<C> {
     pub fn pause(&mut self, id: &str) {
         if !self.crashed.contains(id) {
             self.paused.entry(id.to_string()).or_default();
+            // Its timers wait too; `resume` asks the core for its next tick.
+            self.tick_at.remove(id);
         }
     }
 
@@ -449,19 +466,20 @@ impl<C: Core> Sim<C> {
         self.steps += 1;
         let mut step = Step::default();
         let mut out = Outbox::<C>::default();
-        // What arrives for a paused node waits for it.
+        // What arrives for a paused node, and what it would send, waits for
+        // it; its ticks are asked for again on resume.
         let target = match &ev {
-            Event::Deliver { to, .. } | Event::Handle { to, .. } => Some(to),
+            Event::Deliver { to, .. } | Event::Handle { to, .. } => to,
+            Event::Transmit { from, .. } => from,
             Event::Request { node, .. } | Event::Tick { node } | Event::Release { node, .. } => {
-                Some(node)
+                node
             }
-            Event::Transmit { .. } => None,
         };
-        if let Some(t) = target {
-            if let Some(waiting) = self.paused.get_mut(t) {
+        if let Some(waiting) = self.paused.get_mut(target) {
+            if !matches!(ev, Event::Tick { .. }) {
                 waiting.push((at, ev));
-                return Some(step);
             }
+            return Some(step);
         }
         let node = match ev {
             Event::Transmit { from, to, msg } => {
@@ -478,10 +496,12 @@ impl<C: Core> Sim<C> {
             }
             Event::Release { node, side, peer } => {
                 let key = (node, side, peer);
+                // As the runtime does: the buffer goes when its oldest
+                // message's hold is over.
                 let due = self
                     .held
                     .get(&key)
-                    .and_then(|b| b.iter().map(|(by, _, _)| *by).min());
+                    .and_then(|b| b.first().map(|(by, _, _)| *by));
                 match due {
                     Some(by) if by <= self.now => self.release(key),
                     Some(by) => {

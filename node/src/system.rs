@@ -21,7 +21,11 @@ use std::sync::Arc;
 #[serde(rename_all = "snake_case")]
 pub enum Channels {
     /// Messages from one node to another arrive in send order (one QUIC
-    /// stream per direction); the simulator keeps per-link order too.
+    /// stream per direction); the simulator keeps per-link order too. The
+    /// order holds within a connection: a reconnect can lose the batch in
+    /// flight, and the message fault layer's jittered delays and reorder
+    /// rules break it on purpose (outside a FIFO system's model). A system
+    /// that must see every message in order numbers them.
     Fifo,
     /// Messages may overtake each other; the simulator reorders them.
     NonFifo,

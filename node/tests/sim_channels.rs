@@ -28,6 +28,10 @@ struct Counter {
     peer: NodeId,
     next: u64,
     got: Vec<u64>,
+    /// Ticks every 10 ms when set, counting them.
+    ticking: bool,
+    next_tick: Time,
+    ticks: u64,
 }
 
 impl Core for Counter {
@@ -64,9 +68,12 @@ impl Core for Counter {
         }
         out.replies.push((req, ()));
     }
-    fn on_tick(&mut self, _: Time, _: &mut dyn RngCore, _: &mut Outbox<Self>) {}
+    fn on_tick(&mut self, now: Time, _: &mut dyn RngCore, _: &mut Outbox<Self>) {
+        self.ticks += 1;
+        self.next_tick = now + 10_000;
+    }
     fn next_tick(&self) -> Option<Time> {
-        None
+        self.ticking.then_some(self.next_tick)
     }
     fn recover(&mut self, _: Vec<()>) {}
     fn compact(&self) -> Vec<()> {
@@ -85,6 +92,9 @@ fn pair() -> Vec<Counter> {
             peer: if *id == "a" { "b" } else { "a" }.into(),
             next: 0,
             got: Vec::new(),
+            ticking: false,
+            next_tick: 0,
+            ticks: 0,
         })
         .collect()
 }
@@ -195,5 +205,44 @@ fn a_paused_node_receives_everything_in_order_once_resumed() {
     assert_eq!(
         sim.node("b").map(|b| b.got.clone()),
         Some((0..50).collect::<Vec<_>>())
+    );
+}
+
+#[test]
+fn a_paused_node_ticks_again_once_resumed_and_a_crash_loses_what_its_layer_held() {
+    let mut nodes = pair();
+    nodes[1].ticking = true;
+    let mut sim = Sim::with_channels(5, nodes, wide(), Channels::Fifo);
+    sim.run_until(100_000, 100_000, &mut |_, _| Ok(()))
+        .expect("runs");
+    let before = sim.node("b").map_or(0, |b| b.ticks);
+    assert!(before >= 9, "ticks every 10 ms: {before}");
+    sim.pause("b");
+    sim.run_until(300_000, 100_000, &mut |_, _| Ok(()))
+        .expect("runs");
+    assert_eq!(
+        sim.node("b").map_or(0, |b| b.ticks),
+        before,
+        "a paused node does not tick"
+    );
+    sim.resume("b");
+    sim.run_until(400_000, 100_000, &mut |_, _| Ok(()))
+        .expect("runs");
+    let after = sim.node("b").map_or(0, |b| b.ticks);
+    assert!(after >= before + 9, "ticks resume: {before} -> {after}");
+
+    // Sends that a's fault layer delays die with a.
+    let slow: PutFaults = serde_json::from_str(r#"{"rules": [{"delay_ms": 50}]}"#).expect("rules");
+    sim.put_faults("a", &slow);
+    let at = sim.now;
+    sim.invoke_at(at, "a", 10);
+    sim.run_until(at + 10_000, 100_000, &mut |_, _| Ok(()))
+        .expect("runs");
+    sim.crash("a");
+    sim.run_until(at + 200_000, 100_000, &mut |_, _| Ok(()))
+        .expect("runs");
+    assert!(
+        sim.node("b").is_some_and(|b| b.got.is_empty()),
+        "a crashed node's delayed sends left"
     );
 }

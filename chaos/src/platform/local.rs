@@ -257,7 +257,10 @@ impl Platform for LocalCluster {
             .map(|(id, _)| id.clone())
             .collect();
         for id in paused {
-            self.set_paused(&id, false)?;
+            // A paused node that died meanwhile is restarted below.
+            if let Err(e) = self.set_paused(&id, false) {
+                tracing::warn!(node = %id, error = %e, "could not resume");
+            }
         }
         for id in self.cluster.ids() {
             if !self.running(&id) {

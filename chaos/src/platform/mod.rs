@@ -2,8 +2,9 @@
 //! down, kill, pause, resume and restart one, the admin URL of a node, and
 //! the proxy in front of every link. The nemesis, the runner and the terminal
 //! commands only talk to the trait, so docker compose and Kubernetes are one
-//! implementation each. `local` (processes on 127.0.0.1) is the default and
-//! the only platform in this build.
+//! implementation each. Two implementations today: `local` (processes on
+//! 127.0.0.1 that a run owns, the default) and the terminal's `Detached`
+//! (a local cluster `faultline-chaos up` left running).
 
 pub mod local;
 

@@ -156,6 +156,9 @@ impl ProxyClient {
             .timeout(Duration::from_millis(800))
             .send()
             .await?;
+        if !resp.status().is_success() {
+            bail!("the proxy's /metrics answered {}", resp.status());
+        }
         Ok(resp.text().await?)
     }
 }

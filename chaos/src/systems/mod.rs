@@ -14,6 +14,7 @@ use faultline_node::api::HistoryOp;
 use faultline_node::config::Cluster;
 use faultline_node::system::System;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// One operation of a system's workload mix (a key of the scenario's `mix:`).
@@ -97,7 +98,7 @@ pub trait ChaosSystem: Send + Sync + 'static {
     /// Facts of the cluster the checks need besides its nodes (tokens: the
     /// token count and initial owners), kept in the run record as the
     /// system's own serde type.
-    fn meta(cluster: &Cluster) -> serde_json::Value;
+    fn meta(cluster: &Cluster) -> anyhow::Result<serde_json::Value>;
 
     /// The system's checks of a recorded run; the judge adds the generic
     /// ones (liveness, faults-applied) beside them.
@@ -141,6 +142,26 @@ macro_rules! with_chaos_system {
             _ => $other,
         }
     };
+}
+
+/// The `/ops` body of each operation fault of `S`, from its typed request.
+pub fn op_fault_bodies<S: ChaosSystem>() -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let mut out = BTreeMap::new();
+    for f in S::OP_FAULTS {
+        let request = S::op_fault(f)
+            .ok_or_else(|| anyhow::anyhow!("operation fault {f:?} has no request"))?;
+        out.insert(f.to_string(), serde_json::to_value(request)?);
+    }
+    Ok(out)
+}
+
+/// [`op_fault_bodies`] of the system named `name`.
+pub fn op_faults_of(name: &str) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    with_chaos_system!(
+        name,
+        |S| op_fault_bodies::<S>(),
+        else anyhow::bail!("the controller has no support for system {name:?}")
+    )
 }
 
 /// The controller's side of system `name`, if this build has one.

@@ -376,7 +376,10 @@ pub fn parse(path: &Path, text: &str, certs: Certs) -> Result<Cluster, ConfigErr
         .map_err(|e| yaml_error(path, text, &e, reference))?;
     let mut file = file;
     let ctx = Ctx::new(path, text);
-    section::check_top_level(&ctx, &file.system, &ignored, FIELDS)?;
+    // An unknown system is reported by `validate`, not as an unknown section.
+    if system::info(&file.system).is_some() {
+        section::check_top_level(&ctx, &file.system, &ignored, FIELDS)?;
+    }
     file.section = serde_yaml::from_str::<serde_yaml::Value>(text)
         .ok()
         .and_then(|doc| doc.get(file.system.as_str()).cloned())

@@ -68,17 +68,13 @@ pub(super) fn params<S: System>(
     let section = seed
         .deserialize(serde_yaml::Deserializer::from_str(text))
         .map_err(|e| {
-            let mut err = yaml_error(
+            // serde_yaml's path names the section (`tokens.bugs`).
+            yaml_error(
                 &cluster.path,
                 text,
                 &e,
                 "see the cluster file reference in README.md",
-            );
-            // serde_yaml's path starts at the section's fields.
-            if !err.field.is_empty() && !err.field.starts_with(S::NAME) {
-                err.field = format!("{}.{}", S::NAME, err.field);
-            }
-            err
+            )
         })?
         .unwrap_or_default();
     let params = S::params(ctx, cluster, section)?;

@@ -248,8 +248,10 @@ pub fn transport_config(t: &TransportFile) -> quinn::TransportConfig {
     c.max_idle_timeout(quinn::IdleTimeout::try_from(t.idle_timeout()).ok());
     c.keep_alive_interval(Some(t.keep_alive()));
     c.initial_rtt(t.initial_rtt());
-    // Each direction uses one long-lived stream; a few spare for restarts.
-    c.max_concurrent_uni_streams(16u32.into());
+    // A FIFO system uses one long-lived stream per direction (and a few
+    // spare for restarts); a non-FIFO one opens a stream per batch, and the
+    // batches in flight to one peer are bounded by this.
+    c.max_concurrent_uni_streams(1024u32.into());
     c.max_concurrent_bidi_streams(0u32.into());
     c.stream_receive_window((8u32 << 20).into());
     c.receive_window((16u32 << 20).into());

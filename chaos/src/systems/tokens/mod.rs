@@ -163,15 +163,14 @@ impl ChaosSystem for TokensChaos {
             .collect()
     }
 
-    fn meta(cluster: &Cluster) -> serde_json::Value {
-        let meta = cluster
+    fn meta(cluster: &Cluster) -> anyhow::Result<serde_json::Value> {
+        let p = cluster
             .params::<Params>()
-            .map(|p| TokensMeta {
-                tokens: p.tokens() as u64,
-                initial_owners: p.initial_owners.clone(),
-            })
-            .unwrap_or_default();
-        serde_json::to_value(meta).unwrap_or_default()
+            .ok_or_else(|| anyhow::anyhow!("the cluster holds no token parameters"))?;
+        Ok(serde_json::to_value(TokensMeta {
+            tokens: p.tokens() as u64,
+            initial_owners: p.initial_owners.clone(),
+        })?)
     }
 
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome> {
