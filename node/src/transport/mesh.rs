@@ -99,8 +99,13 @@ where
             .ok_or_else(|| MeshError::UnknownNode(me.into()))?;
         let identity = Identity::load(cluster, me)?;
         let t = &cluster.file.transport;
-        let server = identity.server_config(t)?;
-        let client = identity.client_config(t)?;
+        let mut server = identity.server_config(t)?;
+        let mut client = identity.client_config(t)?;
+        if channels == Channels::NonFifo {
+            let tc = Arc::new(tls::transport_config_with_streams(t, tls::NON_FIFO_STREAMS));
+            server.transport_config(tc.clone());
+            client.transport_config(tc);
+        }
         let socket = std::net::UdpSocket::bind(node.listen).map_err(|source| MeshError::Bind {
             addr: node.listen,
             source,

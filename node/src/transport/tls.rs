@@ -244,14 +244,26 @@ impl Identity {
 }
 
 pub fn transport_config(t: &TransportFile) -> quinn::TransportConfig {
+    transport_config_with_streams(t, FIFO_STREAMS)
+}
+
+/// Incoming unidirectional streams a peer may have open at once on a FIFO
+/// system's connection: one long-lived stream per direction, a few spare
+/// for restarts. Every allowed stream costs memory on the receiver.
+pub const FIFO_STREAMS: u32 = 16;
+
+/// ... on a non-FIFO system's connection, where every batch takes a stream
+/// of its own: this bounds the batches in flight to one peer.
+pub const NON_FIFO_STREAMS: u32 = 1024;
+
+/// The QUIC transport settings of the cluster file, allowing `streams`
+/// incoming unidirectional streams at once.
+pub fn transport_config_with_streams(t: &TransportFile, streams: u32) -> quinn::TransportConfig {
     let mut c = quinn::TransportConfig::default();
     c.max_idle_timeout(quinn::IdleTimeout::try_from(t.idle_timeout()).ok());
     c.keep_alive_interval(Some(t.keep_alive()));
     c.initial_rtt(t.initial_rtt());
-    // A FIFO system uses one long-lived stream per direction (and a few
-    // spare for restarts); a non-FIFO one opens a stream per batch, and the
-    // batches in flight to one peer are bounded by this.
-    c.max_concurrent_uni_streams(1024u32.into());
+    c.max_concurrent_uni_streams(streams.into());
     c.max_concurrent_bidi_streams(0u32.into());
     c.stream_receive_window((8u32 << 20).into());
     c.receive_window((16u32 << 20).into());
