@@ -131,6 +131,15 @@ pub struct PutFaults {
     pub seed: Option<u64>,
 }
 
+/// `GET /faults`: the message fault rules a node applies now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultStatus {
+    pub node: String,
+    pub rules: Vec<crate::faults::FaultRule>,
+    /// Milliseconds until the rules expire; absent when they do not.
+    pub lease_remaining_ms: Option<u64>,
+}
+
 /// `POST /load`: a closed-loop load run inside a client node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

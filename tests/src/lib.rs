@@ -3,7 +3,7 @@
 //! a fresh directory, and cleanup that kills every process it started, even
 //! when a test fails.
 
-use faultline_node::api::{NodeState, OpReply};
+use faultline_node::api::{FaultStatus, NodeState, OpReply};
 use faultline_node::protocol::tokens::{Reply, Request, TokensState};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -258,6 +258,16 @@ impl TestCluster {
             }
             Err(e) => (0, Value::String(e.to_string())),
         }
+    }
+
+    /// A node's `/state`, typed.
+    pub async fn state(&self, id: &str) -> Option<NodeState<TokensState>> {
+        serde_json::from_value(self.get(id, "/state").await?).ok()
+    }
+
+    /// A node's message fault rules (`GET /faults`), typed.
+    pub async fn faults(&self, id: &str) -> Option<FaultStatus> {
+        serde_json::from_value(self.get(id, "/faults").await?).ok()
     }
 
     /// Runs one operation on a client node.

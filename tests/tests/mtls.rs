@@ -6,7 +6,6 @@
 use faultline_e2e::TestCluster;
 use faultline_node::config::{self, Certs, TransportFile};
 use faultline_node::transport::tls::{self, Identity};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +78,7 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     let s1: SocketAddr = format!("127.0.0.1:{}", c.nodes[0].listen)
         .parse()
         .expect("addr");
-    let before: Value = c.get("s1", "/state").await.expect("state");
+    let before = c.state("s1").await.expect("state");
 
     // No client certificate.
     assert!(!attempt(s1, &cluster.ca_path(), None, b"hello").await);
@@ -118,9 +117,9 @@ async fn strangers_are_refused_and_garbage_is_cut_off() {
     assert!(metric(&c, "s1", "faultline_frame_errors_total").await >= 1.0);
 
     // Nothing changed, and the servers still serve the real client.
-    let after: Value = c.get("s1", "/state").await.expect("state");
-    assert_eq!(before["tokens"], after["tokens"]);
-    assert_eq!(before["epoch"], after["epoch"]);
+    let after = c.state("s1").await.expect("state");
+    assert_eq!(before.state.tokens, after.state.tokens);
+    assert_eq!(before.state.epoch, after.state.epoch);
     c.start("c1");
     c.wait_ready(Duration::from_secs(20)).await;
     let t0 = std::time::Instant::now();

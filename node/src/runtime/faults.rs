@@ -5,9 +5,9 @@
 //! faults heal by themselves if the controller dies. Rules from the cluster
 //! file have no lease.
 
+pub use crate::api::FaultStatus;
 use crate::faults::{Decision, FaultEngine, FaultRule, Side};
 use crate::metrics::Metrics;
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,14 +23,6 @@ pub struct FaultControl {
     /// Lets the hot path skip the lock when no rule is installed.
     active: AtomicBool,
     metrics: Arc<Metrics>,
-}
-
-#[derive(Serialize)]
-pub struct FaultStatus {
-    pub node: String,
-    pub rules: Vec<FaultRule>,
-    /// Milliseconds until the rules expire; absent when they do not.
-    pub lease_remaining_ms: Option<u64>,
 }
 
 impl FaultControl {

@@ -119,7 +119,68 @@ impl TokensNode {
                 upto: self.nonce_reserved,
             });
         }
+        // A nonce is only used below a reservation that is durable (or in
+        // this batch's records), so a restart never reuses one.
+        debug_assert!(self.nonce < self.nonce_reserved);
         self.nonce
+    }
+
+    /// What every handler relies on and leaves true. Checked after every
+    /// input in debug builds (tests and the simulator), so a broken invariant
+    /// stops at the input that broke it.
+    fn assert_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let servers = &self.config.servers;
+        assert!(
+            servers.windows(2).all(|w| w[0] < w[1]),
+            "{}: servers of epoch {} not sorted and distinct: {servers:?}",
+            self.id,
+            self.config.epoch
+        );
+        if let Some(table) = &self.table {
+            assert!(
+                self.config.is_server(&self.id),
+                "{}: holds a table of epoch {} without being its server",
+                self.id,
+                self.config.epoch
+            );
+            assert_eq!(
+                table.len(),
+                self.params.tokens(),
+                "{}: table has {} tokens",
+                self.id,
+                table.len()
+            );
+            assert!(
+                table.iter().all(|t| t.tag.version >= 1),
+                "{}: a token below version 1",
+                self.id
+            );
+        }
+        if let Some((e, _)) = &self.promised {
+            assert!(
+                *e > self.config.epoch,
+                "{}: a promise for epoch {e} at epoch {}",
+                self.id,
+                self.config.epoch
+            );
+        }
+        if let Some((e, _, c)) = &self.accepted {
+            assert!(
+                *e > self.config.epoch && c.epoch == *e,
+                "{}: accepted epoch {e} (config epoch {}) at epoch {}",
+                self.id,
+                c.epoch,
+                self.config.epoch
+            );
+        }
+        assert!(
+            self.nonce <= self.nonce_reserved,
+            "{}: nonce past its reservation",
+            self.id
+        );
     }
 
     /// Sends to a peer, or to this node itself through the loopback queue.
@@ -311,6 +372,12 @@ impl TokensNode {
             return;
         };
         for e in entries {
+            // `validate` refused unknown tokens for the whole batch.
+            debug_assert!(
+                (e.token as usize) < table.len(),
+                "validated token {}",
+                e.token
+            );
             let local = &mut table[e.token as usize];
             if e.tag > local.tag {
                 *local = TokenState {
@@ -437,6 +504,19 @@ impl TokensNode {
     }
 
     fn install(&mut self, config: Config, mut tokens: Vec<TokenState>, out: &mut Outbox<Self>) {
+        debug_assert!(
+            config.epoch >= self.config.epoch,
+            "{}: installing epoch {} over {}",
+            self.id,
+            config.epoch,
+            self.config.epoch
+        );
+        debug_assert_eq!(
+            tokens.len(),
+            self.params.tokens(),
+            "{}: installed table size",
+            self.id
+        );
         if let Some(old) = &self.table {
             for (new, old) in tokens.iter_mut().zip(old) {
                 if old.tag > new.tag {
@@ -592,6 +672,7 @@ impl TokensNode {
 
     fn after_input(&mut self, now: Time, out: &mut Outbox<Self>) {
         self.drain_loopback(now, out);
+        self.assert_invariants();
     }
 }
 
@@ -665,6 +746,7 @@ impl Core for TokensNode {
         if self.is_frozen() {
             self.frozen_since = Some(0);
         }
+        self.assert_invariants();
     }
 
     fn compact(&self) -> Vec<Record> {
