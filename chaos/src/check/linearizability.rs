@@ -259,7 +259,12 @@ pub fn check<M: Model>(
             break;
         }
     }
-    Ok(summarize(outcomes, &shared, started))
+    Ok(summarize(
+        outcomes,
+        &shared,
+        started,
+        options.all_partitions,
+    ))
 }
 
 /// [`check`] with partitions searched on `threads` threads at once (each partition on one
@@ -325,7 +330,12 @@ where
         }
     });
     let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(summarize(outcomes, &shared, started))
+    Ok(summarize(
+        outcomes,
+        &shared,
+        started,
+        options.all_partitions,
+    ))
 }
 
 /// Below this many operations [`check_parallel`] checks on the calling thread.
@@ -380,10 +390,15 @@ fn check_partition<M: Model>(
     outcome
 }
 
+/// The result of every partition's search, `outcomes` in partition order.
+/// With `all_partitions` the counter-example shown is the earliest violation
+/// among all; without it, the first invalid partition's, which is the one a
+/// sequential check stops at, so that threads cannot change the answer.
 fn summarize(
     outcomes: Vec<Option<SearchOutcome>>,
     shared: &Shared,
     started: Instant,
+    all_partitions: bool,
 ) -> CheckResult {
     let mut result = CheckResult {
         verdict: Verdict::Valid,
@@ -401,11 +416,10 @@ fn summarize(
             Some(SearchOutcome::NotLinearizable(cx)) => {
                 result.partitions_checked += 1;
                 result.partitions_invalid += 1;
-                // The earliest violation is the one to show first.
-                let earlier = result
-                    .counterexample
-                    .as_ref()
-                    .is_none_or(|c| cx.violation_time() < c.violation_time());
+                let earlier = match &result.counterexample {
+                    None => true,
+                    Some(c) => all_partitions && cx.violation_time() < c.violation_time(),
+                };
                 if earlier {
                     result.counterexample = Some(*cx);
                 }

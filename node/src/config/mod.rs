@@ -654,6 +654,26 @@ pub struct Range {
 }
 
 impl Range {
+    /// `field` (its path in the file, for the error) holds `value`, which
+    /// must be in `min..=max` `unit`s; `default` is suggested in the fix.
+    pub const fn new(
+        field: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+        default: u64,
+        unit: &'static str,
+    ) -> Self {
+        Range {
+            field,
+            value,
+            min,
+            max,
+            default,
+            unit,
+        }
+    }
+
     /// The range error, naming the field's line, or `None` when it holds.
     pub fn check(&self, ctx: &Ctx) -> Result<(), ConfigError> {
         if (self.min..=self.max).contains(&self.value) {
@@ -677,18 +697,10 @@ impl Range {
 fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
     let tr = &file.transport;
     let dt = TransportFile::default();
-    let r = |field, value: u64, min, max, default: u64, unit| Range {
-        field,
-        value,
-        min,
-        max,
-        default,
-        unit,
-    };
     let ranges = [
         // Keep-alives below 10 ms burn a core on an idle cluster; idle
         // timeouts must leave room for them and for a partition to heal.
-        r(
+        Range::new(
             "transport.idle_timeout_ms",
             tr.idle_timeout_ms,
             100,
@@ -696,7 +708,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.idle_timeout_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "transport.keep_alive_ms",
             tr.keep_alive_ms,
             10,
@@ -704,7 +716,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.keep_alive_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "transport.initial_rtt_ms",
             tr.initial_rtt_ms,
             1,
@@ -712,7 +724,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.initial_rtt_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "transport.max_frame_bytes",
             tr.max_frame_bytes as u64,
             1024,
@@ -720,7 +732,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.max_frame_bytes as u64,
             "bytes",
         ),
-        r(
+        Range::new(
             "transport.reconnect_min_ms",
             tr.reconnect_min_ms,
             1,
@@ -728,7 +740,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.reconnect_min_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "transport.reconnect_max_ms",
             tr.reconnect_max_ms,
             tr.reconnect_min_ms.max(1),
@@ -736,7 +748,7 @@ fn check_ranges(ctx: &Ctx, file: &ClusterFile) -> Result<(), ConfigError> {
             dt.reconnect_max_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "transport.queue_limit",
             tr.queue_limit as u64,
             1,

@@ -41,16 +41,8 @@ impl Default for TokensSection {
 /// Every number of the section that is not checked against another.
 fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
     let d = TokensSection::default();
-    let r = |field, value: u64, min, max, default: u64, unit| Range {
-        field,
-        value,
-        min,
-        max,
-        default,
-        unit,
-    };
     let ranges = [
-        r(
+        Range::new(
             "tokens.tokens",
             t.tokens as u64,
             1,
@@ -58,7 +50,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.tokens as u64,
             "tokens",
         ),
-        r(
+        Range::new(
             "tokens.min_servers",
             t.min_servers as u64,
             1,
@@ -66,7 +58,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.min_servers as u64,
             "servers",
         ),
-        r(
+        Range::new(
             "tokens.max_servers",
             t.max_servers as u64,
             1,
@@ -74,7 +66,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.max_servers as u64,
             "servers",
         ),
-        r(
+        Range::new(
             "tokens.op_deadline_ms",
             t.op_deadline_ms,
             1,
@@ -82,7 +74,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.op_deadline_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "tokens.retransmit_ms",
             t.retransmit_ms,
             1,
@@ -90,7 +82,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.retransmit_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "tokens.retransmit_max_ms",
             t.retransmit_max_ms,
             t.retransmit_ms.max(1),
@@ -98,7 +90,7 @@ fn check_ranges(ctx: &Ctx, t: &TokensSection) -> Result<(), ConfigError> {
             d.retransmit_max_ms,
             "ms",
         ),
-        r(
+        Range::new(
             "tokens.reconfig_recovery_ms",
             t.reconfig_recovery_ms,
             10,

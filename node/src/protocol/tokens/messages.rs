@@ -135,9 +135,6 @@ impl MessageKind for Msg {
     }
 }
 
-/// Every message kind, for metrics and fault-rule validation.
-pub const MESSAGE_KINDS: &[&str] = <Msg as MessageKind>::KINDS;
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
