@@ -22,24 +22,47 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `n` distinct free ports on 127.0.0.1, each free for both UDP and TCP.
-/// All are held while probing, so no port is handed out twice.
+/// All are held while probing, so no port is handed out twice. They are
+/// drawn below the kernel's ephemeral range: a port the kernel hands out
+/// itself (to any outgoing connection of any process, between our probe and
+/// the node's bind) would otherwise collide with one handed to a node.
 pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let mut held = Vec::with_capacity(n);
+    use rand::Rng;
+    let (lo, hi) = below_ephemeral();
+    let mut rng = rand::rng();
+    let mut held: Vec<(UdpSocket, TcpListener, u16)> = Vec::with_capacity(n);
     let mut tries = 0;
     while held.len() < n {
         tries += 1;
-        if tries > n * 20 + 100 {
-            bail!("not enough free ports on 127.0.0.1");
+        if tries > n * 50 + 1_000 {
+            bail!("not enough free ports on 127.0.0.1 in {lo}..{hi}");
         }
-        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
+        let port = rng.random_range(lo..hi);
+        if held.iter().any(|(_, _, p)| *p == port) {
             continue;
-        };
-        let Ok(a) = u.local_addr() else { continue };
+        }
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        let Ok(u) = UdpSocket::bind(a) else { continue };
         if let Ok(t) = TcpListener::bind(a) {
-            held.push((u, t, a.port()));
+            held.push((u, t, port));
         }
     }
     Ok(held.into_iter().map(|(_, _, p)| p).collect())
+}
+
+/// The ports from which [`free_ports`] draws: from 10000 up to the start of
+/// the kernel's ephemeral range (32768 when it cannot be read).
+fn below_ephemeral() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if start > 12_000 {
+        (10_000, start)
+    } else {
+        // An unusual range that starts low: use the ports above it instead.
+        (61_000, 65_535)
+    }
 }
 
 /// Hands out ports from one batch of [`free_ports`].
