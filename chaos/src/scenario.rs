@@ -199,7 +199,7 @@ pub const PACKET_FAULTS: &[&str] = &[
     "blackhole",
 ];
 /// Process faults every system has; a system adds its operation faults
-/// (tokens: `transform`).
+/// (`ChaosSystem::OP_FAULTS`).
 pub const PROCESS_FAULTS: &[&str] = &["kill", "pause"];
 
 /// One entry of the nemesis schedule as written.

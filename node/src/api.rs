@@ -75,11 +75,11 @@ pub struct NodeState<S> {
     /// Absent in states recorded before it was added.
     #[serde(default)]
     pub id: String,
-    /// The node's current role (a role can change at runtime, e.g. tokens'
-    /// transform).
+    /// The node's current role (a system may move a node between roles at
+    /// runtime).
     pub role: String,
-    /// Whether the node is ready for the workload (tokens: a client, or a
-    /// server that serves); the controller waits for every node's. Absent
+    /// Whether the node is ready for the workload, as its system decides
+    /// (`System::is_ready`); the controller waits for every node's. Absent
     /// (false) in states recorded before it was added.
     #[serde(default)]
     pub ready: bool,
@@ -95,7 +95,7 @@ pub struct HistoryOp<Rq = serde_json::Value, Rp = serde_json::Value> {
     pub id: u64,
     /// The client node that ran it.
     pub client: String,
-    /// The request's kind (`pay`, `gettokens`, ...), as the system names it.
+    /// The request's kind, as the system names it (`System::request_kind`).
     pub kind: String,
     pub request: Rq,
     /// Unix microseconds: processes on one host share this clock.
@@ -174,8 +174,8 @@ impl LoadSpec {
 }
 
 /// What a load run measured. `op` names the operation the throughput and
-/// latencies are of (tokens: `pay`); `reads` counts the helper operations a
-/// system's generator needed besides (tokens: gettokens refreshes).
+/// latencies are of; `reads` counts the helper operations a system's
+/// generator needed besides (reads that refill its pool of work).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadStats {
     pub node: String,

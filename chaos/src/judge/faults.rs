@@ -599,8 +599,8 @@ fn process(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> Window
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::fixtures::*;
     use crate::record::Scrape;
+    use crate::systems::tokens::fixtures::*;
 
     fn proxy(at_ms: u64, forwarded: f64, partition_drops: f64) -> Scrape {
         let d = [("from", "s1"), ("to", "s2")];

@@ -216,7 +216,7 @@ pub(crate) fn check(record: &RunRecord, ops: &[&HistoryOp]) -> (CheckOutcome, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::fixtures::*;
+    use crate::systems::tokens::fixtures::*;
 
     fn run(rec: &RunRecord) -> (CheckOutcome, Vec<Availability>) {
         let ops: Vec<&HistoryOp> = rec.histories.values().flat_map(|h| h.ops.iter()).collect();

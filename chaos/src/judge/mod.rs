@@ -40,7 +40,7 @@ pub struct JudgeOptions {
     /// Bound on the memory of the linearizability search, bytes; past it a token's
     /// search stops and `linearizable` says unknown ("memory limit").
     pub lin_memory_limit: usize,
-    /// Threads for the linearizability search (tokens are searched in parallel).
+    /// Threads for the linearizability search (partitions are searched in parallel).
     pub threads: usize,
     /// Width of a timeline bucket, seconds.
     pub bucket_s: f64,
@@ -169,6 +169,3 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
-
-#[cfg(test)]
-pub(crate) use crate::systems::tokens::fixtures;

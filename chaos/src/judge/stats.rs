@@ -143,8 +143,8 @@ pub(crate) fn timeline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::fixtures::*;
     use crate::record::Scrape;
+    use crate::systems::tokens::fixtures::*;
 
     #[test]
     fn counts_latency_and_buckets() {
