@@ -39,9 +39,11 @@ enum Cmd {
         /// Where the durable log lives (default: the file's data_dir/ID, or data/ID beside the file).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// fsync the log before every acknowledgement (survives power loss; much slower).
-        #[arg(long)]
-        fsync: bool,
+        /// fsync the log before every acknowledgement (survives power loss;
+        /// slower). Default: the system's choice (on for standby, off for
+        /// tokens); `--fsync` or `--fsync=false` overrides it.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        fsync: Option<bool>,
     },
     /// Validate a cluster file and print what it describes.
     Check {

@@ -43,6 +43,10 @@ pub trait System: Sized + Send + Sync + 'static {
     /// `f_servers` pick from.
     const CLIENT_ROLES: &'static [&'static str];
     const CHANNELS: Channels;
+    /// Whether nodes fsync their log before acknowledging by default (a
+    /// system whose promise is durability across power loss says yes; the
+    /// node's `--fsync` flag overrides it either way).
+    const FSYNC: bool = false;
 
     /// A client request, as `/ops` takes it (JSON) and the core handles it.
     type Request: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
@@ -138,7 +142,7 @@ impl SystemInfo {
 }
 
 /// Every system this build runs, by cluster-file name.
-pub const SYSTEMS: &[&str] = &["tokens"];
+pub const SYSTEMS: &[&str] = &["tokens", "standby"];
 
 /// Runs `$body` with `$S` bound to the system named `$name`, or `$other`
 /// when no system has that name. The only `match` on a system's name.
@@ -148,6 +152,10 @@ macro_rules! with_system {
         match $name {
             "tokens" => {
                 type $S = $crate::protocol::tokens::Tokens;
+                $body
+            }
+            "standby" => {
+                type $S = $crate::protocol::standby::Standby;
                 $body
             }
             _ => $other,

@@ -386,6 +386,12 @@ pub fn plan(
     file.secret = Some(secret);
     file.tls.dir = PathBuf::from("certs");
     file.data_dir = Some(PathBuf::from("data"));
+    // The file is written into the run directory: relative paths in the
+    // system's section still mean the template's directory.
+    if file.base_dir.is_none() {
+        let dir = template.base_dir();
+        file.base_dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
+    }
     file.enable_bugs(bugs).map_err(anyhow::Error::msg)?;
     file.nodes = template
         .nodes

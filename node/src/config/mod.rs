@@ -75,6 +75,11 @@ pub struct ClusterFile {
     /// concern it); the controller replaces them at runtime.
     #[serde(default)]
     pub faults: Vec<FaultRule>,
+    /// The directory relative paths in the system's section resolve
+    /// against; absent: the cluster file's own. A controller that writes the
+    /// file somewhere else sets it to the original's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_dir: Option<PathBuf>,
     pub nodes: Vec<NodeFile>,
     /// The system's section as written (the key named after `system`), kept
     /// so a controller can write the file out again with its changes.
@@ -195,6 +200,7 @@ pub struct NodeFile {
 /// The top-level fields of [`ClusterFile`], for the unknown-field error.
 const FIELDS: &[&str] = &[
     "system",
+    "base_dir",
     "seed",
     "secret",
     "tls",
@@ -279,6 +285,17 @@ impl Cluster {
             .filter(|n| !self.system.client_roles.contains(&n.role.as_str()))
             .map(|n| n.id.clone())
             .collect()
+    }
+
+    /// Where relative paths of the system's section resolve (`base_dir`,
+    /// or the cluster file's directory).
+    pub fn base_dir(&self) -> PathBuf {
+        self.file.base_dir.clone().unwrap_or_else(|| {
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
     }
 
     pub fn with_role(&self, role: &str) -> Vec<String> {

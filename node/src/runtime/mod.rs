@@ -403,7 +403,8 @@ impl<S: System> Driver<S> {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub data_dir: Option<PathBuf>,
-    pub fsync: bool,
+    /// `None`: the system's default ([`System::FSYNC`]).
+    pub fsync: Option<bool>,
 }
 
 /// Runs node `id` of the cluster until Ctrl-C or SIGTERM, as a node of the
@@ -446,10 +447,11 @@ async fn run_system<S: System>(cluster: Cluster, id: &str, opts: RunOptions) -> 
                 .join("data")
                 .join(id)
         });
-    let (wal, records) = Wal::open(&data_dir, opts.fsync)?;
+    let fsync = opts.fsync.unwrap_or(S::FSYNC);
+    let (wal, records) = Wal::open(&data_dir, fsync)?;
     let recovered = records.len();
     core.recover(records);
-    tracing::info!(node = id, system = S::NAME, role = S::role(&core), recovered, data = %data_dir.display(), "starting");
+    tracing::info!(node = id, system = S::NAME, role = S::role(&core), recovered, fsync, data = %data_dir.display(), "starting");
 
     let (mesh, inbound) = Mesh::start(&cluster, id, metrics.clone(), S::CHANNELS)?;
     let faults = Arc::new(FaultControl::new(id, cluster.file.seed, metrics.clone()));
