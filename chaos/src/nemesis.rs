@@ -685,6 +685,7 @@ mod tests {
             fault: fault.into(),
             layer: crate::scenario::default_layer(fault).into(),
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            resolve: None,
             params: Value::Null,
             in_model: true,
         }

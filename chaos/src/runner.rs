@@ -127,6 +127,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
     interrupted: &AtomicU64,
 ) -> anyhow::Result<Results> {
     let cut_short = || interrupted.load(Ordering::SeqCst) != 0;
+    // Faults with a selector resolved when they apply get their targets here.
+    let mut schedule = schedule.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
@@ -243,6 +245,16 @@ async fn drive<S: ChaosSystem, P: Platform>(
         while next < events.len() && t_start.elapsed() >= Duration::from_millis(events[next].0) {
             let (_, i, apply) = events[next];
             next += 1;
+            if apply && schedule.faults[i].resolve.as_deref() == Some("primary") {
+                // Resolved now (and kept for the heal): it may have moved.
+                let mut states = Vec::new();
+                for id in cluster.cluster().servers() {
+                    if let Some(s) = platform::state(cluster, &http, &id, Duration::from_secs(2)).await {
+                        states.push(s);
+                    }
+                }
+                schedule.faults[i].targets = S::primary(&states).into_iter().collect();
+            }
             let f = &schedule.faults[i];
             if apply {
                 let lease =

@@ -249,6 +249,11 @@ pub struct Scheduled {
     pub fault: String,
     pub layer: String,
     pub targets: Vec<String>,
+    /// A selector resolved only when the fault applies (`primary`: the
+    /// primary may have changed since the schedule was made); `targets` is
+    /// empty until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
     pub params: serde_json::Value,
     pub in_model: bool,
 }
@@ -736,6 +741,7 @@ pub fn expand(
                 "servers" => servers.to_vec(),
                 "clients" => clients.to_vec(),
                 "all" => all.clone(),
+                "primary" => Vec::new(),
                 other => {
                     return Err(format!(
                         "nemesis[{entry}]: selector {other:?} does not apply"
@@ -772,6 +778,10 @@ pub fn expand(
                 .clone()
                 .unwrap_or_else(|| default_layer(&f.fault).to_string()),
             fault: f.fault.clone(),
+            resolve: match &f.targets {
+                Targets::Selector(s) if s == "primary" => Some(s.clone()),
+                _ => None,
+            },
             targets,
             params,
             in_model: f.in_model,

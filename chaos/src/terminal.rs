@@ -422,6 +422,7 @@ pub async fn fault(
                 fault,
                 layer: layer.to_string(),
                 targets,
+                resolve: None,
                 params,
                 in_model: true,
             };

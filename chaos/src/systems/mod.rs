@@ -5,9 +5,11 @@
 //! `systems/<system>/`; the runner, the nemesis and the judge only call the
 //! trait, and [`with_chaos_system!`] is the only `match` on a system's name.
 
+pub mod standby;
 pub mod tokens;
 
 use crate::judge::{JudgeOptions, ScrapeIndex};
+use crate::platform::AnyState;
 use crate::record::RunRecord;
 use crate::results::CheckOutcome;
 use faultline_node::api::HistoryOp;
@@ -103,6 +105,14 @@ pub trait ChaosSystem: Send + Sync + 'static {
     /// The system's checks of a recorded run; the judge adds the generic
     /// ones (liveness, faults-applied) beside them.
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome>;
+
+    /// The node that is primary now, from the states of the nodes that
+    /// answered; the `primary` selector resolves to it when its fault
+    /// applies. Only systems with [`ChaosSystem::HAS_PRIMARY`] need it.
+    fn primary(states: &[AnyState]) -> Option<String> {
+        let _ = states;
+        None
+    }
 }
 
 /// What generic code (scenario validation) may know of a system without
@@ -137,6 +147,10 @@ macro_rules! with_chaos_system {
         match $name {
             "tokens" => {
                 type $S = $crate::systems::tokens::TokensChaos;
+                $body
+            }
+            "standby" => {
+                type $S = $crate::systems::standby::StandbyChaos;
                 $body
             }
             _ => $other,
