@@ -249,7 +249,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
                 // Resolved now (and kept for the heal): it may have moved.
                 let mut states = Vec::new();
                 for id in cluster.cluster().servers() {
-                    if let Some(s) = platform::state(cluster, &http, &id, Duration::from_secs(2)).await {
+                    if let Some(s) =
+                        platform::state(cluster, &http, &id, Duration::from_secs(2)).await
+                    {
                         states.push(s);
                     }
                 }

@@ -56,7 +56,11 @@ fn acked_write<'a>(op: &'a BankOp<'_>) -> Option<(&'a Reply, &'a Answer, u64)> {
         return None;
     }
     match &op.reply {
-        Some(r @ Reply::Done { answer, action_id, .. }) => Some((r, answer, *action_id)),
+        Some(
+            r @ Reply::Done {
+                answer, action_id, ..
+            },
+        ) => Some((r, answer, *action_id)),
         _ => None,
     }
 }
@@ -65,7 +69,12 @@ pub(super) fn exactly_once(run: &Judging<'_>) -> CheckOutcome {
     const NAME: &str = "exactly-once";
     let states = server_states(run);
     let Some((node, s)) = survivor(&states) else {
-        return outcome(NAME, Valid::Unknown, "no primary answered at the end of the run", json!(null));
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            "no primary answered at the end of the run",
+            json!(null),
+        );
     };
     let log = s.log.clone().unwrap_or_default();
     let first = log.first().map_or(s.action_id + 1, |e| e.action_id);
@@ -76,7 +85,10 @@ pub(super) fn exactly_once(run: &Judging<'_>) -> CheckOutcome {
             return outcome(
                 NAME,
                 Valid::False,
-                format!("request {} was applied twice, at action ids {before} and {} of {node}'s log", e.id, e.action_id),
+                format!(
+                    "request {} was applied twice, at action ids {before} and {} of {node}'s log",
+                    e.id, e.action_id
+                ),
                 json!({"survivor": node, "request": e.id.to_string(), "action_ids": [before, e.action_id], "entry": e}),
             );
         }
@@ -84,13 +96,23 @@ pub(super) fn exactly_once(run: &Judging<'_>) -> CheckOutcome {
     let (ops, _) = bank_ops(run.ops);
     let (mut checked, mut older, mut unknown, mut unknown_applied) = (0u64, 0u64, 0u64, 0u64);
     for op in &ops {
-        if op.request.is_write() && op.src.outcome != ApiOutcome::Ok && op.src.outcome != ApiOutcome::Failed {
+        if op.request.is_write()
+            && op.src.outcome != ApiOutcome::Ok
+            && op.src.outcome != ApiOutcome::Failed
+        {
             unknown += 1;
             if let Some(Reply::Unknown { id, .. }) = &op.reply {
                 unknown_applied += at.contains_key(&id.to_string()) as u64;
             }
         }
-        let Some((Reply::Done { id, server, epoch, .. }, answer, action_id)) = acked_write(op) else {
+        let Some((
+            Reply::Done {
+                id, server, epoch, ..
+            },
+            answer,
+            action_id,
+        )) = acked_write(op)
+        else {
             continue;
         };
         if action_id < first {
@@ -126,7 +148,10 @@ pub(super) fn exactly_once(run: &Judging<'_>) -> CheckOutcome {
                         return outcome(
                             NAME,
                             Valid::False,
-                            format!("{other} (standby) has {} at action id {} where {node} has {}", e.id, e.action_id, mine.id),
+                            format!(
+                                "{other} (standby) has {} at action id {} where {node} has {}",
+                                e.id, e.action_id, mine.id
+                            ),
                             json!({"survivor": node, "standby": other, "at": e.action_id}),
                         );
                     }
@@ -160,10 +185,20 @@ pub(super) fn conservation(run: &Judging<'_>) -> CheckOutcome {
     };
     let states = server_states(run);
     let Some((node, s)) = survivor(&states) else {
-        return outcome(NAME, Valid::Unknown, "no primary answered at the end of the run", json!(null));
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            "no primary answered at the end of the run",
+            json!(null),
+        );
     };
-    let Some(total) = s.total else {
-        return outcome(NAME, Valid::Unknown, format!("{node} reported no total"), json!(null));
+    let Some(total) = s.total.map(i128::from) else {
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            format!("{node} reported no total"),
+            json!(null),
+        );
     };
     let initial: i128 = meta.accounts.values().map(|b| *b as i128).sum();
     let (ops, unreadable) = bank_ops(run.ops);
@@ -173,7 +208,13 @@ pub(super) fn conservation(run: &Judging<'_>) -> CheckOutcome {
             continue;
         }
         match (&op.src.outcome, &op.reply) {
-            (ApiOutcome::Ok, Some(Reply::Done { answer: Answer::Balance { .. }, .. })) => acked += delta(&op.request),
+            (
+                ApiOutcome::Ok,
+                Some(Reply::Done {
+                    answer: Answer::Balance { .. },
+                    ..
+                }),
+            ) => acked += delta(&op.request),
             (ApiOutcome::Ok, Some(Reply::Done { .. })) | (ApiOutcome::Failed, _) => {}
             _ => {
                 let d = delta(&op.request);
@@ -217,13 +258,21 @@ pub(super) fn no_negative(run: &Judging<'_>) -> CheckOutcome {
     let mut samples = 0u64;
     for target in run.scrapes.targets() {
         for scrape in run.scrapes.ok(target) {
-            for s in scrape.samples.iter().filter(|s| s.name == "faultline_standby_min_balance") {
+            for s in scrape
+                .samples
+                .iter()
+                .filter(|s| s.name == "faultline_standby_min_balance")
+            {
                 samples += 1;
                 if s.value < 0.0 {
                     return outcome(
                         NAME,
                         Valid::False,
-                        format!("{target} held a balance of {} at {} ms", s.value, rel_ms_json(scrape.t_us, run.record.meta.start_us)),
+                        format!(
+                            "{target} held a balance of {} at {} ms",
+                            s.value,
+                            rel_ms_json(scrape.t_us, run.record.meta.start_us)
+                        ),
                         json!({"node": target, "min_balance": s.value, "t_ms": rel_ms_json(scrape.t_us, run.record.meta.start_us)}),
                     );
                 }
@@ -232,7 +281,11 @@ pub(super) fn no_negative(run: &Judging<'_>) -> CheckOutcome {
     }
     let states = server_states(run);
     for (node, s) in &states {
-        if let Some((account, b)) = s.balances.iter().flatten().find(|(_, b)| **b < 0) {
+        if let Some(faultline_node::protocol::standby::AccountBalance {
+            account,
+            balance: b,
+        }) = s.balances.iter().flatten().find(|a| a.balance < 0)
+        {
             return outcome(
                 NAME,
                 Valid::False,
@@ -242,12 +295,20 @@ pub(super) fn no_negative(run: &Judging<'_>) -> CheckOutcome {
         }
     }
     if samples == 0 && states.is_empty() {
-        return outcome(NAME, Valid::Unknown, "no scrape and no final state of a server", json!(null));
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            "no scrape and no final state of a server",
+            json!(null),
+        );
     }
     outcome(
         NAME,
         Valid::True,
-        format!("{samples} scraped minimums and {} final states show no negative balance", states.len()),
+        format!(
+            "{samples} scraped minimums and {} final states show no negative balance",
+            states.len()
+        ),
         json!({"samples": samples, "states": states.len()}),
     )
 }
@@ -278,13 +339,19 @@ pub(super) fn one_primary(run: &Judging<'_>) -> CheckOutcome {
         return outcome(
             NAME,
             Valid::False,
-            format!("epoch {e} was acknowledged by {}", servers.iter().copied().collect::<Vec<_>>().join(" and ")),
+            format!(
+                "epoch {e} was acknowledged by {}",
+                servers.iter().copied().collect::<Vec<_>>().join(" and ")
+            ),
             json!({"epoch": e, "servers": servers}),
         );
     }
     for (node, s) in server_states(run) {
         for e in &s.acknowledged_in {
-            if by_epoch.get(e).is_some_and(|set| !set.contains(node.as_str())) {
+            if by_epoch
+                .get(e)
+                .is_some_and(|set| !set.contains(node.as_str()))
+            {
                 return outcome(
                     NAME,
                     Valid::False,
@@ -322,7 +389,11 @@ pub(super) fn one_primary(run: &Judging<'_>) -> CheckOutcome {
     outcome(
         NAME,
         Valid::True,
-        format!("{} acknowledgements in {} epochs, one server each, epochs in real-time order", acks.len(), by_epoch.len()),
+        format!(
+            "{} acknowledgements in {} epochs, one server each, epochs in real-time order",
+            acks.len(),
+            by_epoch.len()
+        ),
         json!({"acknowledgements": acks.len(), "epochs": by_epoch.iter().map(|(e, s)| (e.to_string(), s.iter().copied().collect::<Vec<_>>())).collect::<BTreeMap<_, _>>()}),
     )
 }

@@ -29,7 +29,13 @@ pub(super) fn check(run: &Judging<'_>) -> CheckOutcome {
         match (&op.src.outcome, &op.reply) {
             (ApiOutcome::Ok, Some(Reply::Done { answer, .. })) => {
                 let ret = op.src.complete_us.unwrap_or(call).max(call);
-                history.push(Operation::ok(client, op.request.clone(), call, ret, answer.clone()));
+                history.push(Operation::ok(
+                    client,
+                    op.request.clone(),
+                    call,
+                    ret,
+                    answer.clone(),
+                ));
             }
             (ApiOutcome::Failed, _) => left_out += 1,
             _ if op.request.is_write() => {
@@ -80,7 +86,12 @@ pub(super) fn check(run: &Judging<'_>) -> CheckOutcome {
             evidence["counterexample"] = serde_json::to_value(&cx).unwrap_or_default();
             match caveat {
                 None => outcome(NAME, Valid::False, summary, evidence),
-                Some(c) => outcome(NAME, Valid::Unknown, format!("{summary}; but {c}"), evidence),
+                Some(c) => outcome(
+                    NAME,
+                    Valid::Unknown,
+                    format!("{summary}; but {c}"),
+                    evidence,
+                ),
             }
         }
         (Verdict::Valid, _) => {

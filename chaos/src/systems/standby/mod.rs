@@ -84,19 +84,24 @@ impl ChaosSystem for StandbyChaos {
         MixOp {
             name: "deposit",
             weight: 0.4,
-            doc: "deposit 1..50 into an account",
+            doc: "deposit 1..60 into an account",
         },
     ];
     const OP_FAULTS: &'static [&'static str] = &[];
     const QUIESCENT_CHECKS: &'static [&'static str] = &["exactly-once", "conservation"];
     const HAS_PRIMARY: bool = true;
 
-    fn next_op(ctx: &OpContext<'_, Params>, op: &str, _: &Mutex<()>, rng: &mut ChaCha8Rng) -> Request {
+    fn next_op(
+        ctx: &OpContext<'_, Params>,
+        op: &str,
+        _: &Mutex<()>,
+        rng: &mut ChaCha8Rng,
+    ) -> Request {
         let accounts: Vec<AccountId> = ctx.params.accounts.keys().copied().collect();
         // One operation in twenty names an account that does not exist.
         let account = match accounts.len() {
             0 => 1,
-            n if rng.random_range(0..20) == 0 => accounts[n - 1] + 1 + rng.random_range(0..100),
+            n if rng.random_range(0..20) == 0 => accounts[n - 1] + 1 + rng.random_range(0..2),
             n => accounts[rng.random_range(0..n)],
         };
         match op {
@@ -106,7 +111,7 @@ impl ChaosSystem for StandbyChaos {
             },
             "deposit" => Request::Deposit {
                 account,
-                amount: rng.random_range(1..=50),
+                amount: rng.random_range(1..=60),
             },
             _ => {
                 debug_assert_eq!(op, "lookup", "not a bank mix operation");

@@ -44,7 +44,12 @@ impl Model for BankModel {
         None
     }
 
-    fn step(&self, state: &Option<Balance>, input: &Request, output: Option<&Answer>) -> Option<Option<Balance>> {
+    fn step(
+        &self,
+        state: &Option<Balance>,
+        input: &Request,
+        output: Option<&Answer>,
+    ) -> Option<Option<Balance>> {
         let (answer, next) = step(*state, input);
         match output {
             None => Some(next),
@@ -91,7 +96,10 @@ mod tests {
     fn the_seeds_double_debit_is_not_linearizable() {
         // Withdraw 50 from 300 twice but acknowledged once, and a later
         // lookup sees 200: only one withdrawal was acknowledged.
-        let w = Request::Withdraw { account: 2, amount: 50 };
+        let w = Request::Withdraw {
+            account: 2,
+            amount: 50,
+        };
         let l = Request::Lookup { account: 2 };
         let h = vec![
             Operation::ok(0, w.clone(), 0, 10, Answer::Balance { balance: 250 }),
@@ -103,33 +111,63 @@ mod tests {
             Operation::ok(0, w, 0, 10, Answer::Balance { balance: 250 }),
             Operation::ok(1, l, 20, 30, Answer::Balance { balance: 250 }),
         ];
-        assert!(check(&model(), &ok, &CheckOptions::default()).expect("checks").is_valid());
+        assert!(check(&model(), &ok, &CheckOptions::default())
+            .expect("checks")
+            .is_valid());
     }
 
     #[test]
     fn an_unknown_withdrawal_may_or_may_not_have_happened() {
-        let w = Request::Withdraw { account: 2, amount: 50 };
+        let w = Request::Withdraw {
+            account: 2,
+            amount: 50,
+        };
         let l = Request::Lookup { account: 2 };
         for seen in [300, 250] {
             let h = vec![
                 Operation::unknown(0, w.clone(), 0, None),
                 Operation::ok(1, l.clone(), 20, 30, Answer::Balance { balance: seen }),
             ];
-            assert!(check(&model(), &h, &CheckOptions::default()).expect("checks").is_valid());
+            assert!(check(&model(), &h, &CheckOptions::default())
+                .expect("checks")
+                .is_valid());
         }
-        let h = vec![Operation::ok(1, l, 20, 30, Answer::Balance { balance: 200 })];
-        assert!(!check(&model(), &h, &CheckOptions::default()).expect("checks").is_valid());
+        let h = vec![Operation::ok(
+            1,
+            l,
+            20,
+            30,
+            Answer::Balance { balance: 200 },
+        )];
+        assert!(!check(&model(), &h, &CheckOptions::default())
+            .expect("checks")
+            .is_valid());
     }
 
     #[test]
     fn overdrafts_and_unknown_accounts_follow_the_seed() {
         assert_eq!(
-            step(Some(600), &Request::Withdraw { account: 5, amount: 1000 }),
+            step(
+                Some(600),
+                &Request::Withdraw {
+                    account: 5,
+                    amount: 1000
+                }
+            ),
             (Answer::Overdraft { balance: 600 }, Some(600))
         );
-        assert_eq!(step(None, &Request::Lookup { account: 50 }), (Answer::NotFound, None));
         assert_eq!(
-            step(Some(450), &Request::Deposit { account: 3, amount: 100 }),
+            step(None, &Request::Lookup { account: 50 }),
+            (Answer::NotFound, None)
+        );
+        assert_eq!(
+            step(
+                Some(450),
+                &Request::Deposit {
+                    account: 3,
+                    amount: 100
+                }
+            ),
             (Answer::Balance { balance: 550 }, Some(550))
         );
     }

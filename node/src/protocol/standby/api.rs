@@ -4,7 +4,6 @@
 
 use super::{AccountId, Balance, Entry, Epoch, StandbyNode};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StandbyState {
@@ -22,9 +21,13 @@ pub struct StandbyState {
     pub action_id: u64,
     /// Primary: the standby's acknowledged position.
     pub peer_acked: u64,
-    pub balances: Option<BTreeMap<AccountId, Balance>>,
-    /// The sum of the balances (a string-free i128 in JSON).
-    pub total: Option<i128>,
+    /// Every account and its balance, in account order (a list, not a map:
+    /// `/state` is flattened into the generic state, and serde cannot read
+    /// number-keyed maps through a flattened struct).
+    pub balances: Option<Vec<AccountBalance>>,
+    /// The sum of the balances, saturated to the i64 range (JSON numbers
+    /// beyond it do not survive every reader).
+    pub total: Option<i64>,
     /// The newest log entries this server keeps, oldest first.
     pub log: Option<Vec<Entry>>,
     /// Retries answered from the deduplication table.
@@ -37,6 +40,12 @@ pub struct StandbyState {
     pub pending_ops: usize,
     /// Witness: the highest round number promised.
     pub promised: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountBalance {
+    pub account: AccountId,
+    pub balance: Balance,
 }
 
 impl StandbyState {
@@ -56,8 +65,20 @@ impl StandbyState {
                 in_round: s.in_round(),
                 action_id: s.bank.action_id,
                 peer_acked: s.peer_acked,
-                balances: Some(s.bank.balances.clone()),
-                total: Some(s.bank.total()),
+                balances: Some(
+                    s.bank
+                        .balances
+                        .iter()
+                        .map(|(&account, &balance)| AccountBalance { account, balance })
+                        .collect(),
+                ),
+                total: Some(
+                    i64::try_from(s.bank.total()).unwrap_or(if s.bank.total() < 0 {
+                        i64::MIN
+                    } else {
+                        i64::MAX
+                    }),
+                ),
                 log: Some(s.bank.log.iter().cloned().collect()),
                 deduplicated: s.deduplicated,
                 failovers: s.failovers,

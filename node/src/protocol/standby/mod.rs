@@ -31,7 +31,7 @@ mod server;
 pub mod simulation;
 mod verbs;
 
-pub use api::StandbyState;
+pub use api::{AccountBalance, StandbyState};
 pub use bank::{Bank, SEED_BALANCES};
 pub use config::StandbySection;
 pub use exports::Standby;
