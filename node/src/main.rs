@@ -67,7 +67,10 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// A verb and its arguments (`help` lists the cluster's system's verbs).
+        /// A verb and its arguments (`help` lists the cluster's system's
+        /// verbs). Everything after the verb is its own, dashes included, so
+        /// a negative amount reaches the verb and gets its error.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         verb: Vec<String>,
     },
 }

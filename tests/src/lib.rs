@@ -110,6 +110,19 @@ impl TestCluster {
     /// Writes a token cluster file with `servers` servers and `clients`
     /// clients plus `extra` YAML (top-level keys), and makes certificates.
     pub fn tokens(name: &str, servers: usize, clients: usize, extra: &str) -> Self {
+        Self::of_system(name, "tokens", servers, clients, extra)
+    }
+
+    /// A cluster file of `system` with `servers` nodes `s1..` (role
+    /// `server`) and `clients` nodes `c1..` (role `client`), plus `extra`
+    /// YAML (top-level keys), and its certificates.
+    pub fn of_system(
+        name: &str,
+        system: &str,
+        servers: usize,
+        clients: usize,
+        extra: &str,
+    ) -> Self {
         let dir = scratch(name);
         let n = servers + clients;
         let mut ports = free_ports(2 * n + 2 * n * n).into_iter();
@@ -126,7 +139,7 @@ impl TestCluster {
             }
         }
         let mut yaml = format!(
-            "system: tokens\nsecret: {SECRET}\ntls:\n  dir: certs\ndata_dir: data\n{extra}\nnodes:\n"
+            "system: {system}\nsecret: {SECRET}\ntls:\n  dir: certs\ndata_dir: data\n{extra}\nnodes:\n"
         );
         for n in &nodes {
             yaml += &format!(
@@ -262,6 +275,11 @@ impl TestCluster {
 
     /// A node's `/state`, typed.
     pub async fn state(&self, id: &str) -> Option<NodeState<TokensState>> {
+        self.state_as(id).await
+    }
+
+    /// A node's `/state` as system state `T`.
+    pub async fn state_as<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<NodeState<T>> {
         serde_json::from_value(self.get(id, "/state").await?).ok()
     }
 
@@ -272,6 +290,15 @@ impl TestCluster {
 
     /// Runs one operation on a client node.
     pub async fn op(&self, client: &str, request: &Request) -> OpReply<Reply> {
+        self.op_as(client, request).await
+    }
+
+    /// Runs one operation of any system on a client node.
+    pub async fn op_as<Rq: serde::Serialize, Rp: serde::de::DeserializeOwned>(
+        &self,
+        client: &str,
+        request: &Rq,
+    ) -> OpReply<Rp> {
         let body = serde_json::to_value(request).expect("a request is plain data");
         let (status, v) = self.post(client, "/ops", &body).await;
         assert_eq!(status, 200, "POST /ops on {client}: {v}");
@@ -283,10 +310,9 @@ impl TestCluster {
         let t0 = Instant::now();
         'outer: while t0.elapsed() < within {
             for id in self.procs.keys() {
-                let state = self
-                    .get(id, "/state")
-                    .await
-                    .and_then(|s| serde_json::from_value::<NodeState<TokensState>>(s).ok());
+                let state = self.get(id, "/state").await.and_then(|s| {
+                    serde_json::from_value::<NodeState<serde_json::Map<String, Value>>>(s).ok()
+                });
                 match state {
                     Some(s) if s.ready => {}
                     _ => {

@@ -608,3 +608,92 @@ fn up_fault_status_down_for_a_person_at_a_terminal() {
     assert_eq!(code, Some(0), "{text}");
     assert_all_gone(&needle, Duration::from_secs(10));
 }
+
+/// The shipped bank scenario (`scenarios/standby.yaml`: the primary killed
+/// twice, a partition between the servers, lost replies, slow replication),
+/// as shipped and with each planted bug.
+fn standby_run(bug: Option<&str>) -> Run {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text =
+        std::fs::read_to_string(root.join("scenarios/standby.yaml")).expect("shipped scenario");
+    let cluster = root.join("clusters/standby.yaml");
+    let mut body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("name:") && !l.starts_with("cluster:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(b) = bug {
+        body += &format!("bugs: [{b}]\n");
+    }
+    let name = format!("standby-{}", bug.unwrap_or("ok"));
+    let _one = serial();
+    let dir = scratch(&format!("chaos-{name}"));
+    let scn = dir.join("scenario.yaml");
+    std::fs::write(
+        &scn,
+        format!("name: {name}\ncluster: {}\n{body}", cluster.display()),
+    )
+    .expect("scenario");
+    let out_dir = dir.join("run");
+    let out = chaos_run(&scn, &out_dir, &[])
+        .output()
+        .expect("run faultline-chaos");
+    let results = std::fs::read_to_string(out_dir.join("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    Run {
+        code: out.status.code(),
+        results,
+        dir: out_dir,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn standby_scenario_is_valid_and_live() {
+    let r = standby_run(None);
+    assert_valid(&r);
+    for name in [
+        "linearizable",
+        "exactly-once",
+        "conservation",
+        "no-negative-balance",
+        "one-primary",
+        "liveness",
+    ] {
+        assert_eq!(
+            check(&r, name)["valid"],
+            true,
+            "{name}: {}",
+            check(&r, name)
+        );
+    }
+    let left = processes_mentioning(&r.dir.display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn standby_planted_bugs_are_caught() {
+    for (bug, expect) in [
+        ("no_dedup_on_failover", "exactly-once"),
+        ("takeover_on_missed_heartbeat", "linearizable"),
+        ("ack_before_standby", "exactly-once"),
+    ] {
+        let r = standby_run(Some(bug));
+        assert_eq!(
+            r.code,
+            Some(1),
+            "{bug}: expected invalid: {}\n{}",
+            r.results["checks"],
+            r.stderr
+        );
+        let c = check(&r, expect);
+        assert_eq!(
+            c["valid"], false,
+            "{bug}: {expect} should fail: {}",
+            r.results["checks"]
+        );
+        assert!(!c["evidence"].is_null(), "{bug}: no evidence");
+    }
+}
