@@ -21,11 +21,13 @@ test:
 	$(CARGO) test --workspace
 
 # Figures are printed, never asserted: token pays for 3, 5 and 7 servers
-# (direct and through the packet proxy), the proxy's added latency for
+# (direct and through the packet proxy), the standby bank's operations and
+# failover time over 20 kills, the proxy's added latency for
 # 1,200-byte datagrams, the linearizability checker's speed, and the table
 # of planted bugs caught by the shipped scenario.
 bench: release
 	$(RELEASE)/bench-tokens
+	$(RELEASE)/bench-standby
 	$(CARGO) run --release -q -p faultline-chaos --example proxy_bench
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
 	scripts/bug-table.sh $(BUG_SEEDS)
