@@ -1,7 +1,7 @@
 //! The system seam holds: outside the registries and each system's own
 //! folders, no source file of the node or the controller names the token
-//! system. Comments may use it as an example; code may not. Test modules
-//! (`#[cfg(test)]`) may use it as their fixture.
+//! system or the standby bank. Comments may use them as examples; code may
+//! not. Test modules (`#[cfg(test)]`) may use them as fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[&str] = &[
     "node/src/protocol/tokens/",
     "chaos/src/systems/tokens/",
+    "node/src/protocol/standby/",
+    "chaos/src/systems/standby/",
     "node/src/system.rs",
     "chaos/src/systems/mod.rs",
     // `pub mod tokens;`: the one line that brings the folder into the crate.
@@ -28,6 +30,13 @@ const NAMES: &[&str] = &[
     "read_without_write_back",
     "skip_owner_check",
     "stale_tag_cache",
+    // The standby bank.
+    "standby",
+    "Standby",
+    "StandbyNode",
+    "no_dedup_on_failover",
+    "takeover_on_missed_heartbeat",
+    "ack_before_standby",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
