@@ -31,12 +31,14 @@ bench: release
 	$(CARGO) run --release -q -p faultline-chaos --example proxy_bench
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
 	scripts/bug-table.sh $(BUG_SEEDS)
+	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 
 # How often the shipped scenario catches each planted bug, and false alarms
 # without one: BUG_SEEDS seeds of 30 s per bug (about an hour at 20).
 BUG_SEEDS ?= 20
 bugs: release
 	scripts/bug-table.sh $(BUG_SEEDS)
+	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 
 # The main job: a chaos run of the token system on local processes
 # (no Docker): omission, a partition, a crash; verdict and report.
