@@ -97,7 +97,12 @@ pub async fn main(
         |S| {
             let client = Client::<S>::new(cluster, id)?;
             if words.is_empty() {
-                client.prompt(json).await?;
+                match <S as System>::interactive() {
+                    Some(verb) => {
+                        S::verb(&client, verb).await?;
+                    }
+                    None => client.prompt(json).await?,
+                }
                 return Ok(true);
             }
             let out = client.run(words).await?;

@@ -113,6 +113,12 @@ pub trait System: Sized + Send + Sync + 'static {
         verb: Self::Verb,
     ) -> impl Future<Output = anyhow::Result<Output>>;
 
+    /// The verb a client runs when started without one (`None`: the generic
+    /// prompt, one verb per line). The bank answers with the seed's menu.
+    fn interactive() -> Option<Self::Verb> {
+        None
+    }
+
     /// One line about a node's state for the `status` verb (after id and role).
     fn status_line(state: &NodeState<<Self::Core as Core>::State>) -> String;
 }

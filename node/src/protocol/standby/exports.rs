@@ -170,6 +170,10 @@ impl System for Standby {
         verbs::run(client, verb).await
     }
 
+    fn interactive() -> Option<verbs::Verb> {
+        Some(verbs::Verb::Menu)
+    }
+
     fn status_line(s: &NodeState<StandbyState>) -> String {
         let st = &s.state;
         match st.mode.as_str() {
