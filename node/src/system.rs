@@ -123,6 +123,16 @@ pub trait System: Sized + Send + Sync + 'static {
     fn status_line(state: &NodeState<<Self::Core as Core>::State>) -> String;
 }
 
+/// The field names of a system's `Bugs` struct (its planted bugs, as the
+/// cluster file's `bugs:` keys), derived from the fields through serde so the
+/// list cannot drift from them.
+pub fn bug_names_of<B: Serialize + Default>() -> Vec<String> {
+    match serde_json::to_value(B::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// What generic code may know of a system without its types.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SystemInfo {

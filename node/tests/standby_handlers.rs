@@ -198,12 +198,32 @@ fn the_standby_applies_in_order_redirects_clients_and_fences_old_epochs() {
     // is fenced.
     let mut bank =
         faultline_node::protocol::standby::Bank::new(simulation::params(Bugs::default()).accounts);
-    bank.action_id = 0;
+    bank.action_id = 3;
     let newer = Epoch {
         n: 2,
         primary: "s1".into(),
         standby: Some("s2".into()),
     };
+    // A stale copy (older than what s2 holds) is ignored; a newer state of
+    // the log it follows is installed.
+    let mut stale = bank.clone();
+    stale.action_id = 1;
+    let out = msg(
+        &mut s2,
+        35,
+        "s1",
+        Msg::Snapshot {
+            epoch: newer.clone(),
+            bank: stale,
+            nonce: None,
+        },
+    );
+    assert!(
+        out.records.is_empty() && out.sends.is_empty(),
+        "{:?}",
+        out.sends
+    );
+    assert_eq!(s2.state().action_id, 2);
     msg(
         &mut s2,
         40,
@@ -211,8 +231,10 @@ fn the_standby_applies_in_order_redirects_clients_and_fences_old_epochs() {
         Msg::Snapshot {
             epoch: newer.clone(),
             bank,
+            nonce: None,
         },
     );
+    assert_eq!(s2.state().action_id, 3);
     let out = msg(
         &mut s2,
         50,
@@ -241,6 +263,7 @@ fn operations_from_nodes_that_are_not_their_client_change_nothing() {
 #[test]
 fn a_witness_promises_once_per_number_and_accepts_what_it_promised() {
     let mut c1 = node("c1");
+    // s2 proposes odd numbers, s1 even ones.
     let out = msg(&mut c1, 10, "s2", Msg::Prepare { n: 1 });
     assert_eq!(out.records, vec![Record::Promised(1)]);
     assert_eq!(
@@ -253,41 +276,65 @@ fn a_witness_promises_once_per_number_and_accepts_what_it_promised() {
             }
         )]
     );
-    let out = msg(&mut c1, 20, "s1", Msg::Prepare { n: 1 });
+    // The same number again (a duplicate) gets the promise again.
+    let again = msg(&mut c1, 15, "s2", Msg::Prepare { n: 1 });
+    assert!(again.records.is_empty());
+    assert!(matches!(again.sends[..], [(_, Msg::Promise { n: 1, .. })]));
+    // A number of the wrong parity is not s1's to propose.
+    assert!(msg(&mut c1, 18, "s1", Msg::Prepare { n: 1 })
+        .sends
+        .is_empty());
+    // s1's higher number wins the promise; s2's accept of 1 is then refused.
+    let out = msg(&mut c1, 20, "s1", Msg::Prepare { n: 2 });
+    assert_eq!(out.records, vec![Record::Promised(2)]);
+    let one = Epoch {
+        n: 1,
+        primary: "s2".into(),
+        standby: None,
+    };
+    let out = msg(&mut c1, 25, "s2", Msg::Accept { epoch: one });
     assert!(out.records.is_empty());
     assert_eq!(
         out.sends,
         vec![(
-            "s1".to_string(),
+            "s2".to_string(),
             Msg::Nack {
                 n: 1,
-                promised: 1,
+                promised: 2,
                 accepted: epoch0()
             }
         )]
     );
     let chosen = Epoch {
-        n: 1,
-        primary: "s2".into(),
+        n: 2,
+        primary: "s1".into(),
         standby: None,
     };
     let out = msg(
         &mut c1,
         30,
-        "s2",
+        "s1",
         Msg::Accept {
             epoch: chosen.clone(),
         },
     );
     assert_eq!(out.records, vec![Record::Accepted(chosen.clone())]);
-    assert_eq!(out.sends, vec![("s2".to_string(), Msg::Accepted { n: 1 })]);
+    assert_eq!(
+        out.sends,
+        vec![(
+            "s1".to_string(),
+            Msg::Accepted {
+                epoch: chosen.clone()
+            }
+        )]
+    );
     // An accept for an epoch led by someone else than its sender is refused.
     let forged = Epoch {
         n: 5,
-        primary: "s2".into(),
+        primary: "s1".into(),
         standby: None,
     };
-    assert!(msg(&mut c1, 40, "s1", Msg::Accept { epoch: forged })
+    assert!(msg(&mut c1, 40, "s2", Msg::Accept { epoch: forged })
         .sends
         .is_empty());
     assert_eq!(c1.state().epoch, chosen);

@@ -237,14 +237,30 @@ impl Client {
 
     // ----- witness ------------------------------------------------------------
 
+    /// Whether round number `n` may come from server `from`: server 0
+    /// proposes even numbers and server 1 odd ones, so a number names one
+    /// proposer (and, with `Record::Proposed`, one proposal).
+    fn proposes(&self, from: &NodeId, n: u64) -> bool {
+        self.params
+            .servers
+            .iter()
+            .position(|s| s == from)
+            .is_some_and(|i| n % 2 == i as u64)
+    }
+
     pub fn on_prepare(&mut self, from: &NodeId, n: u64, out: &mut Out) {
-        if !self.params.is_server(from) {
+        if !self.proposes(from, n) {
+            tracing::warn!(node = %self.id, %from, n, "a round number the sender may not propose; ignored");
             return;
         }
         let w = &mut self.witness;
-        let msg = if n > w.promised {
-            w.promised = n;
-            out.records.push(Record::Promised(n));
+        // A repeated Prepare of the number promised gets the promise again:
+        // numbers are unique per proposal, so it is the same proposer.
+        let msg = if n > w.promised || (n == w.promised && n > 0) {
+            if n > w.promised {
+                w.promised = n;
+                out.records.push(Record::Promised(n));
+            }
             Msg::Promise {
                 n,
                 accepted: w.accepted.clone(),
@@ -260,7 +276,7 @@ impl Client {
     }
 
     pub fn on_accept(&mut self, from: &NodeId, epoch: Epoch, out: &mut Out) {
-        if !self.params.is_server(from) || epoch.primary != *from {
+        if !self.proposes(from, epoch.n) || epoch.primary != *from {
             return;
         }
         let w = &mut self.witness;
@@ -268,8 +284,8 @@ impl Client {
         let msg = if n >= w.promised {
             w.promised = n;
             w.accepted = epoch.clone();
-            out.records.push(Record::Accepted(epoch));
-            Msg::Accepted { n }
+            out.records.push(Record::Accepted(epoch.clone()));
+            Msg::Accepted { epoch }
         } else {
             Msg::Nack {
                 n,

@@ -190,10 +190,18 @@ pub enum Msg {
         applied: u64,
         probe: u64,
     },
-    /// Standby -> primary: I do not follow your log; send a snapshot.
-    NeedSnapshot { epoch: u64 },
-    /// Primary -> standby: the whole state (state transfer).
-    Snapshot { epoch: Epoch, bank: Bank },
+    /// Standby -> primary: I do not follow your log; send a snapshot
+    /// answering `nonce` (drawn at random by this process, so no snapshot
+    /// sent before it, duplicated or delayed, can pass for the answer).
+    NeedSnapshot { epoch: u64, nonce: u64 },
+    /// Primary -> standby: the whole state (state transfer), answering a
+    /// request's nonce, or `None` when a standby that follows this log has
+    /// fallen behind what the log still keeps.
+    Snapshot {
+        epoch: Epoch,
+        bank: Bank,
+        nonce: Option<u64>,
+    },
     /// Server -> server: your epoch is over; here is a newer one.
     Fenced { epoch: Epoch },
     /// Proposer -> witness: phase 1 of choosing epoch `n`.
@@ -202,8 +210,9 @@ pub enum Msg {
     Promise { n: u64, accepted: Epoch },
     /// Proposer -> witness: phase 2.
     Accept { epoch: Epoch },
-    /// Witness -> proposer: accepted epoch `n`.
-    Accepted { n: u64 },
+    /// Witness -> proposer: accepted this epoch (the value, not only its
+    /// number, so an answer to an older proposal cannot count for a newer).
+    Accepted { epoch: Epoch },
     /// Witness -> proposer: refused `n`; what it promised and accepted.
     Nack {
         n: u64,
@@ -232,6 +241,9 @@ pub enum Record {
     SeqReserved(u64),
     /// Witness: promised not to accept below `n`.
     Promised(u64),
+    /// Server: about to propose round `n` (never proposes it again, even
+    /// after a restart, so a number always stands for one value).
+    Proposed(u64),
     /// Witness: accepted this epoch.
     Accepted(Epoch),
 }

@@ -89,10 +89,7 @@ pub struct Bugs {
 impl Bugs {
     /// The planted bugs' names, derived from the fields.
     pub fn names() -> Vec<String> {
-        match serde_json::to_value(Bugs::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        crate::system::bug_names_of::<Bugs>()
     }
 
     pub fn any(&self) -> bool {

@@ -80,17 +80,21 @@ impl Core for StandbyNode {
                     epoch,
                     entries,
                     probe,
-                } => s.on_replicate(now, from, epoch, entries, probe, out),
+                } => s.on_replicate(now, from, (epoch, entries, probe), rng, out),
                 Msg::ReplicateAck {
                     epoch,
                     applied,
                     probe,
                 } => s.on_ack(now, from, epoch, applied, probe, out),
-                Msg::NeedSnapshot { epoch } => s.on_need_snapshot(now, from, epoch, out),
-                Msg::Snapshot { epoch, bank } => s.on_snapshot(now, from, epoch, bank, out),
+                Msg::NeedSnapshot { epoch, nonce } => {
+                    s.on_need_snapshot(now, from, epoch, nonce, out)
+                }
+                Msg::Snapshot { epoch, bank, nonce } => {
+                    s.on_snapshot(now, from, epoch, bank, nonce, out)
+                }
                 Msg::Fenced { epoch } => s.on_fenced(from, epoch, out),
                 Msg::Promise { n, accepted } => s.on_promise(now, from, n, accepted, out),
-                Msg::Accepted { n } => s.on_accepted(now, from, n, out),
+                Msg::Accepted { epoch } => s.on_accepted(now, from, epoch, out),
                 Msg::Nack {
                     n,
                     promised,

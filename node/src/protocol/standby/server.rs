@@ -69,7 +69,10 @@ pub struct Server {
     /// last message. The lease runs from here.
     last_peer: Time,
     last_heartbeat: Option<Time>,
-    last_snapshot: Option<Time>,
+    /// When and for which request nonce the last snapshot went out.
+    last_snapshot: Option<(Time, Option<u64>)>,
+    /// Standby: the nonce of the snapshot it asked for and would install.
+    awaiting: Option<u64>,
     writes: BTreeMap<u64, Vec<(NodeId, u64, Answer)>>,
     reads: Vec<PendingRead>,
     round: Option<Round>,
@@ -109,6 +112,7 @@ impl Server {
             last_peer: 0,
             last_heartbeat: None,
             last_snapshot: None,
+            awaiting: None,
             writes: BTreeMap::new(),
             reads: Vec::new(),
             round: None,
@@ -160,6 +164,7 @@ impl Server {
             match r {
                 Record::Epoch(e) => self.epoch = e,
                 Record::Installed(b) => self.bank = b,
+                Record::Proposed(n) => self.highest_seen = self.highest_seen.max(n),
                 Record::Entry(e) => {
                     if e.action_id == self.bank.action_id + 1 {
                         self.bank
@@ -171,7 +176,7 @@ impl Server {
                 other => tracing::error!(node = %self.id, ?other, "not a server record; skipped"),
             }
         }
-        self.highest_seen = self.epoch.n;
+        self.highest_seen = self.highest_seen.max(self.epoch.n);
         self.mode = Mode::Standby { synced_with: None };
         self.requires_peer = true;
         self.peer_acked = 0;
@@ -181,6 +186,7 @@ impl Server {
         vec![
             Record::Installed(self.bank.clone()),
             Record::Epoch(self.epoch.clone()),
+            Record::Proposed(self.highest_seen),
         ]
     }
 
@@ -367,6 +373,7 @@ impl Server {
         self.mode = Mode::Standby {
             synced_with: keep_sync.then(|| epoch.primary.clone()),
         };
+        self.awaiting = None;
         self.requires_peer = true;
         self.peer_acked = 0;
         self.highest_seen = self.highest_seen.max(epoch.n);
@@ -384,13 +391,13 @@ impl Server {
 
     // ----- replication ---------------------------------------------------
 
+    /// The primary's `Replicate { epoch, entries, probe }`.
     pub fn on_replicate(
         &mut self,
         now: Time,
         from: &NodeId,
-        epoch: Epoch,
-        entries: Vec<Entry>,
-        probe: u64,
+        (epoch, entries, probe): (Epoch, Vec<Entry>, u64),
+        rng: &mut dyn RngCore,
         out: &mut Out,
     ) {
         if *from != self.peer || epoch.primary != *from {
@@ -439,7 +446,15 @@ impl Server {
             self.round = None;
         }
         if !self.is_synced() {
-            return self.send(from, Msg::NeedSnapshot { epoch: epoch.n }, out);
+            let nonce = *self.awaiting.get_or_insert_with(|| rng.next_u64());
+            return self.send(
+                from,
+                Msg::NeedSnapshot {
+                    epoch: epoch.n,
+                    nonce,
+                },
+                out,
+            );
         }
         for e in entries {
             if e.action_id == self.bank.action_id + 1 {
@@ -524,30 +539,40 @@ impl Server {
                 };
                 self.send(&self.peer.clone(), msg, out);
             }
-            None => self.send_snapshot(now, out),
+            None => self.send_snapshot(now, None, out),
         }
     }
 
-    fn send_snapshot(&mut self, now: Time, out: &mut Out) {
+    /// Sends a snapshot answering `nonce`, at most once per half lease for
+    /// the same request.
+    fn send_snapshot(&mut self, now: Time, nonce: Option<u64>, out: &mut Out) {
         if self
             .last_snapshot
-            .is_some_and(|t| now < t + self.params.lease_us / 2)
+            .is_some_and(|(t, n)| n == nonce && now < t + self.params.lease_us / 2)
         {
             return;
         }
-        self.last_snapshot = Some(now);
+        self.last_snapshot = Some((now, nonce));
         let bank = self.bank.snapshot(self.params.snapshot_bytes);
         self.sent_upto = bank.action_id;
         let msg = Msg::Snapshot {
             epoch: self.epoch.clone(),
             bank,
+            nonce,
         };
         self.send(&self.peer.clone(), msg, out);
     }
 
-    pub fn on_need_snapshot(&mut self, now: Time, from: &NodeId, epoch: u64, out: &mut Out) {
+    pub fn on_need_snapshot(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        epoch: u64,
+        nonce: u64,
+        out: &mut Out,
+    ) {
         if *from == self.peer && self.mode == Mode::Primary && epoch == self.epoch.n {
-            self.send_snapshot(now, out);
+            self.send_snapshot(now, Some(nonce), out);
         }
     }
 
@@ -557,9 +582,20 @@ impl Server {
         from: &NodeId,
         epoch: Epoch,
         bank: Bank,
+        nonce: Option<u64>,
         out: &mut Out,
     ) {
         if *from != self.peer || epoch.primary != *from {
+            return;
+        }
+        // Only the answer to this process's own request, or a newer state
+        // of the very log this standby follows: a duplicated or delayed
+        // snapshot must never roll back writes it has acknowledged.
+        let solicited = nonce.is_some() && nonce == self.awaiting;
+        let follows =
+            matches!(&self.mode, Mode::Standby { synced_with: Some(p) } if *p == epoch.primary);
+        if !solicited && !(follows && bank.action_id > self.bank.action_id) {
+            tracing::debug!(node = %self.id, epoch = epoch.n, action_id = bank.action_id, "stale or unasked snapshot; ignored");
             return;
         }
         if epoch.n < self.epoch.n {
@@ -585,6 +621,7 @@ impl Server {
         out.records.push(Record::Installed(bank.clone()));
         out.records.push(Record::Epoch(epoch.clone()));
         self.bank = bank;
+        self.awaiting = None;
         self.mode = Mode::Standby {
             synced_with: Some(epoch.primary.clone()),
         };
@@ -623,6 +660,7 @@ impl Server {
         let n = base + (mine + 2 - base % 2) % 2;
         debug_assert_eq!(n % 2, mine);
         self.highest_seen = n;
+        out.records.push(Record::Proposed(n));
         tracing::info!(node = %self.id, n, standby = ?want_standby, "asking the witnesses for a new epoch");
         self.round = Some(Round {
             n,
@@ -674,6 +712,7 @@ impl Server {
             standby: round.want_standby.clone(),
         };
         round.value = Some(value.clone());
+        round.nacks.clear();
         round.last_send = now;
         for w in self.witnesses().to_vec() {
             self.send(
@@ -686,12 +725,13 @@ impl Server {
         }
     }
 
-    pub fn on_accepted(&mut self, now: Time, from: &NodeId, n: u64, out: &mut Out) {
+    pub fn on_accepted(&mut self, now: Time, from: &NodeId, epoch: Epoch, out: &mut Out) {
         let majority = self.params.majority();
         let Some(round) = self.round.as_mut() else {
             return;
         };
-        if round.n != n || round.value.is_none() || !self.params.clients.contains(from) {
+        // Only an acceptance of this round's own value counts.
+        if round.value.as_ref() != Some(&epoch) || !self.params.clients.contains(from) {
             return;
         }
         round.accepts.insert(from.clone());
@@ -712,7 +752,9 @@ impl Server {
         if took_over {
             self.failovers += 1;
             self.peer_acked = 0;
-            self.sent_upto = self.bank.action_id;
+            // Nothing is in flight to the other server: the first ack of
+            // its catch-up starts the batches.
+            self.sent_upto = 0;
             if self.params.bugs.no_dedup_on_failover {
                 self.bank.dedup.clear();
             }
@@ -738,6 +780,11 @@ impl Server {
             return;
         };
         if round.n != n || !self.params.clients.contains(from) {
+            return;
+        }
+        let phase2 = round.value.is_some();
+        if (!phase2 && round.promises.contains_key(from)) || round.accepts.contains(from) {
+            // A late answer to a duplicate: this witness already said yes.
             return;
         }
         round.nacks.insert(from.clone());

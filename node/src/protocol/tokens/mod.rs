@@ -105,10 +105,7 @@ impl Bugs {
     /// The planted bugs' names, as written in a cluster or scenario file
     /// (derived from the fields, so the list cannot drift from them).
     pub fn names() -> Vec<String> {
-        match serde_json::to_value(Bugs::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        crate::system::bug_names_of::<Bugs>()
     }
 
     /// Switches on the planted bug `name`; an unknown name is an error that
