@@ -594,7 +594,8 @@ impl Server {
         let solicited = nonce.is_some() && nonce == self.awaiting;
         let follows =
             matches!(&self.mode, Mode::Standby { synced_with: Some(p) } if *p == epoch.primary);
-        if !solicited && !(follows && bank.action_id > self.bank.action_id) {
+        let newer = follows && bank.action_id > self.bank.action_id;
+        if !(solicited || newer) {
             tracing::debug!(node = %self.id, epoch = epoch.n, action_id = bank.action_id, "stale or unasked snapshot; ignored");
             return;
         }
