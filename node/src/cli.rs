@@ -240,7 +240,14 @@ impl<S: System> Client<S> {
                     &serde_json::json!({ "help": text }),
                 ));
             }
-            Err(e) => anyhow::bail!("{}", e.render().to_string().trim_end()),
+            // The caller prints "error: " already.
+            Err(e) => anyhow::bail!(
+                "{}",
+                e.render()
+                    .to_string()
+                    .trim_end()
+                    .trim_start_matches("error: ")
+            ),
         };
         match line.verb {
             Verb::System(v) => S::verb(self, v).await,

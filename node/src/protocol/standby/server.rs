@@ -539,7 +539,18 @@ impl Server {
                 };
                 self.send(&self.peer.clone(), msg, out);
             }
-            None => self.send_snapshot(now, None, out),
+            None => {
+                // The log no longer reaches back: a heartbeat makes a
+                // standby that does not follow this log ask (with its
+                // nonce), and a snapshot serves one that follows it.
+                let msg = Msg::Replicate {
+                    epoch: self.epoch.clone(),
+                    entries: Vec::new(),
+                    probe: self.probe,
+                };
+                self.send(&self.peer.clone(), msg, out);
+                self.send_snapshot(now, None, out);
+            }
         }
     }
 

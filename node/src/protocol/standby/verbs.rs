@@ -187,6 +187,8 @@ async fn menu(c: &Client<Standby>) -> anyhow::Result<Output> {
         }
         done += 1;
     }
+    // End the last prompt's line (input may end without one).
+    println!();
     Ok(Output::ok(
         format!("{done} operations"),
         &serde_json::json!({ "operations": done }),
