@@ -4,7 +4,19 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build release test bench bugs demo soak tour lint fmt clean
+# The images' static binaries: glibc linked in, randomness from getrandom(2),
+# built in their own target directory so the host build stays warm.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC := target/static/$(STATIC_TARGET)/image
+STATIC_RUSTFLAGS := -C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"
+# docker compose (v2) where it exists, else docker-compose (v1.29).
+COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+SYSTEM ?= tokens
+SCENARIO ?= scenarios/tokens-compose.yaml
+
+.PHONY: all build release test bench bugs demo soak tour lint fmt clean \
+	static images up down ps logs chaos
 
 all: build
 
@@ -16,8 +28,11 @@ release:
 
 # Builds every binary once, then runs the unit, simulation and end-to-end
 # tests against those binaries.
+# The compose test needs the images; without a Docker daemon it skips.
 test:
 	$(CARGO) build --workspace --bins --tests
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
+	else echo "no Docker daemon answers: the compose test will skip"; fi
 	$(CARGO) test --workspace
 
 # Figures are printed, never asserted: token pays for 3, 5 and 7 servers
@@ -52,6 +67,35 @@ soak: release
 # A guided tour with the client verbs on a local cluster.
 tour: release
 	scripts/demo-local.sh $(RELEASE)/faultline-node
+
+static:
+	RUSTFLAGS='$(STATIC_RUSTFLAGS)' $(CARGO) build --profile image \
+	  --target $(STATIC_TARGET) --target-dir target/static \
+	  -p faultline-node -p faultline-chaos --bins
+
+# faultline-node, faultline-chaos (FROM scratch) and faultline-prometheus
+# (from Debian's package), tagged $(VERSION); no registry is needed.
+images: static
+	scripts/images.sh $(VERSION) $(STATIC)
+
+# The compose cluster of SYSTEM (default tokens): nodes, the packet proxy in
+# front of every link, Prometheus on 127.0.0.1:9090.
+up: images
+	$(STATIC)/faultline-chaos up --platform compose --cluster clusters/$(SYSTEM).yaml
+
+down: static
+	$(STATIC)/faultline-chaos down --platform compose
+
+ps:
+	$(COMPOSE) -p faultline -f compose/$(SYSTEM)/docker-compose.yml ps
+
+logs:
+	$(COMPOSE) -p faultline -f compose/$(SYSTEM)/docker-compose.yml logs --tail=100
+
+# A chaos run against the compose cluster (replaces it with a fresh one of
+# the scenario's cluster file; a cluster that was up stays up).
+chaos: images
+	$(STATIC)/faultline-chaos run $(SCENARIO) --platform compose
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -2,6 +2,7 @@
 //! `check` a recorded run again, run the packet `proxy` alone.
 
 use clap::{Parser, Subcommand};
+use faultline_chaos::platform::compose::ComposeCluster;
 use faultline_chaos::platform::local;
 use faultline_chaos::proxy::{self, ProxyConfig};
 use faultline_chaos::results::Valid;
@@ -40,6 +41,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Where the cluster runs (overrides the scenario's `platform`):
+        /// local or compose.
+        #[arg(long, value_parser = ["local", "compose"])]
+        platform: Option<String>,
     },
     /// Judge a recorded run directory again and rewrite its report.
     Check {
@@ -51,30 +56,44 @@ enum Cmd {
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=65536))]
         memory_mb: u64,
     },
-    /// Start a local cluster (nodes and proxy, detached) and keep it running.
+    /// Start a cluster (nodes and proxy) and keep it running: detached local
+    /// processes, or a docker compose stack (`--platform compose`).
     Up {
         #[arg(long, default_value = "clusters/default.yaml")]
         cluster: PathBuf,
-        #[arg(long, default_value = "runs/local")]
-        dir: PathBuf,
+        /// Local: the cluster's directory (default runs/local). Compose: the
+        /// stack's directory (default compose/<system>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         #[arg(long)]
         node_bin: Option<PathBuf>,
+        #[arg(long, default_value = "local", value_parser = ["local", "compose"])]
+        platform: String,
+        /// Compose: the private network (a /24).
+        #[arg(long)]
+        subnet: Option<String>,
     },
-    /// Stop the cluster `up` started.
+    /// Stop the cluster `up` started (compose: containers, network, volumes).
     Down {
         #[arg(long, default_value = "runs/local")]
         dir: PathBuf,
+        #[arg(long, default_value = "local", value_parser = ["local", "compose"])]
+        platform: String,
     },
     /// Every node's role and epoch, and the proxy's faulty links.
     Status {
         #[arg(long, default_value = "runs/local")]
         dir: PathBuf,
+        #[arg(long, default_value = "local", value_parser = ["local", "compose"])]
+        platform: String,
     },
     /// Apply a fault to the running cluster now, e.g. `partition s1,s2 / s3,s4,s5`,
     /// `omission s4 --p 1`, `packet-loss s2 --p 0.3`, `kill s2`, `restart s2`, `heal`.
     Fault {
         #[arg(long, default_value = "runs/local")]
         dir: PathBuf,
+        #[arg(long, default_value = "local", value_parser = ["local", "compose"])]
+        platform: String,
         /// How long the fault holds (its lease), e.g. 10s.
         #[arg(long = "for", default_value = "60s")]
         for_: String,
@@ -114,6 +133,7 @@ fn main() -> ExitCode {
             replay,
             node_bin,
             quiet,
+            platform,
         } => {
             let scn = match scenario::load(&path) {
                 Ok(s) => s,
@@ -127,6 +147,7 @@ fn main() -> ExitCode {
                 replay,
                 node_bin: node_bin.unwrap_or_else(local::default_node_bin),
                 quiet,
+                platform,
             };
             match rt.block_on(runner::run(&scn, opts)) {
                 Ok((results, _dir)) => {
@@ -157,15 +178,37 @@ fn main() -> ExitCode {
             cluster,
             dir,
             node_bin,
-        } => exit(rt.block_on(terminal::up(
-            &cluster,
-            &dir,
-            node_bin.unwrap_or_else(local::default_node_bin),
-        ))),
-        Cmd::Down { dir } => exit(rt.block_on(terminal::down(&dir))),
-        Cmd::Status { dir } => exit(rt.block_on(terminal::status(&dir))),
+            platform,
+            subnet,
+        } => exit(rt.block_on(async {
+            if platform == "compose" {
+                terminal::up_compose(&cluster, dir, subnet.as_deref()).await
+            } else {
+                terminal::up(
+                    &cluster,
+                    &dir.unwrap_or_else(|| PathBuf::from("runs/local")),
+                    node_bin.unwrap_or_else(local::default_node_bin),
+                )
+                .await
+            }
+        })),
+        Cmd::Down { dir, platform } => exit(rt.block_on(async {
+            if platform == "compose" {
+                terminal::down_compose().await
+            } else {
+                terminal::down(&dir).await
+            }
+        })),
+        Cmd::Status { dir, platform } => exit(rt.block_on(async {
+            if platform == "compose" {
+                terminal::status(&mut ComposeCluster::attach_running().await?).await
+            } else {
+                terminal::status(&mut terminal::Detached::attach(&dir)?).await
+            }
+        })),
         Cmd::Fault {
             dir,
+            platform,
             for_,
             p,
             ms,
@@ -185,7 +228,15 @@ fn main() -> ExitCode {
                     params[k] = serde_json::json!(v);
                 }
             }
-            exit(rt.block_on(terminal::fault(&dir, &words, params, lease)))
+            exit(rt.block_on(async {
+                if platform == "compose" {
+                    let mut p = ComposeCluster::attach_running().await?;
+                    terminal::fault(&mut p, &words, params, lease).await
+                } else {
+                    let mut p = terminal::Detached::attach(&dir)?;
+                    terminal::fault(&mut p, &words, params, lease).await
+                }
+            }))
         }
         Cmd::Proxy { config } => {
             let cfg = match ProxyConfig::load(&config) {
@@ -195,8 +246,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Ctrl-C at a terminal, SIGTERM from `docker stop` or a pod's end.
             let r = rt.block_on(proxy::run(cfg, async {
-                let _ = tokio::signal::ctrl_c().await;
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             }));
             match r {
                 Ok(()) => ExitCode::SUCCESS,

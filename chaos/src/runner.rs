@@ -11,6 +11,7 @@
 
 use crate::judge::{self, JudgeOptions};
 use crate::nemesis::Nemesis;
+use crate::platform::compose::{self, ComposeCluster, StackOptions};
 use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::platform::{self, Platform};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub replay: Option<PathBuf>,
     pub node_bin: PathBuf,
     pub quiet: bool,
+    /// Overrides the scenario's `platform`.
+    pub platform: Option<String>,
 }
 
 /// Runs a scenario; returns the judged results and the run directory.
@@ -68,16 +71,82 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
         eprintln!("warning: {w}");
     }
 
-    let mut cluster = LocalCluster::create(
-        &template,
-        &run_dir,
-        LocalOptions {
-            node_bin: opts.node_bin.clone(),
-            seed: schedule.seed,
-            bugs: scn.file.bugs.clone(),
-        },
-    )
-    .await?;
+    let platform = opts
+        .platform
+        .clone()
+        .unwrap_or_else(|| scn.file.platform.clone());
+    match platform.as_str() {
+        "local" => {
+            let mut cluster = LocalCluster::create(
+                &template,
+                &run_dir,
+                LocalOptions {
+                    node_bin: opts.node_bin.clone(),
+                    seed: schedule.seed,
+                    bugs: scn.file.bugs.clone(),
+                },
+            )
+            .await?;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts.quiet).await;
+            cluster.teardown().await;
+            Ok((result?, run_dir))
+        }
+        "compose" => {
+            let was_up = compose::running_stack().await?.is_some();
+            let stack_dir = run_dir.join("compose");
+            let mut cluster = ComposeCluster::create(
+                &template,
+                &stack_dir,
+                schedule.seed,
+                template.secret.clone(),
+                &scn.file.bugs,
+                StackOptions::new(&stack_dir, &template.base_dir()),
+            )?;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts.quiet).await;
+            if let Err(e) = cluster.save_logs(&run_dir.join("logs")).await {
+                eprintln!("warning: cannot save the containers' logs: {e:#}");
+            }
+            // As the run found the project: a cluster that was up stays up
+            // (this run's, healed); none stays none.
+            if was_up {
+                if let Err(e) = heal_everything(&mut cluster).await {
+                    eprintln!("warning: the cluster may keep a fault: {e:#}");
+                }
+                eprintln!("the compose cluster stays up (faults healed); `make down` removes it");
+            } else {
+                cluster.down().await;
+            }
+            Ok((result?, run_dir))
+        }
+        other => anyhow::bail!(
+            "there is no platform {other:?} (use one of: {})",
+            scenario::PLATFORMS.join(", ")
+        ),
+    }
+}
+
+/// Clears every packet and message fault and brings every node back, on a
+/// cluster that outlives the run.
+async fn heal_everything<P: Platform>(cluster: &mut P) -> anyhow::Result<()> {
+    let system = cluster.cluster().file.system.clone();
+    let deadline = cluster.cluster().op_deadline;
+    let mut nemesis =
+        Nemesis::new(crate::systems::op_faults_of(&system)?, deadline).with_margin(Duration::ZERO);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    nemesis.heal_all(cluster, &http).await
+}
+
+/// Drives the scenario on a created cluster until it is judged, or until a
+/// second Ctrl-C. The caller tears the cluster down either way.
+async fn run_on<P: Platform>(
+    scn: &Scenario,
+    schedule: &Schedule,
+    cluster: &mut P,
+    run_dir: &Path,
+    quiet: bool,
+) -> anyhow::Result<Results> {
     // 0 while the run goes on; the Unix time (µs) of the first Ctrl-C after.
     let interrupted = Arc::new(AtomicU64::new(0));
     let first = {
@@ -91,12 +160,12 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
             }
         })
     };
-    let system = template.file.system.clone();
+    let system = cluster.cluster().file.system.clone();
     let result = tokio::select! {
         r = async {
             crate::with_chaos_system!(
                 system.as_str(),
-                |S| drive::<S, _>(scn, &schedule, &mut cluster, &run_dir, opts.quiet, &interrupted).await,
+                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, &interrupted).await,
                 else Err(anyhow::anyhow!("the controller has no support for system {system:?}"))
             )
         } => r,
@@ -105,9 +174,7 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
             tokio::signal::ctrl_c().await
         } => Err(anyhow::anyhow!("interrupted twice: stopped without judging")),
     };
-    cluster.teardown().await;
-    let results = result?;
-    Ok((results, run_dir))
+    result
 }
 
 fn default_run_dir(name: &str) -> PathBuf {

@@ -321,18 +321,18 @@ pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
     parse(path, &text)
 }
 
+/// The platforms a scenario may name (`run --platform` overrides it).
+pub const PLATFORMS: &[&str] = &["local", "compose"];
+
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     let file: ScenarioFile = serde_yaml::from_str(text)
         .map_err(|e| yaml_error(path, text, &e, "see the scenario reference in README.md"))?;
     let ctx = Ctx::new(path, text);
-    if file.platform != "local" {
+    if !PLATFORMS.contains(&file.platform.as_str()) {
         return Err(ctx.err(
             "platform",
-            format!(
-                "platform {:?} is not available in this build",
-                file.platform
-            ),
-            "use `platform: local`",
+            format!("there is no platform {:?}", file.platform),
+            &format!("use one of: {}", PLATFORMS.join(", ")),
         ));
     }
     if file.duration.ms() < 1000 || file.duration.ms() > 24 * 3600 * 1000 {

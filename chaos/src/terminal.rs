@@ -6,6 +6,7 @@
 //! heal by themselves.
 
 use crate::nemesis::Nemesis;
+use crate::platform::compose::{self, ComposeCluster, StackOptions};
 use crate::platform::local::{load_template, plan};
 use crate::platform::{self, Platform};
 use crate::proxy::{ProxyClient, MAX_LEASE};
@@ -142,6 +143,10 @@ impl Platform for Detached {
         faultline_node::cli::admin_url(&self.cluster, id).unwrap_or_default()
     }
 
+    fn describe(&self, id: &str) -> String {
+        format!("pid {}", self.pid(id))
+    }
+
     fn proxy(&self) -> Option<&ProxyClient> {
         Some(&self.proxy)
     }
@@ -233,7 +238,9 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
         .as_ref()
         .map(|c| c.listen)
         .context("the plan has no proxy control address")?;
-    let cluster_path = std::fs::canonicalize(plan.write(dir)?)?;
+    let cluster_path = plan.write(dir)?;
+    plan.write_certs(dir)?;
+    let cluster_path = std::fs::canonicalize(cluster_path)?;
     config::load(&cluster_path, Certs::Required).map_err(|e| anyhow::anyhow!("{e}"))?;
     let proxy_path = dir.join("proxy.yaml");
 
@@ -261,7 +268,7 @@ pub async fn up(cluster: &Path, dir: &Path, node_bin: PathBuf) -> anyhow::Result
     if let Err(e) = platform::wait_ready(&p, &http, &ids, Duration::from_secs(20)).await {
         eprintln!("warning: {e:#}");
     }
-    print!("{}", render_status(&p, &http).await);
+    print!("{}", render_status(&mut p, &http).await);
     println!(
         "\nthe cluster is up; talk to it with\n  faultline-node client --cluster {} --id {} status\nfault it with `faultline-chaos fault ...`, stop it with `faultline-chaos down`",
         p.up.cluster.display(),
@@ -279,11 +286,11 @@ pub async fn down(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn render_status(p: &Detached, http: &reqwest::Client) -> String {
+async fn render_status<P: Platform>(p: &mut P, http: &reqwest::Client) -> String {
     let mut out = String::new();
-    let system = p.cluster.file.system.as_str();
-    for id in p.cluster.ids() {
-        let pid = p.pid(&id);
+    let system = p.cluster().file.system.clone();
+    for id in p.cluster().ids() {
+        let place = p.describe(&id);
         let state = http
             .get(format!("{}/state", p.admin_url(&id)))
             .timeout(Duration::from_millis(500))
@@ -293,51 +300,109 @@ async fn render_status(p: &Detached, http: &reqwest::Client) -> String {
             Ok(r) => r.json::<Value>().await.ok(),
             Err(_) => None,
         };
-        out += &match state.map(|s| faultline_node::system::status_line(system, s)) {
-            Some(Some((role, line))) => format!("{id:<6} pid {pid:<7} {role:<7} {line}\n"),
-            Some(None) => format!("{id:<6} pid {pid:<7} answers a /state this build cannot read\n"),
-            None if alive(pid) => format!("{id:<6} pid {pid:<7} not answering (paused?)\n"),
+        let line = match state.map(|s| faultline_node::system::status_line(&system, s)) {
+            Some(Some((role, line))) => format!("{id:<6} {place:<24} {role:<7} {line}\n"),
+            Some(None) => format!("{id:<6} {place:<24} answers a /state this build cannot read\n"),
+            None if p.is_running(&id).await => {
+                format!("{id:<6} {place:<24} not answering (paused?)\n")
+            }
             None => format!("{id:<6} down\n"),
         };
+        out += &line;
     }
-    match p.proxy.links().await {
-        Ok(stats) => {
-            let faulty: Vec<String> = stats
-                .links
-                .iter()
-                .filter(|l| l.partitioned || l.faults.is_some())
-                .map(|l| format!("{}->{}", l.from, l.to))
-                .collect();
-            out += &format!(
-                "proxy  pid {:<7} {}\n",
-                p.up.proxy_pid,
-                if faulty.is_empty() {
-                    "no packet faults".to_string()
-                } else {
-                    format!("faulty links: {}", faulty.join(" "))
-                }
-            );
-        }
-        Err(_) => out += "proxy  down\n",
+    match p.proxy() {
+        Some(proxy) => match proxy.links().await {
+            Ok(stats) => {
+                let faulty: Vec<String> = stats
+                    .links
+                    .iter()
+                    .filter(|l| l.partitioned || l.faults.is_some())
+                    .map(|l| format!("{}->{}", l.from, l.to))
+                    .collect();
+                out += &format!(
+                    "proxy  {}\n",
+                    if faulty.is_empty() {
+                        "no packet faults".to_string()
+                    } else {
+                        format!("faulty links: {}", faulty.join(" "))
+                    }
+                );
+            }
+            Err(_) => out += "proxy  down\n",
+        },
+        None => out += "proxy  none\n",
     }
     out
 }
 
-pub async fn status(dir: &Path) -> anyhow::Result<()> {
-    let p = Detached::attach(dir)?;
-    print!("{}", render_status(&p, &reqwest::Client::new()).await);
+pub async fn status<P: Platform>(p: &mut P) -> anyhow::Result<()> {
+    print!("{}", render_status(p, &reqwest::Client::new()).await);
+    Ok(())
+}
+
+/// `faultline-chaos up --platform compose`: writes the stack of `cluster`
+/// into `dir` (default `compose/<system>`), replaces whatever stack runs in
+/// the project with it and waits until every node is ready.
+pub async fn up_compose(
+    cluster: &Path,
+    dir: Option<PathBuf>,
+    subnet: Option<&str>,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let template = load_template(cluster)?;
+    let dir = dir.unwrap_or_else(|| PathBuf::from("compose").join(&template.file.system));
+    let mut opts = StackOptions::new(&dir, &template.base_dir());
+    if let Some(s) = subnet {
+        opts.subnet = compose::parse_subnet(s)?;
+    }
+    let mut p = ComposeCluster::create(
+        &template,
+        &dir,
+        template.file.seed,
+        template.secret.clone(),
+        &[],
+        opts,
+    )?;
+    p.up().await?;
+    compose::wait_containers(&mut p, Duration::from_secs(30)).await?;
+    let http = reqwest::Client::new();
+    let ids = p.cluster().ids();
+    platform::wait_ready(&p, &http, &ids, Duration::from_secs(30)).await?;
+    print!("{}", render_status(&mut p, &http).await);
+    println!(
+        "\nthe compose cluster is up ({} nodes ready in {:.1} s); stack in {}\nPrometheus: {}\ntalk to a client:  docker exec -it {} /faultline-node client --cluster /etc/faultline/cluster.yaml --id {}\nfault it:  faultline-chaos fault --platform compose ...   stop it:  make down",
+        ids.len(),
+        t0.elapsed().as_secs_f64(),
+        dir.display(),
+        p.info.prometheus_url,
+        p.describe(&p.cluster().clients().first().cloned().unwrap_or_default())
+            .trim_start_matches("container "),
+        p.cluster().clients().first().cloned().unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `faultline-chaos down --platform compose`: removes the running stack,
+/// its network and its volumes.
+pub async fn down_compose() -> anyhow::Result<()> {
+    match compose::running_stack().await? {
+        Some(file) => {
+            compose::down_stack(&file).await?;
+            println!("removed the compose stack of {}", file.display());
+        }
+        None => println!("no compose stack is up"),
+    }
     Ok(())
 }
 
 /// `faultline-chaos fault KIND [TARGETS] [/ GROUP] [--p P] [--ms MS] [--for D]`.
-pub async fn fault(
-    dir: &Path,
+pub async fn fault<P: Platform>(
+    p: &mut P,
     words: &[String],
     params: Value,
     lease: Duration,
 ) -> anyhow::Result<()> {
-    let mut p = Detached::attach(dir)?;
-    let ids = p.cluster.ids();
+    let ids = p.cluster().ids();
     let http = reqwest::Client::new();
     let Some(kind) = words.first().map(|s| s.as_str()) else {
         bail!("which fault? e.g. `fault partition s1,s2 / s3,s4,s5`, `fault omission s4 --p 1`, `fault kill s2`, `fault heal`");
@@ -365,14 +430,14 @@ pub async fn fault(
     // The lease is exactly `--for`; a fault's name is unique per command so
     // that faults set by separate commands compose.
     let mut nemesis = Nemesis::new(
-        crate::systems::op_faults_of(&p.cluster.file.system)?,
-        p.cluster.op_deadline,
+        crate::systems::op_faults_of(&p.cluster().file.system)?,
+        p.cluster().op_deadline,
     )
     .with_margin(Duration::ZERO);
     let id = (faultline_node::runtime::history::unix_us() / 1000) as usize;
     match kind {
         "heal" => {
-            nemesis.heal_all(&mut p, &http).await?;
+            nemesis.heal_all(p, &http).await?;
             println!("healed: packet and message faults cleared, paused nodes resumed, stopped nodes restarted");
         }
         "resume" | "restart" => {
@@ -429,12 +494,12 @@ pub async fn fault(
             crate::nemesis::check_params(
                 &f,
                 &ids,
-                &p.cluster.servers(),
-                p.cluster.system.message_kinds,
+                &p.cluster().servers(),
+                p.cluster().system.message_kinds,
             )
             .map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
             let detail = nemesis
-                .apply(&f, &mut p, &http, lease)
+                .apply(&f, p, &http, lease)
                 .await
                 .map_err(|e| anyhow::anyhow!("{kind}: {e:#}\ntry partition, isolate, omission, drop, delay, duplicate, reorder, packet-loss, packet-delay, blackhole, kill, pause, resume, restart, heal"))?;
             let on = if f.targets.is_empty() {

@@ -6,6 +6,8 @@
 //! 127.0.0.1 that a run owns, the default) and the terminal's `Detached`
 //! (a local cluster `faultline-chaos up` left running).
 
+pub mod compose;
+pub mod layout;
 pub mod local;
 
 use crate::proxy::ProxyClient;
@@ -28,6 +30,11 @@ pub trait Platform: Send {
     /// The bearer token of the admin APIs and the proxy.
     fn secret(&self) -> &str {
         &self.cluster().secret
+    }
+
+    /// Where node `id` runs, for a person (`pid 1234`, `container x`).
+    fn describe(&self, _id: &str) -> String {
+        String::new()
     }
 
     /// The packet proxy in front of every link, if the platform has one.

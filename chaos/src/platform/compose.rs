@@ -1,0 +1,889 @@
+//! The docker compose platform: every node a container with its own address
+//! on a private network, the packet proxy a container in front of every
+//! link, Prometheus a container scraping all of them, certificates made by a
+//! one-shot container into a volume (no private key in an image).
+//!
+//! [`stack`] lays a template cluster out for compose through the same
+//! [`layout::plan`] as the local platform, and writes the stack directory:
+//! `cluster.yaml` and `proxy.yaml` (what the containers read),
+//! `prometheus.yml`, `docker-compose.yml`, and `stack.json` (where the
+//! controller on the host reaches each admin API). Addresses are static, so a
+//! killed and restarted container keeps its address and the proxy's targets
+//! stay right; admin APIs, the proxy's control API and Prometheus are
+//! published on 127.0.0.1 only.
+//!
+//! [`ComposeCluster`] is the [`Platform`]: kill, pause, resume and start go
+//! through the `docker` CLI; message and packet faults go through the same
+//! admin and proxy APIs as on local processes. One compose project
+//! ([`PROJECT`]) holds one cluster at a time.
+
+use super::layout::{self, Layout, Plan};
+use super::Platform;
+use crate::proxy::ProxyClient;
+use anyhow::{bail, Context};
+use faultline_node::config::{self, Certs, Cluster};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The compose project every faultline stack runs as.
+pub const PROJECT: &str = "faultline";
+
+/// Where the stack directory, the template's directory, certificates and
+/// data appear inside the containers.
+const STACK_MOUNT: &str = "/etc/faultline";
+const BASE_MOUNT: &str = "/etc/faultline-base";
+const CERTS_MOUNT: &str = "/certs";
+const DATA_MOUNT: &str = "/data";
+
+/// The first port of the proxy's per-link ports inside its container.
+const LINK_PORT_BASE: u16 = 20_000;
+
+/// Choices of a stack that are not in the template cluster file.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// The private network, a /24 given by its first three octets: the
+    /// gateway is `.1`, the proxy `.2`, Prometheus `.3`, nodes from `.10`.
+    pub subnet: [u8; 3],
+    /// The proxy's control API, in its container and on 127.0.0.1.
+    pub proxy_port: u16,
+    /// Prometheus's web port on 127.0.0.1.
+    pub prometheus_port: u16,
+    /// The images' tag (the workspace version).
+    pub tag: String,
+    /// The template's directory as the compose file names it: relative to
+    /// the stack directory, or absolute.
+    pub base_dir: String,
+}
+
+impl StackOptions {
+    /// The defaults for a stack written to `stack_dir` from a template in
+    /// `template_dir`.
+    pub fn new(stack_dir: &Path, template_dir: &Path) -> Self {
+        StackOptions {
+            subnet: [10, 213, 0],
+            proxy_port: 9099,
+            prometheus_port: 9090,
+            tag: env!("CARGO_PKG_VERSION").to_string(),
+            base_dir: relative_path(stack_dir, template_dir),
+        }
+    }
+
+    fn ip(&self, host: u8) -> Ipv4Addr {
+        let [a, b, c] = self.subnet;
+        Ipv4Addr::new(a, b, c, host)
+    }
+
+    pub fn image(&self, what: &str) -> String {
+        format!("faultline-{what}:{}", self.tag)
+    }
+}
+
+/// Parses `A.B.C.0/24` into the first three octets.
+pub fn parse_subnet(s: &str) -> anyhow::Result<[u8; 3]> {
+    let (ip, bits) = s
+        .split_once('/')
+        .with_context(|| format!("{s:?} is not a subnet like 10.213.0.0/24"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+    let [a, b, c, d] = ip.octets();
+    if bits != "24" || d != 0 {
+        bail!("{s:?}: give a /24 network ending in .0, e.g. 10.213.0.0/24");
+    }
+    Ok([a, b, c])
+}
+
+/// `to` relative to `from` when both are under one directory (so that a
+/// stack written inside the repository names the template's directory
+/// portably), else `to` made absolute.
+pub fn relative_path(from: &Path, to: &Path) -> String {
+    // A directory not made yet is made absolute without resolving links.
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let (from, to) = (abs(from), abs(to));
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    // Sharing only the root is no shared place: keep the absolute path.
+    if common <= 1 {
+        return to.display().to_string();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..f.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    if rel.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        rel.display().to_string()
+    }
+}
+
+/// What the controller on the host needs to reach a stack (`stack.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StackInfo {
+    pub system: String,
+    /// Each node's admin API as published on the host.
+    pub admin: BTreeMap<String, SocketAddr>,
+    /// Each node's container.
+    pub containers: BTreeMap<String, String>,
+    pub proxy_url: String,
+    pub prometheus_url: String,
+    /// The template's directory, relative to the stack directory or
+    /// absolute: what relative paths of the system's section mean on the
+    /// host (the containers see it at `/etc/faultline-base`).
+    pub base_dir: String,
+}
+
+/// A compose file (the subset of the compose specification a stack uses).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ComposeFile {
+    pub services: BTreeMap<String, Service>,
+    pub networks: BTreeMap<String, Network>,
+    pub volumes: BTreeMap<String, Volume>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Service {
+    pub image: String,
+    pub container_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, Attachment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub depends_on: BTreeMap<String, Dependency>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attachment {
+    pub ipv4_address: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Dependency {
+    pub condition: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Network {
+    pub driver: String,
+    pub ipam: Ipam,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ipam {
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IpamConfig {
+    pub subnet: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Volume {}
+
+/// A Prometheus configuration (the part a stack writes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PromConfig {
+    pub global: PromGlobal,
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PromGlobal {
+    pub scrape_interval: String,
+    pub scrape_timeout: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A cluster laid out for compose.
+pub struct Stack {
+    pub plan: Plan,
+    pub compose: ComposeFile,
+    pub prometheus: PromConfig,
+    pub info: StackInfo,
+}
+
+/// Lays `template` out as a compose stack: static addresses on the
+/// private network, node ports as in the template (each admin API is also
+/// published on 127.0.0.1 at the template's admin port, so they must differ).
+pub fn stack(
+    template: &Cluster,
+    seed: u64,
+    secret: String,
+    bugs: &[String],
+    opts: &StackOptions,
+) -> anyhow::Result<Stack> {
+    let ids = template.ids();
+    if ids.len() > 240 {
+        bail!(
+            "a compose stack holds at most 240 nodes; this cluster has {}",
+            ids.len()
+        );
+    }
+    let on = |ip: Ipv4Addr, port: u16| SocketAddr::V4(SocketAddrV4::new(ip, port));
+    let proxy_ip = opts.ip(2);
+    let prometheus_ip = opts.ip(3);
+    let mut node_ip = BTreeMap::new();
+    let mut listen = BTreeMap::new();
+    let mut admin = BTreeMap::new();
+    let mut published = BTreeMap::new();
+    let mut seen_ports = BTreeSet::new();
+    for (i, n) in template.nodes.iter().enumerate() {
+        let ip = opts.ip(10 + i as u8);
+        let admin_port = n.admin.port();
+        if admin_port == 0 || !seen_ports.insert(admin_port) {
+            bail!(
+                "node {}: its admin port {admin_port} is published on 127.0.0.1; give every node its own admin port in the cluster file",
+                n.id
+            );
+        }
+        if [opts.proxy_port, opts.prometheus_port].contains(&admin_port) {
+            bail!(
+                "node {}: admin port {admin_port} is the proxy's or Prometheus's",
+                n.id
+            );
+        }
+        node_ip.insert(n.id.clone(), ip);
+        listen.insert(n.id.clone(), on(ip, n.listen.port()));
+        admin.insert(n.id.clone(), on(ip, admin_port));
+        published.insert(n.id.clone(), on(Ipv4Addr::LOCALHOST, admin_port));
+    }
+    let mut links = BTreeMap::new();
+    let mut port = LINK_PORT_BASE;
+    for a in &ids {
+        for b in &ids {
+            if a != b {
+                links.insert((a.clone(), b.clone()), (on(proxy_ip, port), None));
+                port += 1;
+            }
+        }
+    }
+    let layout = Layout {
+        listen,
+        admin: admin.clone(),
+        links,
+        control: on(proxy_ip, opts.proxy_port),
+        tls_dir: PathBuf::from(CERTS_MOUNT),
+        data_dir: PathBuf::from(DATA_MOUNT),
+        base_dir: PathBuf::from(BASE_MOUNT),
+    };
+    let plan = layout::plan(template, seed, secret, bugs, &layout)?;
+
+    let system = template.file.system.clone();
+    let labels = |role: &str, id: Option<&str>| {
+        let mut l = BTreeMap::from([
+            ("faultline.system".to_string(), system.clone()),
+            ("faultline.role".to_string(), role.to_string()),
+        ]);
+        if let Some(id) = id {
+            l.insert("faultline.node".to_string(), id.to_string());
+        }
+        l
+    };
+    let attach =
+        |ip: Ipv4Addr| BTreeMap::from([(PROJECT.to_string(), Attachment { ipv4_address: ip })]);
+    let stack_ro = format!(".:{STACK_MOUNT}:ro");
+    let base_ro = format!("{}:{BASE_MOUNT}:ro", opts.base_dir);
+    let cluster_in = format!("{STACK_MOUNT}/cluster.yaml");
+    let mut services = BTreeMap::new();
+    let mut volumes = BTreeMap::from([
+        ("certs".to_string(), Volume {}),
+        ("prometheus".to_string(), Volume {}),
+    ]);
+    services.insert(
+        "certs".to_string(),
+        Service {
+            image: opts.image("node"),
+            container_name: format!("{PROJECT}-certs"),
+            command: vec!["certs".into(), "--cluster".into(), cluster_in.clone()],
+            volumes: vec![
+                stack_ro.clone(),
+                base_ro.clone(),
+                format!("certs:{CERTS_MOUNT}"),
+            ],
+            network_mode: Some("none".into()),
+            labels: labels("certs", None),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "proxy".to_string(),
+        Service {
+            image: opts.image("chaos"),
+            container_name: format!("{PROJECT}-proxy"),
+            hostname: Some("proxy".into()),
+            command: vec![
+                "proxy".into(),
+                "--config".into(),
+                format!("{STACK_MOUNT}/proxy.yaml"),
+            ],
+            volumes: vec![stack_ro.clone()],
+            networks: attach(proxy_ip),
+            ports: vec![format!("127.0.0.1:{0}:{0}", opts.proxy_port)],
+            labels: labels("proxy", None),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "prometheus".to_string(),
+        Service {
+            image: opts.image("prometheus"),
+            container_name: format!("{PROJECT}-prometheus"),
+            hostname: Some("prometheus".into()),
+            command: vec![
+                format!("--config.file={STACK_MOUNT}/prometheus.yml"),
+                "--storage.tsdb.path=/prometheus".into(),
+                "--web.listen-address=:9090".into(),
+            ],
+            volumes: vec![stack_ro.clone(), "prometheus:/prometheus".into()],
+            networks: attach(prometheus_ip),
+            ports: vec![format!("127.0.0.1:{}:9090", opts.prometheus_port)],
+            labels: labels("prometheus", None),
+            ..Service::default()
+        },
+    );
+    let mut containers = BTreeMap::new();
+    for n in &template.nodes {
+        let data = format!("data-{}", n.id);
+        volumes.insert(data.clone(), Volume {});
+        let name = format!("{PROJECT}-{}", n.id);
+        containers.insert(n.id.clone(), name.clone());
+        let admin_port = admin[&n.id].port();
+        services.insert(
+            n.id.clone(),
+            Service {
+                image: opts.image("node"),
+                container_name: name,
+                hostname: Some(n.id.clone()),
+                command: vec![
+                    "run".into(),
+                    "--cluster".into(),
+                    cluster_in.clone(),
+                    "--id".into(),
+                    n.id.clone(),
+                ],
+                volumes: vec![
+                    stack_ro.clone(),
+                    base_ro.clone(),
+                    format!("certs:{CERTS_MOUNT}:ro"),
+                    format!("{data}:{DATA_MOUNT}"),
+                ],
+                networks: attach(node_ip[&n.id]),
+                ports: vec![format!("127.0.0.1:{admin_port}:{admin_port}")],
+                depends_on: BTreeMap::from([
+                    (
+                        "certs".to_string(),
+                        Dependency {
+                            condition: "service_completed_successfully".into(),
+                        },
+                    ),
+                    (
+                        "proxy".to_string(),
+                        Dependency {
+                            condition: "service_started".into(),
+                        },
+                    ),
+                ]),
+                labels: labels(&n.role, Some(&n.id)),
+                stop_grace_period: Some("3s".into()),
+                ..Service::default()
+            },
+        );
+    }
+    let [a, b, c] = opts.subnet;
+    let compose = ComposeFile {
+        services,
+        networks: BTreeMap::from([(
+            PROJECT.to_string(),
+            Network {
+                driver: "bridge".into(),
+                ipam: Ipam {
+                    config: vec![IpamConfig {
+                        subnet: format!("{a}.{b}.{c}.0/24"),
+                    }],
+                },
+            },
+        )]),
+        volumes,
+    };
+    let prometheus = PromConfig {
+        global: PromGlobal {
+            scrape_interval: "1s".into(),
+            scrape_timeout: "900ms".into(),
+        },
+        scrape_configs: vec![
+            ScrapeConfig {
+                job_name: "faultline-nodes".into(),
+                static_configs: template
+                    .nodes
+                    .iter()
+                    .map(|n| StaticConfig {
+                        targets: vec![admin[&n.id].to_string()],
+                        labels: BTreeMap::from([
+                            ("node".to_string(), n.id.clone()),
+                            ("role".to_string(), n.role.clone()),
+                            ("system".to_string(), system.clone()),
+                        ]),
+                    })
+                    .collect(),
+            },
+            ScrapeConfig {
+                job_name: "faultline-proxy".into(),
+                static_configs: vec![StaticConfig {
+                    targets: vec![on(proxy_ip, opts.proxy_port).to_string()],
+                    labels: BTreeMap::from([("system".to_string(), system.clone())]),
+                }],
+            },
+        ],
+    };
+    let info = StackInfo {
+        system,
+        admin: published,
+        containers,
+        proxy_url: format!("http://127.0.0.1:{}", opts.proxy_port),
+        prometheus_url: format!("http://127.0.0.1:{}", opts.prometheus_port),
+        base_dir: opts.base_dir.clone(),
+    };
+    Ok(Stack {
+        plan,
+        compose,
+        prometheus,
+        info,
+    })
+}
+
+impl Stack {
+    /// Writes the stack directory; returns the compose file's path.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        self.plan.write(dir)?;
+        let header = "# Generated by `faultline-chaos up --platform compose`; do not edit.\n";
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!("{header}{}", serde_yaml::to_string(&self.prometheus)?),
+        )?;
+        std::fs::write(
+            dir.join("stack.json"),
+            serde_json::to_string_pretty(&self.info)? + "\n",
+        )?;
+        let path = dir.join("docker-compose.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "{header}# Project name: {PROJECT} (`docker-compose -p {PROJECT} -f {} up -d`).\n{}",
+                path.display(),
+                serde_yaml::to_string(&self.compose)?
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+/// The compose command on this machine: `docker compose` (v2) or
+/// `docker-compose` (v1); `FAULTLINE_COMPOSE` overrides (words split on
+/// spaces).
+pub fn compose_command() -> anyhow::Result<Vec<String>> {
+    if let Ok(c) = std::env::var("FAULTLINE_COMPOSE") {
+        let words: Vec<String> = c.split_whitespace().map(String::from).collect();
+        if !words.is_empty() {
+            return Ok(words);
+        }
+    }
+    let works = |cmd: &[&str]| {
+        std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works(&["docker", "compose", "version"]) {
+        Ok(vec!["docker".into(), "compose".into()])
+    } else if works(&["docker-compose", "version"]) {
+        Ok(vec!["docker-compose".into()])
+    } else {
+        bail!("neither `docker compose` nor `docker-compose` works here")
+    }
+}
+
+/// Runs `docker ARGS`; its stdout, or an error with its stderr.
+async fn docker(args: &[&str]) -> anyhow::Result<String> {
+    run_cmd("docker", args).await
+}
+
+async fn run_cmd(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether a Docker daemon answers.
+pub async fn docker_answers() -> bool {
+    docker(&["info", "--format", "{{.ServerVersion}}"])
+        .await
+        .is_ok()
+}
+
+/// The compose file of the stack running in [`PROJECT`], if any container
+/// of it exists (running or not).
+pub async fn running_stack() -> anyhow::Result<Option<PathBuf>> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={PROJECT}"),
+        "--format",
+        "{{.Label \"com.docker.compose.project.config_files\"}}",
+    ])
+    .await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(PathBuf::from))
+}
+
+/// `compose -p faultline -f FILE ARGS`.
+async fn compose(file: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let cmd = compose_command()?;
+    let file = file.display().to_string();
+    let mut all: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+    all.extend(["-p", PROJECT, "-f", &file]);
+    all.extend(args);
+    run_cmd(&cmd[0], &all).await
+}
+
+/// Removes the stack of `file`: containers, its network and its volumes.
+pub async fn down_stack(file: &Path) -> anyhow::Result<()> {
+    compose(file, &["down", "-v", "--remove-orphans", "-t", "3"]).await?;
+    Ok(())
+}
+
+/// Fails with what to do when an image of the stack is missing (compose
+/// would try to pull it from a registry).
+async fn check_images(opts: &StackOptions) -> anyhow::Result<()> {
+    for what in ["node", "chaos", "prometheus"] {
+        let image = opts.image(what);
+        if docker(&["image", "inspect", "--format", "{{.Id}}", &image])
+            .await
+            .is_err()
+        {
+            bail!("the image {image} is missing: build the images with `make images`");
+        }
+    }
+    Ok(())
+}
+
+/// The stack's cluster file as the controller on the host reads it: the
+/// same cluster, with the template's directory where the host has it.
+fn host_view(dir: &Path, info: &StackInfo) -> anyhow::Result<Cluster> {
+    let path = dir.join("cluster.yaml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let base = dir.join(&info.base_dir);
+    doc["base_dir"] = serde_yaml::Value::String(base.display().to_string());
+    let text = serde_yaml::to_string(&doc)?;
+    config::parse(&path, &text, Certs::NotYet).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A compose stack as a [`Platform`].
+pub struct ComposeCluster {
+    /// The stack directory.
+    pub dir: PathBuf,
+    pub info: StackInfo,
+    cluster: Cluster,
+    proxy: ProxyClient,
+    opts: Option<StackOptions>,
+}
+
+impl ComposeCluster {
+    /// Writes the stack for `template` into `dir` (nothing starts yet;
+    /// [`Platform::up`] replaces whatever stack runs in the project).
+    pub fn create(
+        template: &Cluster,
+        dir: &Path,
+        seed: u64,
+        secret: String,
+        bugs: &[String],
+        opts: StackOptions,
+    ) -> anyhow::Result<Self> {
+        let stack = stack(template, seed, secret, bugs, &opts)?;
+        stack.write(dir)?;
+        let mut c = Self::attach(dir)?;
+        c.opts = Some(opts);
+        Ok(c)
+    }
+
+    /// Attaches to the stack written in `dir`.
+    pub fn attach(dir: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(dir.join("stack.json"))
+            .with_context(|| format!("{} holds no compose stack (stack.json)", dir.display()))?;
+        let info: StackInfo = serde_json::from_str(&text).context("stack.json")?;
+        let cluster = host_view(dir, &info)?;
+        let proxy = ProxyClient::new(
+            reqwest::Client::builder().build()?,
+            info.proxy_url.clone(),
+            cluster.secret.clone(),
+        );
+        Ok(ComposeCluster {
+            dir: dir.to_path_buf(),
+            info,
+            cluster,
+            proxy,
+            opts: None,
+        })
+    }
+
+    /// Attaches to the stack running in the project.
+    pub async fn attach_running() -> anyhow::Result<Self> {
+        let file = running_stack()
+            .await?
+            .context("no compose stack is up (start one with `make up`)")?;
+        let dir = file
+            .parent()
+            .context("the running stack's compose file has no directory")?;
+        Self::attach(dir)
+    }
+
+    pub fn compose_file(&self) -> PathBuf {
+        self.dir.join("docker-compose.yml")
+    }
+
+    fn container(&self, id: &str) -> anyhow::Result<&str> {
+        self.info
+            .containers
+            .get(id)
+            .map(String::as_str)
+            .with_context(|| format!("{id:?} is not a node of this stack"))
+    }
+
+    /// `(running, paused)` of node `id`'s container; a missing container is
+    /// neither.
+    async fn container_state(&self, id: &str) -> anyhow::Result<(bool, bool)> {
+        let name = self.container(id)?;
+        let out = docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.State.Paused}}",
+            name,
+        ])
+        .await;
+        Ok(match out {
+            Ok(s) => {
+                let mut w = s.split_whitespace();
+                (w.next() == Some("true"), w.next() == Some("true"))
+            }
+            Err(_) => (false, false),
+        })
+    }
+
+    /// Copies every node's container log to `to/<id>.log`.
+    pub async fn save_logs(&self, to: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for (id, name) in &self.info.containers {
+            let out = tokio::process::Command::new("docker")
+                .args(["logs", name])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .context("cannot run docker logs")?;
+            let mut text = out.stdout;
+            text.extend_from_slice(&out.stderr);
+            std::fs::write(to.join(format!("{id}.log")), text)?;
+        }
+        Ok(())
+    }
+}
+
+impl Platform for ComposeCluster {
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn admin_url(&self, id: &str) -> String {
+        self.info
+            .admin
+            .get(id)
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default()
+    }
+
+    fn proxy(&self) -> Option<&ProxyClient> {
+        Some(&self.proxy)
+    }
+
+    fn describe(&self, id: &str) -> String {
+        self.info
+            .containers
+            .get(id)
+            .map(|c| format!("container {c}"))
+            .unwrap_or_default()
+    }
+
+    async fn start(&mut self, id: &str) -> anyhow::Result<()> {
+        let (running, paused) = self.container_state(id).await?;
+        if paused {
+            docker(&["unpause", self.container(id)?]).await?;
+        } else if !running {
+            docker(&["start", self.container(id)?]).await?;
+        }
+        Ok(())
+    }
+
+    /// `docker kill`: SIGKILL, the container stops with its volume kept.
+    async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        let (running, paused) = self.container_state(id).await?;
+        if paused {
+            // A frozen container still dies at once; thawing first keeps
+            // Docker's state simple.
+            docker(&["unpause", self.container(id)?]).await?;
+        }
+        if running {
+            docker(&["kill", self.container(id)?]).await?;
+        }
+        Ok(())
+    }
+
+    /// `docker pause`: the cgroup freezer, sockets kept.
+    async fn pause(&mut self, id: &str) -> anyhow::Result<()> {
+        let (running, paused) = self.container_state(id).await?;
+        if running && !paused {
+            docker(&["pause", self.container(id)?]).await?;
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self, id: &str) -> anyhow::Result<()> {
+        let (_, paused) = self.container_state(id).await?;
+        if paused {
+            docker(&["unpause", self.container(id)?]).await?;
+        }
+        Ok(())
+    }
+
+    async fn is_running(&mut self, id: &str) -> bool {
+        self.container_state(id).await.is_ok_and(|(r, _)| r)
+    }
+
+    async fn heal_processes(&mut self) -> anyhow::Result<()> {
+        for id in self.cluster.ids() {
+            self.start(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces whatever stack runs in the project with this one, on fresh
+    /// volumes.
+    async fn up(&mut self) -> anyhow::Result<()> {
+        if let Some(opts) = &self.opts {
+            check_images(opts).await?;
+        }
+        if let Some(old) = running_stack().await? {
+            down_stack(&old)
+                .await
+                .with_context(|| format!("cannot remove the stack of {}", old.display()))?;
+        }
+        compose(&self.compose_file(), &["up", "-d", "--remove-orphans"]).await?;
+        Ok(())
+    }
+
+    async fn down(&mut self) {
+        if let Err(e) = down_stack(&self.compose_file()).await {
+            tracing::warn!(error = %e, "compose down failed");
+        }
+    }
+}
+
+/// Waits up to `within` for the stack's containers to exist; compose
+/// returns before every container has started.
+pub async fn wait_containers(c: &mut ComposeCluster, within: Duration) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let ids = c.cluster.ids();
+    while t0.elapsed() < within {
+        let mut all = true;
+        for id in &ids {
+            if !c.is_running(id).await {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the stack's containers did not all start within {within:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_subnet("10.213.0.0/24").unwrap(), [10, 213, 0]);
+        for bad in ["10.213.0.0/16", "10.213.0.5/24", "10.213.0.0", "x/24"] {
+            assert!(parse_subnet(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_climb_to_the_shared_directory() {
+        let d = std::env::temp_dir().join(format!("fl-rel-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("compose/tokens")).unwrap();
+        std::fs::create_dir_all(d.join("clusters")).unwrap();
+        assert_eq!(
+            relative_path(&d.join("compose/tokens"), &d.join("clusters")),
+            "../../clusters"
+        );
+        assert_eq!(relative_path(&d, &d), ".");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
