@@ -94,14 +94,15 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
         "compose" => {
             let was_up = compose::running_stack().await?.is_some();
             let stack_dir = run_dir.join("compose");
-            let mut cluster = ComposeCluster::create(
+            let stack_opts = StackOptions::new(&stack_dir, &template.base_dir());
+            let stack = compose::stack(
                 &template,
-                &stack_dir,
                 schedule.seed,
                 template.secret.clone(),
                 &scn.file.bugs,
-                StackOptions::new(&stack_dir, &template.base_dir()),
+                &stack_opts,
             )?;
+            let mut cluster = ComposeCluster::create(&stack, &stack_dir, stack_opts)?;
             let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts.quiet).await;
             if let Err(e) = cluster.save_logs(&run_dir.join("logs")).await {
                 eprintln!("warning: cannot save the containers' logs: {e:#}");

@@ -355,14 +355,8 @@ pub async fn up_compose(
     if let Some(s) = subnet {
         opts.subnet = compose::parse_subnet(s)?;
     }
-    let mut p = ComposeCluster::create(
-        &template,
-        &dir,
-        template.file.seed,
-        template.secret.clone(),
-        &[],
-        opts,
-    )?;
+    let stack = compose::example_stack(&template, &opts)?;
+    let mut p = ComposeCluster::create(&stack, &dir, opts)?;
     p.up().await?;
     compose::wait_containers(&mut p, Duration::from_secs(30)).await?;
     let http = reqwest::Client::new();
