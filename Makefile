@@ -38,8 +38,9 @@ test:
 # Figures are printed, never asserted: token pays for 3, 5 and 7 servers
 # (direct and through the packet proxy), the standby bank's operations and
 # failover time over 20 kills, the proxy's added latency for
-# 1,200-byte datagrams, the linearizability checker's speed, and the table
-# of planted bugs caught by the shipped scenario.
+# 1,200-byte datagrams, the linearizability checker's speed, the table
+# of planted bugs caught by the shipped scenario, and the compose platform's
+# figures (image sizes, up to ready, memory, a run next to local processes).
 bench: release
 	$(RELEASE)/bench-tokens
 	$(RELEASE)/bench-standby
@@ -47,6 +48,9 @@ bench: release
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
 	scripts/bug-table.sh $(BUG_SEEDS)
 	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images && \
+	  scripts/compose-bench.sh $(STATIC)/faultline-chaos; \
+	else echo "compose figures: skipped (no Docker daemon answers)"; fi
 
 # How often the shipped scenario catches each planted bug, and false alarms
 # without one: BUG_SEEDS seeds of 30 s per bug (about an hour at 20).

@@ -332,7 +332,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
         return Err(ctx.err(
             "platform",
             format!("there is no platform {:?}", file.platform),
-            &format!("use one of: {}", PLATFORMS.join(", ")),
+            format!("use one of: {}", PLATFORMS.join(", ")),
         ));
     }
     if file.duration.ms() < 1000 || file.duration.ms() > 24 * 3600 * 1000 {
@@ -841,6 +841,7 @@ mod tests {
             ("bugs: [double_apply]\n", "field `bugs[0]`: \"double_apply\" is not a planted bug of system tokens"),
             ("nemesis:\n  - { at: 3s, fault: promote, targets: [s1] }\n", "\"promote\" is not a process-layer fault"),
             ("nemesis:\n  - { at: 3s, for: 2s, fault: kill, targets: primary }\n", "system tokens has no primary"),
+            ("platform: kubernetes\n", "field `platform`: there is no platform \"kubernetes\""),
         ] {
             let e = load_err(&format!("{head}{body}"));
             assert!(e.contains(want), "{body}: expected {want:?} in {e}");
