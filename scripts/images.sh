@@ -14,7 +14,7 @@ stage=target/images
 build() { # name context
   # The legacy builder's deprecation notice is noise; a failure is shown.
   local out
-  if ! out=$(docker build -q --label "org.opencontainers.image.version=$tag" \
+  if ! out=$(docker build -q --label faultline.image="$1" --label "org.opencontainers.image.version=$tag" \
     -t "faultline-$1:$tag" -f "compose/$1.Dockerfile" "$2" 2>&1); then
     echo "$out" >&2
     exit 1
@@ -45,3 +45,5 @@ ldd "$prom" | awk '/=>/ {print $3} /^[ \t]*\/.*ld-linux/ {print $1}' | while rea
   cp -L "$lib" "$root$lib"
 done
 build prometheus "$stage/prometheus"
+# The images a rebuild replaced (untagged, ours only).
+docker image prune -f --filter label=faultline.image >/dev/null

@@ -8,6 +8,9 @@
 //! - `history/<client>.json`: each client's `GET /history`
 //! - `state/<node>.json`: each node's `GET /state` at quiescence
 //! - `scrapes.jsonl`: one [`Scrape`] per line, every node and the proxy
+//! - `history.jsonl`: one [`JournalEntry`] per line, written as operations
+//!   start and end; what `check` judges when the controller died before
+//!   writing `history/` (then `meta.json` still says `end_us: 0`)
 //! - `results.json`, `junit.xml`, `report.html`: the verdict
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +63,10 @@ pub struct RunMeta {
     /// evidence stops there and the verdict cannot be `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_us: Option<u64>,
+    /// Set when the record was read back from a run whose controller died
+    /// (`meta.json` written at the start with `end_us: 0`, never finished).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub controller_died: bool,
 }
 
 impl FaultWindow {
@@ -162,6 +169,52 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordErro
 }
 
 /// Appends one scrape to `scrapes.jsonl`.
+/// One line of `history.jsonl`: an operation as it started, or as it ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalEntry {
+    Invoke(faultline_node::api::HistoryOp),
+    Complete(faultline_node::api::HistoryOp),
+}
+
+pub fn append_journal(out: &mut impl Write, e: &JournalEntry) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, e).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+/// The histories a journal holds, by client: completed operations in the
+/// order they completed, then those that started and never ended, as
+/// `pending` (they may have taken effect). A torn last line is skipped.
+pub fn histories_from_journal(path: &Path) -> Result<BTreeMap<String, HistoryFile>, RecordError> {
+    let io = |source| RecordError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut done: BTreeMap<String, Vec<faultline_node::api::HistoryOp>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, faultline_node::api::HistoryOp> = BTreeMap::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.map_err(io)?;
+        match serde_json::from_str::<JournalEntry>(&line) {
+            Ok(JournalEntry::Invoke(op)) => {
+                open.insert(op.id, op);
+            }
+            Ok(JournalEntry::Complete(op)) => {
+                open.remove(&op.id);
+                done.entry(op.client.clone()).or_default().push(op);
+            }
+            Err(_) => {}
+        }
+    }
+    for op in open.into_values() {
+        done.entry(op.client.clone()).or_default().push(op);
+    }
+    Ok(done
+        .into_iter()
+        .map(|(c, ops)| (c, HistoryFile { ops, truncated: 0 }))
+        .collect())
+}
+
 pub fn append_scrape(file: &mut std::fs::File, s: &Scrape) -> std::io::Result<()> {
     let line = serde_json::to_string(s).map_err(std::io::Error::other)?;
     writeln!(file, "{line}")
@@ -187,13 +240,13 @@ fn read_dir_json<T: for<'de> Deserialize<'de>>(
 
 impl RunRecord {
     pub fn load(dir: &Path) -> Result<Self, RecordError> {
-        let meta = read_json(&dir.join("meta.json"))?;
+        let mut meta: RunMeta = read_json(&dir.join("meta.json"))?;
         let windows = if dir.join("windows.json").exists() {
             read_json(&dir.join("windows.json"))?
         } else {
             Vec::new()
         };
-        let histories = read_dir_json(&dir.join("history"))?;
+        let mut histories = read_dir_json(&dir.join("history"))?;
         let states = read_dir_json(&dir.join("state"))?;
         let mut scrapes = Vec::new();
         let path = dir.join("scrapes.jsonl");
@@ -208,6 +261,24 @@ impl RunRecord {
                     scrapes.push(s);
                 }
             }
+        }
+        if meta.end_us == 0 {
+            // The controller died during the run: judge what it wrote as it
+            // went, cut at the last thing it saw.
+            let journal = dir.join("history.jsonl");
+            if histories.is_empty() && journal.exists() {
+                histories = histories_from_journal(&journal)?;
+            }
+            let last_op = histories
+                .values()
+                .flat_map(|h| &h.ops)
+                .map(|o| o.complete_us.unwrap_or(o.invoke_us))
+                .max();
+            let last_scrape = scrapes.iter().map(|s: &Scrape| s.t_us).max();
+            let end = last_op.max(last_scrape).unwrap_or(meta.start_us);
+            meta.end_us = end.max(meta.start_us);
+            meta.interrupted_us = Some(meta.end_us);
+            meta.controller_died = true;
         }
         Ok(RunRecord {
             meta,

@@ -78,6 +78,9 @@ pub struct CheckOutcome {
     /// Counter-example or measurements, free-form JSON.
     #[serde(default)]
     pub evidence: serde_json::Value,
+    /// How long the check took to judge, milliseconds (0: not measured).
+    #[serde(default)]
+    pub took_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -179,6 +182,10 @@ pub struct Results {
     pub stats: Stats,
     pub timeline: Timeline,
     pub windows: Vec<FaultWindow>,
+    /// How long judging took, seconds (every check, the statistics, the
+    /// timeline).
+    #[serde(default)]
+    pub judge_s: f64,
 }
 
 impl Results {
@@ -220,6 +227,7 @@ mod tests {
             valid: v,
             summary: String::new(),
             evidence: serde_json::Value::Null,
+            took_ms: 0.0,
         };
         assert_eq!(
             Results::combine(&[c(Valid::True), c(Valid::True)]),

@@ -275,7 +275,34 @@ async fn drive<S: ChaosSystem, P: Platform>(
     // Workload.
     let start_us = unix_us();
     let t_start = Instant::now();
-    let rec = Arc::new(Recorder::default());
+    // Written now with `end_us: 0` and again at the end: a controller that
+    // dies between leaves a run `check` can still judge from history.jsonl.
+    let meta = RunMeta {
+        scenario: scn.name.clone(),
+        system: cluster.cluster().file.system.clone(),
+        seed: schedule.seed,
+        start_us,
+        end_us: 0,
+        nodes: cluster
+            .cluster()
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                id: n.id.clone(),
+                role: n.role.clone(),
+            })
+            .collect(),
+        system_meta: S::meta(cluster.cluster()).context("the system's run facts")?,
+        liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
+        bugs: scn.file.bugs.clone(),
+        interrupted_us: None,
+        controller_died: false,
+    };
+    record::write_json(&run_dir.join("meta.json"), &meta)?;
+    let rec = Arc::new(
+        Recorder::with_journal(&run_dir.join("history.jsonl"))
+            .context("cannot write the history journal")?,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut drivers = Vec::new();
     for (i, id) in workload_clients.iter().enumerate() {
@@ -310,6 +337,7 @@ async fn drive<S: ChaosSystem, P: Platform>(
     let progress = Progress::new(quiet, duration);
     let mut next = 0;
     while t_start.elapsed() < duration && !cut_short() {
+        let seen = next;
         while next < events.len() && t_start.elapsed() >= Duration::from_millis(events[next].0) {
             let (_, i, apply) = events[next];
             next += 1;
@@ -398,6 +426,13 @@ async fn drive<S: ChaosSystem, P: Platform>(
                     }
                 }
                 progress.note(&format!("healed #{} {}", f.id, f.fault));
+            }
+        }
+        if next != seen {
+            // Kept current as faults apply and heal, for a controller that dies.
+            let now = windows.lock().map(|w| w.clone()).unwrap_or_default();
+            if let Err(e) = record::write_json(&run_dir.join("windows.json"), &now) {
+                progress.note(&format!("warning: cannot write windows.json: {e}"));
             }
         }
         let active: Vec<String> = open
@@ -524,24 +559,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
         .collect();
     let record = RunRecord {
         meta: RunMeta {
-            scenario: scn.name.clone(),
-            system: cluster.cluster().file.system.clone(),
-            seed: schedule.seed,
-            start_us,
             end_us,
-            nodes: cluster
-                .cluster()
-                .nodes
-                .iter()
-                .map(|n| NodeInfo {
-                    id: n.id.clone(),
-                    role: n.role.clone(),
-                })
-                .collect(),
-            system_meta: S::meta(cluster.cluster()).context("the system's run facts")?,
-            liveness_bound_ms: scn.file.checks.liveness_bound.ms(),
-            bugs: scn.file.bugs.clone(),
             interrupted_us: Some(interrupted.load(Ordering::SeqCst)).filter(|t| *t != 0),
+            ..meta
         },
         windows: windows.lock().map(|w| w.clone()).unwrap_or_default(),
         histories,

@@ -6,6 +6,7 @@
 //! failed, because the node may have started it. What to run next is the
 //! system's choice ([`ChaosSystem::next_op`]), from the scenario's mix.
 
+use crate::record::{self, JournalEntry};
 use crate::scenario::Workload as Spec;
 use crate::systems::{ChaosSystem, OpContext};
 use faultline_node::api::{ApiError, HistoryOp, OpReply, Outcome};
@@ -16,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Live counters for the progress bar.
 #[derive(Default)]
@@ -35,6 +36,20 @@ pub struct Recorder {
     ops: Mutex<BTreeMap<String, Vec<HistoryOp>>>,
     pending: Mutex<BTreeMap<u64, HistoryOp>>,
     pub counters: Counters,
+    /// The run directory's `history.jsonl`, appended as operations start and
+    /// end, so a controller that dies (SIGKILL, a crash) leaves its history
+    /// behind for `faultline-chaos check` ([`record::histories_from_journal`]).
+    journal: Mutex<Option<Journal>>,
+}
+
+/// How long an appended journal line may wait in memory: what a controller
+/// that dies can lose.
+const JOURNAL_FLUSH: Duration = Duration::from_millis(200);
+
+struct Journal {
+    out: std::io::BufWriter<std::fs::File>,
+    flushed: Instant,
+    path: std::path::PathBuf,
 }
 
 /// A lock that a panicking thread left poisoned still holds the history: a
@@ -50,8 +65,49 @@ pub struct Recorded<R> {
 }
 
 impl Recorder {
+    /// A recorder that also appends every invocation and completion to
+    /// `path` (created anew).
+    pub fn with_journal(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::create(path)?;
+        Ok(Recorder {
+            journal: Mutex::new(Some(Journal {
+                out: std::io::BufWriter::new(file),
+                flushed: Instant::now(),
+                path: path.to_path_buf(),
+            })),
+            ..Recorder::default()
+        })
+    }
+
+    fn journal(&self, entry: &JournalEntry) {
+        let mut guard = lock(&self.journal);
+        let Some(j) = guard.as_mut() else { return };
+        let mut r = record::append_journal(&mut j.out, entry);
+        if r.is_ok() && j.flushed.elapsed() >= JOURNAL_FLUSH {
+            r = std::io::Write::flush(&mut j.out);
+            j.flushed = Instant::now();
+        }
+        if let Err(e) = r {
+            // The in-memory history stays whole; only the crash copy stops.
+            tracing::warn!(path = %j.path.display(), error = %e, "history journal stopped");
+            *guard = None;
+        }
+    }
+
+    /// Writes out what the journal holds in memory.
+    pub fn flush_journal(&self) {
+        let mut guard = lock(&self.journal);
+        if let Some(j) = guard.as_mut() {
+            if let Err(e) = std::io::Write::flush(&mut j.out) {
+                tracing::warn!(path = %j.path.display(), error = %e, "history journal stopped");
+                *guard = None;
+            }
+        }
+    }
+
     /// The completed operations and, after them, those still in flight.
     pub fn take(&self) -> BTreeMap<String, Vec<HistoryOp>> {
+        self.flush_journal();
         let mut all = std::mem::take(&mut *lock(&self.ops));
         let pending = std::mem::take(&mut *lock(&self.pending));
         for op in pending.into_values() {
@@ -86,6 +142,7 @@ impl Recorder {
             note: None,
         };
         lock(&self.pending).insert(id, op.clone());
+        self.journal(&JournalEntry::Invoke(op.clone()));
         let resp = http
             .post(format!("{url}/ops"))
             .bearer_auth(secret)
@@ -128,6 +185,7 @@ impl Recorder {
             .map(|r| serde_json::to_value(r).unwrap_or_default());
         op.note = note;
         lock(&self.pending).remove(&id);
+        self.journal(&JournalEntry::Complete(op.clone()));
         lock(&self.ops)
             .entry(client.to_string())
             .or_default()

@@ -239,6 +239,7 @@ fn clean_run() -> RunRecord {
             liveness_bound_ms: 3_000,
             bugs: Vec::new(),
             interrupted_us: None,
+            controller_died: false,
         },
         windows: vec![FaultWindow {
             id: 0,

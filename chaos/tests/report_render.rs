@@ -43,6 +43,7 @@ fn check(name: &str, valid: Valid, summary: &str, evidence: serde_json::Value) -
         valid,
         summary: summary.into(),
         evidence,
+        took_ms: 0.0,
     }
 }
 
@@ -233,6 +234,7 @@ fn sample() -> Results {
             window(1, "kill", "process", &["n2"], 15.0, Some(20.0), false),
             window(2, "delay", "packet", &["n1->n2"], 24.0, None, true),
         ],
+        judge_s: 0.4,
     }
 }
 
@@ -249,6 +251,7 @@ fn empty() -> Results {
         stats: Stats::default(),
         timeline: Timeline::default(),
         windows: Vec::new(),
+        judge_s: 0.0,
     }
 }
 

@@ -437,6 +437,81 @@ fn an_interrupted_run_leaves_no_process() {
     );
 }
 
+/// A controller killed outright (SIGKILL: no handler runs) leaves what it
+/// wrote as it went: `meta.json` from the start and `history.jsonl`; `check`
+/// judges the history up to where it stopped and says why it is `unknown`.
+#[test]
+fn a_killed_controller_leaves_a_run_that_check_judges() {
+    let _one = serial();
+    let dir = scratch("chaos-killed");
+    let scn = scenario(&dir, "killed", &format!("duration: 60s\n{WORKLOAD}"));
+    let out_dir = dir.join("run");
+    let mut child = chaos_run(&scn, &out_dir, &[])
+        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let needle = out_dir.display().to_string();
+    let t0 = Instant::now();
+    while processes_mentioning(&needle).len() < 9 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    child.kill().expect("SIGKILL the controller");
+    let _ = child.wait();
+    // Its nodes die with it (PR_SET_PDEATHSIG).
+    assert_all_gone(&needle, Duration::from_secs(5));
+    assert!(
+        !out_dir.join("results.json").exists(),
+        "a killed controller judged nothing"
+    );
+    assert!(
+        out_dir.join("history.jsonl").is_file(),
+        "no history journal"
+    );
+    let check = Command::new(chaos_bin())
+        .arg("check")
+        .arg(&out_dir)
+        .output()
+        .expect("check");
+    assert_eq!(
+        check.status.code(),
+        Some(2),
+        "a run cut short is unknown: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results"),
+    )
+    .expect("json");
+    let check_named = |name: &str| {
+        results["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let complete = check_named("run-complete");
+    assert!(
+        complete["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("the controller stopped at")),
+        "{complete}"
+    );
+    // The history up to the kill is judged: safety checks have a verdict.
+    assert_eq!(
+        check_named("linearizable")["valid"],
+        Value::Bool(true),
+        "{results}"
+    );
+    let ok = results["stats"]["ops"]["ok"].as_u64().unwrap_or(0);
+    assert!(
+        ok > 50,
+        "the journal holds the operations: {}",
+        results["stats"]
+    );
+}
+
 fn unsafe_sigint(pid: u32) {
     let _ = Command::new("kill")
         .args(["-INT", &pid.to_string()])

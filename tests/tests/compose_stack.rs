@@ -104,16 +104,31 @@ fn docker_answers() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// `make TARGET` as a person at a terminal runs it: without what `cargo
+/// test` puts in the environment (build scripts that read `CARGO_PKG_*` or
+/// `CARGO_MANIFEST_DIR` would run again, and the next plain `make` would
+/// rebuild the static binaries once more).
 fn make(target: &str) -> std::process::Output {
-    Command::new("make")
-        .arg("--no-print-directory")
+    let mut cmd = Command::new("make");
+    cmd.arg("--no-print-directory")
         .arg(target)
-        .current_dir(repo())
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("MAKELEVEL")
-        .output()
-        .expect("run make")
+        .current_dir(repo());
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let from_cargo = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&k);
+        if from_cargo || ["MAKEFLAGS", "MFLAGS", "MAKELEVEL"].contains(&k) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("run make")
 }
 
 /// Names of what the project left: containers, networks, volumes.

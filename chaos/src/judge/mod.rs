@@ -60,6 +60,7 @@ impl Default for JudgeOptions {
 
 /// Judges a recorded run: every check, the statistics and the timeline.
 pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results {
+    let t0 = std::time::Instant::now();
     let meta = &record.meta;
     let ops: Vec<&HistoryOp> = record
         .histories
@@ -68,8 +69,12 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
         .collect();
     let index = scrapes::ScrapeIndex::new(&record.scrapes);
 
-    let (live, availability) = liveness::check(record, &ops);
-    let (applied, fault_measures) = faults::check(record, &index);
+    let t_live = std::time::Instant::now();
+    let (mut live, availability) = liveness::check(record, &ops);
+    live.took_ms = t_live.elapsed().as_secs_f64() * 1000.0;
+    let t_faults = std::time::Instant::now();
+    let (mut applied, fault_measures) = faults::check(record, &index);
+    applied.took_ms = t_faults.elapsed().as_secs_f64() * 1000.0;
     let run = Judging {
         record,
         ops: &ops,
@@ -92,7 +97,15 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
     checks.push(live);
     checks.push(applied);
     if let Some(at) = meta.interrupted_us {
-        interrupted(&mut checks, quiescent, rel_ms(at, meta.start_us) / 1000.0);
+        let at_s = rel_ms(at, meta.start_us) / 1000.0;
+        let cause = if meta.controller_died {
+            format!(
+                "the controller stopped at {at_s:.1} s (its history read back from history.jsonl)"
+            )
+        } else {
+            format!("interrupted at {at_s:.1} s")
+        };
+        interrupted(&mut checks, quiescent, at_s, &cause);
     }
 
     let mut stats = stats::stats(&ops, &index);
@@ -112,6 +125,7 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
         stats,
         timeline,
         windows: record.windows.clone(),
+        judge_s: t0.elapsed().as_secs_f64(),
     }
 }
 
@@ -119,8 +133,8 @@ pub fn judge(record: &RunRecord, run_dir: &str, opts: &JudgeOptions) -> Results 
 /// the last heal) is unknown, the history-based safety checks stand (operations
 /// in flight are pending, which they allow), and `run-complete` says why the
 /// verdict cannot be `true`.
-fn interrupted(checks: &mut Vec<CheckOutcome>, quiescent: &[&str], at_s: f64) {
-    let why = format!("the run was interrupted at {at_s:.1} s, before quiescence");
+fn interrupted(checks: &mut Vec<CheckOutcome>, quiescent: &[&str], at_s: f64, cause: &str) {
+    let why = format!("the run ended early ({cause}), before quiescence");
     for c in checks.iter_mut() {
         if quiescent.contains(&c.name.as_str())
             || matches!(c.name.as_str(), "liveness" | "faults-applied")
@@ -132,7 +146,7 @@ fn interrupted(checks: &mut Vec<CheckOutcome>, quiescent: &[&str], at_s: f64) {
     checks.push(outcome(
         "run-complete",
         Valid::Unknown,
-        format!("interrupted at {at_s:.1} s"),
+        cause.to_string(),
         serde_json::json!({ "interrupted_s": at_s }),
     ));
 }
@@ -158,7 +172,17 @@ pub(crate) fn outcome(
         valid,
         summary: summary.into(),
         evidence,
+        took_ms: 0.0,
     }
+}
+
+/// Runs one check and records how long it took, so that a slow judgement
+/// names its check (`took_ms`, printed when it is over a second).
+pub fn timed(check: impl FnOnce() -> CheckOutcome) -> CheckOutcome {
+    let t0 = std::time::Instant::now();
+    let mut c = check();
+    c.took_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    c
 }
 
 /// Nearest-rank quantile of sorted values; 0 for none.

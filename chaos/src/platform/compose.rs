@@ -733,10 +733,17 @@ impl ComposeCluster {
         })
     }
 
-    /// Copies every node's container log to `to/<id>.log`.
+    /// Copies every container's log to `to/<id>.log` (the proxy's and
+    /// Prometheus's to `proxy.log` and `prometheus.log`).
     pub async fn save_logs(&self, to: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(to)?;
-        for (id, name) in &self.info.containers {
+        let others = ["proxy", "prometheus"].map(|s| (s.to_string(), format!("{PROJECT}-{s}")));
+        for (id, name) in self
+            .info
+            .containers
+            .iter()
+            .chain(others.iter().map(|(a, b)| (a, b)))
+        {
             let out = tokio::process::Command::new("docker")
                 .args(["logs", name])
                 .stdin(std::process::Stdio::null())

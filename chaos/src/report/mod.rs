@@ -81,9 +81,15 @@ pub fn summary(results: &Results) -> String {
             Valid::False => "FAIL",
             Valid::Unknown => " ?? ",
         };
+        // A slow check says so, so a slow judgement names its culprit.
+        let took = if c.took_ms >= 1000.0 {
+            format!(" (judged in {:.1} s)", c.took_ms / 1000.0)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  [{mark}] {}: {} - {}",
+            "  [{mark}] {}: {} - {}{took}",
             one_line(&c.name),
             c.valid.label(),
             one_line(&c.summary)
@@ -105,6 +111,9 @@ pub fn summary(results: &Results) -> String {
         fmt_ms(lat.p50),
         fmt_ms(lat.p99)
     );
+    if results.judge_s >= 1.0 {
+        let _ = writeln!(out, "  judged in {:.1} s", results.judge_s);
+    }
     let path = Path::new(&results.run_dir).join(REPORT_HTML);
     let _ = writeln!(out, "  report: {}", path.display());
     out

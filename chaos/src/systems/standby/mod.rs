@@ -10,6 +10,7 @@ mod linearizable;
 pub mod model;
 
 use super::{ChaosSystem, Judging, MixOp, OpContext};
+use crate::judge::timed;
 use crate::platform::AnyState;
 use crate::record::RunRecord;
 use crate::results::CheckOutcome;
@@ -154,11 +155,11 @@ impl ChaosSystem for StandbyChaos {
 
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome> {
         vec![
-            linearizable::check(run),
-            checks::exactly_once(run),
-            checks::conservation(run),
-            checks::no_negative(run),
-            checks::one_primary(run),
+            timed(|| linearizable::check(run)),
+            timed(|| checks::exactly_once(run)),
+            timed(|| checks::conservation(run)),
+            timed(|| checks::no_negative(run)),
+            timed(|| checks::one_primary(run)),
         ]
     }
 

@@ -32,6 +32,7 @@ pub(crate) fn meta() -> RunMeta {
         liveness_bound_ms: 2_000,
         bugs: Vec::new(),
         interrupted_us: None,
+        controller_died: false,
     }
 }
 

@@ -16,6 +16,7 @@ mod versions;
 pub use linearizable::{convert_history, ConvertedHistory};
 
 use super::{ChaosSystem, Judging, MixOp, OpContext};
+use crate::judge::timed;
 use crate::record::RunRecord;
 use crate::results::CheckOutcome;
 use faultline_node::config::Cluster;
@@ -175,10 +176,10 @@ impl ChaosSystem for TokensChaos {
 
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome> {
         vec![
-            linearizable::check_linearizable(run.record, run.opts),
-            double_pay::check(run.record, run.ops),
-            state::check_quiescent(run.record),
-            versions::check_monotonic(run.scrapes, run.record.meta.start_us),
+            timed(|| linearizable::check_linearizable(run.record, run.opts)),
+            timed(|| double_pay::check(run.record, run.ops)),
+            timed(|| state::check_quiescent(run.record)),
+            timed(|| versions::check_monotonic(run.scrapes, run.record.meta.start_us)),
         ]
     }
 }
