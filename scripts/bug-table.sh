@@ -7,6 +7,7 @@
 #
 #   scripts/bug-table.sh [SEEDS] [DURATION]     (default 20 seeds of 30s)
 #   SCENARIO=scenarios/standby.yaml scripts/bug-table.sh 20 20s
+#   ONLY=read_without_write_back scripts/bug-table.sh 10
 #
 # Part of `make bench`, never of CI: 5 x 20 runs of 30 s take about an hour.
 set -euo pipefail
@@ -23,6 +24,8 @@ case "$SYSTEM" in
   standby) BUGS=(none no_dedup_on_failover takeover_on_missed_heartbeat ack_before_standby) ;;
   *) echo "no planted bugs known for system $SYSTEM" >&2; exit 2 ;;
 esac
+# ONLY=bug1,bug2 measures those alone (`none` for false alarms).
+if [ -n "${ONLY:-}" ]; then IFS=, read -ra BUGS <<< "$ONLY"; fi
 
 printf '%s, %s seeds of %s each (%s cores, load %s)\n' "$SCENARIO" "$SEEDS" "$DURATION" \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
