@@ -1,0 +1,327 @@
+//! The Grafana dashboards and the Prometheus alert rules: every panel's and
+//! annotation's PromQL is evaluated by a real Prometheus (Debian's package)
+//! scraping a live local cluster of the dashboard's system, under load and
+//! with a message fault, a packet fault and a partition applied, and must
+//! return data;
+//! `promtool check rules` accepts the alert rules; the dashboards and the
+//! provisioning agree on the datasource.
+
+use faultline_e2e::{chaos_bin, free_ports, node_bin, scratch};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn dashboards() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(repo().join("grafana/dashboards")).expect("grafana/dashboards") {
+        let path = e.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            out.push((path, v));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 3, "dashboards: {out:?}");
+    out
+}
+
+/// Every PromQL expression of a dashboard: panel targets and annotations.
+fn exprs(d: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let e = t["expr"].as_str().unwrap_or_default().to_string();
+            out.push((p["title"].as_str().unwrap_or("?").to_string(), e));
+        }
+    }
+    for a in d["annotations"]["list"].as_array().into_iter().flatten() {
+        if let Some(e) = a["expr"].as_str() {
+            out.push((format!("annotation {}", a["name"]), e.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_are_well_formed_and_name_the_provisioned_datasource() {
+    let ds =
+        std::fs::read_to_string(repo().join("grafana/provisioning/datasources/prometheus.yml"))
+            .expect("datasource provisioning");
+    let ds: serde_yaml::Value = serde_yaml::from_str(&ds).expect("yaml");
+    let uid = ds["datasources"][0]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let mut uids = std::collections::BTreeSet::new();
+    for (path, d) in dashboards() {
+        let name = path.display();
+        assert!(
+            uids.insert(d["uid"].as_str().expect("uid").to_string()),
+            "{name}: uid reused"
+        );
+        assert!(
+            d["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{name}: title"
+        );
+        let mut ids = std::collections::BTreeSet::new();
+        for p in d["panels"].as_array().expect("panels") {
+            assert!(
+                ids.insert(p["id"].as_u64().expect("id")),
+                "{name}: panel id reused"
+            );
+            for k in ["x", "y", "w", "h"] {
+                assert!(
+                    p["gridPos"][k].is_u64(),
+                    "{name}: {} gridPos.{k}",
+                    p["title"]
+                );
+            }
+            assert_eq!(p["datasource"]["uid"], uid, "{name}: {}", p["title"]);
+            let targets = p["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{name}: {} has no query", p["title"]);
+            for t in targets {
+                assert_eq!(t["datasource"]["uid"], uid, "{name}: {}", p["title"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let file = repo().join("grafana/prometheus/alerts.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool ({e}): apt-get install prometheus; .ci/run installs it")
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A process killed when dropped, whatever the test did.
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A local cluster kept up by `faultline-chaos up`, brought down when dropped.
+struct Up(PathBuf);
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new(chaos_bin())
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+fn chaos(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(chaos_bin())
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("faultline-chaos");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "faultline-chaos {args:?}: {text}");
+    text
+}
+
+/// The dashboard's system: its tag besides `faultline` (the overview runs
+/// on the token system).
+fn system_of(d: &Value) -> String {
+    d["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .find(|t| *t != "faultline")
+        .unwrap_or("tokens")
+        .to_string()
+}
+
+/// Client operations of `system` for load: verbs of its first client.
+fn load_verbs(system: &str) -> Vec<Vec<&'static str>> {
+    match system {
+        "standby" => vec![
+            vec!["deposit", "1", "5"],
+            vec!["lookup", "1"],
+            vec!["withdraw", "1", "2"],
+        ],
+        _ => vec![vec!["gettokens"], vec!["pay", "0", "c2"]],
+    }
+}
+
+/// Percent-encodes a query parameter (everything but unreserved bytes).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_panel_query_returns_data_from_a_live_cluster() {
+    for (path, d) in dashboards() {
+        let system = system_of(&d);
+        let dir = scratch(&format!(
+            "grafana-{system}-{}",
+            path.file_stem().and_then(|s| s.to_str()).unwrap_or("d")
+        ));
+        let local = dir.join("local");
+        let cluster = repo().join("clusters").join(format!("{system}.yaml"));
+        chaos(
+            &local,
+            &[
+                "up",
+                "--cluster",
+                cluster.to_str().expect("utf8"),
+                "--node-bin",
+                node_bin().to_str().expect("utf8"),
+            ],
+        );
+        let _up = Up(local.clone());
+        let c = faultline_node::config::load(
+            &local.join("cluster.yaml"),
+            faultline_node::config::Certs::Required,
+        )
+        .expect("the running cluster's file");
+        let up: Value =
+            serde_json::from_str(&std::fs::read_to_string(local.join("up.json")).expect("up.json"))
+                .expect("json");
+        let proxy = up["proxy_url"]
+            .as_str()
+            .expect("proxy url")
+            .trim_start_matches("http://")
+            .to_string();
+
+        // Prometheus scraping every node and the proxy each second.
+        let port = free_ports(1)[0];
+        let targets: Vec<String> = c.nodes.iter().map(|n| format!("'{}'", n.admin)).collect();
+        let config = format!(
+            "global: {{ scrape_interval: 1s, scrape_timeout: 900ms }}\nscrape_configs:\n  - job_name: faultline-nodes\n    static_configs: [{{ targets: [{}] }}]\n  - job_name: faultline-proxy\n    static_configs: [{{ targets: ['{proxy}'] }}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("config");
+        let prom = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("prometheus ({e}): apt-get install prometheus; .ci/run installs it")
+            });
+        let _prom = Killed(prom);
+
+        // A message fault, a packet fault and a partition (the last node
+        // cut off), all outliving the test.
+        chaos(
+            &local,
+            &["fault", "drop", "s1", "--p", "0.3", "--for", "120s"],
+        );
+        chaos(
+            &local,
+            &["fault", "packet-loss", "s2", "--p", "0.3", "--for", "120s"],
+        );
+        let last = c.ids().last().cloned().expect("a node");
+        chaos(&local, &["fault", "isolate", &last, "--for", "120s"]);
+
+        // Load from the first client until every query has data (bounded).
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = {
+            let stop = stop.clone();
+            let file = local.join("cluster.yaml");
+            let client = c.clients()[0].clone();
+            let verbs = load_verbs(&system);
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(90) {
+                    let _ = Command::new(node_bin())
+                        .args(["client", "--cluster"])
+                        .arg(&file)
+                        .args(["--id", &client])
+                        .args(&verbs[i % verbs.len()])
+                        .output();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("http");
+        let queries = exprs(&d);
+        let t0 = Instant::now();
+        let mut empty: Vec<(String, String)> = queries.clone();
+        while !empty.is_empty() && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(2));
+            empty.retain(|(_, e)| {
+                let r = rt.block_on(async {
+                    http.get(format!(
+                        "http://127.0.0.1:{port}/api/v1/query?query={}",
+                        encode(e)
+                    ))
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await
+                });
+                let Ok(v) = r else { return true };
+                let data = v["data"]["result"].as_array().cloned().unwrap_or_default();
+                // A series whose value is NaN (a quantile of no traffic) is no data.
+                !data
+                    .iter()
+                    .any(|s| s["value"][1].as_str().is_some_and(|x| x != "NaN"))
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = load.join();
+        assert!(
+            empty.is_empty(),
+            "{}: queries without data after {:?}: {empty:#?}\n(see {})",
+            path.display(),
+            t0.elapsed(),
+            dir.display()
+        );
+    }
+}
