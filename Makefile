@@ -83,9 +83,11 @@ images: static
 	scripts/images.sh $(VERSION) $(STATIC)
 
 # The compose cluster of SYSTEM (default tokens): nodes, the packet proxy in
-# front of every link, Prometheus on 127.0.0.1:9090.
+# front of every link, Prometheus on 127.0.0.1:9090; GRAFANA=1 adds Grafana
+# on 127.0.0.1:3000 (the public image: compose pulls it).
 up: images
-	$(STATIC)/faultline-chaos up --platform compose --cluster clusters/$(SYSTEM).yaml
+	$(STATIC)/faultline-chaos up --platform compose --cluster clusters/$(SYSTEM).yaml \
+	  $(if $(GRAFANA),--grafana,)
 
 down: static
 	$(STATIC)/faultline-chaos down --platform compose

@@ -72,6 +72,10 @@ enum Cmd {
         /// Compose: the private network (a /24).
         #[arg(long)]
         subnet: Option<String>,
+        /// Compose: also start Grafana (the public image, pulled by compose)
+        /// with the dashboards of grafana/ on 127.0.0.1:3000.
+        #[arg(long)]
+        grafana: bool,
     },
     /// Stop the cluster `up` started (compose: containers, network, volumes).
     Down {
@@ -180,9 +184,10 @@ fn main() -> ExitCode {
             node_bin,
             platform,
             subnet,
+            grafana,
         } => exit(rt.block_on(async {
             if platform == "compose" {
-                terminal::up_compose(&cluster, dir, subnet.as_deref()).await
+                terminal::up_compose(&cluster, dir, subnet.as_deref(), grafana).await
             } else {
                 terminal::up(
                     &cluster,

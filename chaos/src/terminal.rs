@@ -347,6 +347,7 @@ pub async fn up_compose(
     cluster: &Path,
     dir: Option<PathBuf>,
     subnet: Option<&str>,
+    grafana: bool,
 ) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let template = load_template(cluster)?;
@@ -357,6 +358,7 @@ pub async fn up_compose(
     }
     let stack = compose::example_stack(&template, &opts)?;
     let mut p = ComposeCluster::create(&stack, &dir, opts)?;
+    p.grafana = grafana;
     p.up().await?;
     compose::wait_containers(&mut p, Duration::from_secs(30)).await?;
     let http = reqwest::Client::new();
@@ -364,11 +366,12 @@ pub async fn up_compose(
     platform::wait_ready(&p, &http, &ids, Duration::from_secs(30)).await?;
     print!("{}", render_status(&mut p, &http).await);
     println!(
-        "\nthe compose cluster is up ({} nodes ready in {:.1} s); stack in {}\nPrometheus: {}\ntalk to a client:  docker exec -it {} /faultline-node client --cluster /etc/faultline/cluster.yaml --id {}\nfault it:  faultline-chaos fault --platform compose ...   stop it:  make down",
+        "\nthe compose cluster is up ({} nodes ready in {:.1} s); stack in {}\nPrometheus: {}{}\ntalk to a client:  docker exec -it {} /faultline-node client --cluster /etc/faultline/cluster.yaml --id {}\nfault it:  faultline-chaos fault --platform compose ...   stop it:  make down",
         ids.len(),
         t0.elapsed().as_secs_f64(),
         dir.display(),
         p.info.prometheus_url,
+        if grafana { "\nGrafana: http://127.0.0.1:3000 (dashboards in the folder faultline)" } else { "" },
         p.describe(&p.cluster().clients().first().cloned().unwrap_or_default())
             .trim_start_matches("container "),
         p.cluster().clients().first().cloned().unwrap_or_default()
@@ -384,7 +387,16 @@ pub async fn down_compose() -> anyhow::Result<()> {
             compose::down_stack(&file).await?;
             println!("removed the compose stack of {}", file.display());
         }
-        None => println!("no compose stack is up"),
+        None => {
+            // No container, but a failed `up` may have left its network and
+            // volumes: remove the project's by label.
+            let n = compose::remove_leftovers().await?;
+            if n > 0 {
+                println!("no compose stack was up; removed {n} leftover networks and volumes");
+            } else {
+                println!("no compose stack is up");
+            }
+        }
     }
     Ok(())
 }
