@@ -252,19 +252,7 @@ fn main() -> ExitCode {
                 }
             };
             // Ctrl-C at a terminal, SIGTERM from `docker stop` or a pod's end.
-            let r = rt.block_on(proxy::run(cfg, async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut term) => {
-                        tokio::select! {
-                            _ = tokio::signal::ctrl_c() => {}
-                            _ = term.recv() => {}
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            }));
+            let r = rt.block_on(proxy::run(cfg, faultline_node::runtime::wait_for_signal()));
             match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -374,24 +374,8 @@ fn a_replay_plays_the_same_schedule() {
 #[test]
 fn an_interrupted_run_leaves_no_process() {
     let _one = serial();
-    let dir = scratch("chaos-interrupted");
-    let scn = scenario(&dir, "interrupted", &format!("duration: 60s\n{WORKLOAD}"));
-    let out_dir = dir.join("run");
-    let mut child = chaos_run(&scn, &out_dir, &[])
-        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
-        .spawn()
-        .expect("spawn");
-    // Wait until the nodes are up, then interrupt as Ctrl-C would.
-    let needle = out_dir.display().to_string();
-    let t0 = Instant::now();
-    while processes_mentioning(&needle).len() < 9 && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        processes_mentioning(&needle).len() >= 9,
-        "nodes never started: {}",
-        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-    );
+    let (mut child, out_dir, needle) = run_until_nodes_up("interrupted");
+    // Then interrupt as Ctrl-C would.
     std::thread::sleep(Duration::from_secs(2));
     unsafe_sigint(child.id());
     let status = child.wait().expect("wait");
@@ -443,18 +427,7 @@ fn an_interrupted_run_leaves_no_process() {
 #[test]
 fn a_killed_controller_leaves_a_run_that_check_judges() {
     let _one = serial();
-    let dir = scratch("chaos-killed");
-    let scn = scenario(&dir, "killed", &format!("duration: 60s\n{WORKLOAD}"));
-    let out_dir = dir.join("run");
-    let mut child = chaos_run(&scn, &out_dir, &[])
-        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let needle = out_dir.display().to_string();
-    let t0 = Instant::now();
-    while processes_mentioning(&needle).len() < 9 && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, out_dir, needle) = run_until_nodes_up("killed");
     std::thread::sleep(Duration::from_secs(4));
     child.kill().expect("SIGKILL the controller");
     let _ = child.wait();
@@ -510,6 +483,30 @@ fn a_killed_controller_leaves_a_run_that_check_judges() {
         "the journal holds the operations: {}",
         results["stats"]
     );
+}
+
+/// Starts a 60-second run in the background and waits (bounded) until its
+/// nodes are up: the controller, the run directory, and the string that
+/// names the run's processes.
+fn run_until_nodes_up(name: &str) -> (std::process::Child, PathBuf, String) {
+    let dir = scratch(&format!("chaos-{name}"));
+    let scn = scenario(&dir, name, &format!("duration: 60s\n{WORKLOAD}"));
+    let out_dir = dir.join("run");
+    let child = chaos_run(&scn, &out_dir, &[])
+        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let needle = out_dir.display().to_string();
+    let t0 = Instant::now();
+    while processes_mentioning(&needle).len() < 9 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        processes_mentioning(&needle).len() >= 9,
+        "nodes never started: {}",
+        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+    );
+    (child, out_dir, needle)
 }
 
 fn unsafe_sigint(pid: u32) {

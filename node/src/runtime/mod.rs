@@ -502,7 +502,9 @@ async fn run_system<S: System>(cluster: Cluster, id: &str, opts: RunOptions) -> 
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Returns on Ctrl-C (SIGINT) or SIGTERM (`docker stop`, a pod's end,
+/// `kill`): how every long-running faultline process learns to stop.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
