@@ -167,9 +167,13 @@ impl Drop for Down {
 }
 
 fn chaos(args: &[&str]) -> std::process::Output {
+    chaos_in(&repo(), args)
+}
+
+fn chaos_in(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(faultline_e2e::chaos_bin())
         .args(args)
-        .current_dir(repo())
+        .current_dir(dir)
         .output()
         .expect("run faultline-chaos")
 }
@@ -201,7 +205,8 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
     // brings it back.
     let kill = chaos(&["fault", "--platform", "compose", "kill", "s2"]);
     assert!(kill.status.success(), "{}", text(&kill));
-    let status = chaos(&["status", "--platform", "compose"]);
+    // From any directory: the stack is found by its labels.
+    let status = chaos_in(&std::env::temp_dir(), &["status", "--platform", "compose"]);
     assert!(text(&status).contains("s2     down"), "{}", text(&status));
     let heal = chaos(&["fault", "--platform", "compose", "heal"]);
     assert!(heal.status.success(), "{}", text(&heal));

@@ -652,15 +652,26 @@ pub async fn running_stack() -> anyhow::Result<Option<PathBuf>> {
         "--filter",
         &format!("label=com.docker.compose.project={PROJECT}"),
         "--format",
-        "{{.Label \"com.docker.compose.project.config_files\"}}",
+        "{{.Label \"com.docker.compose.project.working_dir\"}}|{{.Label \"com.docker.compose.project.config_files\"}}",
     ])
     .await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split(',').next())
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(PathBuf::from))
+    Ok(out.lines().find_map(|l| stack_file_of(l.trim())))
+}
+
+/// The compose file from a container's `working_dir|config_files` labels.
+/// Compose v1 records the file as it was named on the command line
+/// (perhaps relative to a directory long left), while the working
+/// directory is absolute; a stack's file is always in its directory.
+fn stack_file_of(labels: &str) -> Option<PathBuf> {
+    let (dir, files) = labels.split_once('|')?;
+    let file = PathBuf::from(files.split(',').next()?.trim());
+    if file.as_os_str().is_empty() {
+        return None;
+    }
+    if file.is_absolute() || dir.trim().is_empty() {
+        return Some(file);
+    }
+    Some(Path::new(dir.trim()).join(file.file_name()?))
 }
 
 /// `compose -p faultline -f FILE ARGS` with `profiles` active.
@@ -1001,6 +1012,20 @@ pub async fn wait_containers(c: &mut ComposeCluster, within: Duration) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_running_stack_is_found_from_any_directory() {
+        assert_eq!(
+            stack_file_of("/r/compose/tokens|compose/tokens/docker-compose.yml"),
+            Some(PathBuf::from("/r/compose/tokens/docker-compose.yml"))
+        );
+        assert_eq!(
+            stack_file_of("/r/compose/tokens|/r/compose/tokens/docker-compose.yml"),
+            Some(PathBuf::from("/r/compose/tokens/docker-compose.yml"))
+        );
+        assert_eq!(stack_file_of("|"), None);
+        assert_eq!(stack_file_of(""), None);
+    }
 
     #[test]
     fn subnets_parse_and_bad_ones_say_why() {
