@@ -599,8 +599,8 @@ fn process(w: &FaultWindow, end: u64, index: &ScrapeIndex, start: u64) -> Window
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fixtures::*;
     use crate::record::Scrape;
-    use crate::systems::tokens::fixtures::*;
 
     fn proxy(at_ms: u64, forwarded: f64, partition_drops: f64) -> Scrape {
         let d = [("from", "s1"), ("to", "s2")];
@@ -623,7 +623,7 @@ mod tests {
     }
 
     fn partitioned() -> RunRecord {
-        let mut rec = record(Vec::new());
+        let mut rec = record();
         rec.windows.push(window(
             0,
             "partition",
@@ -687,7 +687,7 @@ mod tests {
     #[test]
     fn drop_faults_are_judged_by_what_got_through() {
         let with_spec = |spec: Value, scrapes: Vec<Scrape>| {
-            let mut rec = record(Vec::new());
+            let mut rec = record();
             rec.windows.push(window(
                 0,
                 "drop",
@@ -740,7 +740,7 @@ mod tests {
 
     #[test]
     fn a_message_drop_that_never_fired_is_false_and_an_unapplied_fault_unknown() {
-        let mut rec = record(Vec::new());
+        let mut rec = record();
         rec.windows.push(window(
             0,
             "drop",
@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn a_kill_the_target_ignored_is_false() {
-        let mut rec = record(Vec::new());
+        let mut rec = record();
         rec.windows.push(window(
             0,
             "kill",
@@ -821,7 +821,7 @@ mod tests {
 
     #[test]
     fn a_send_cut_that_lets_messages_through_is_false() {
-        let mut rec = record(Vec::new());
+        let mut rec = record();
         rec.windows.push(window(
             0,
             "omission",

@@ -13,6 +13,8 @@
 //! wherever data is missing or a bound is hit, a check says `unknown` instead.
 
 mod faults;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod liveness;
 mod scrapes;
 mod stats;

@@ -211,7 +211,7 @@ pub(crate) fn labels_include<'w>(want: &'w [(&'w str, &'w str)]) -> impl Fn(&Lab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systems::tokens::fixtures::{sample, scrape};
+    use crate::judge::fixtures::{sample, scrape};
 
     #[test]
     fn counter_increase_survives_restarts() {

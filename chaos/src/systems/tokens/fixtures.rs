@@ -1,38 +1,19 @@
 //! Builders of hand-made records for the judge's unit tests: a three-server, two-client
 //! cluster with two tokens, histories written as pays and reads, scrapes and state dumps.
 
-use crate::record::{FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Sample, Scrape};
+use crate::record::{HistoryFile, RunMeta, RunRecord};
 use faultline_node::api::{HistoryOp, Outcome};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// The run starts at 1000 s after the epoch so relative times read as plain milliseconds.
-pub(crate) const T0: u64 = 1_000_000_000;
+pub(crate) use crate::judge::fixtures::{down_at, sample, scrape_at, window, T0};
 
+/// The generic unit run as a token run: two tokens, owned by c1 and c2.
 pub(crate) fn meta() -> RunMeta {
     RunMeta {
-        scenario: "unit".into(),
         system: "tokens".into(),
-        seed: 7,
-        start_us: T0,
-        end_us: T0 + 20_000_000,
-        nodes: ["s1", "s2", "s3", "c1", "c2"]
-            .iter()
-            .map(|id| NodeInfo {
-                id: id.to_string(),
-                role: if id.starts_with('s') {
-                    "server"
-                } else {
-                    "client"
-                }
-                .into(),
-            })
-            .collect(),
         system_meta: json!({"tokens": 2, "initial_owners": ["c1", "c2"]}),
-        liveness_bound_ms: 2_000,
-        bugs: Vec::new(),
-        interrupted_us: None,
-        controller_died: false,
+        ..crate::judge::fixtures::meta()
     }
 }
 
@@ -145,38 +126,6 @@ pub(crate) fn read(owner: &str, tokens: &[(u64, u64)], at_ms: u64, took_ms: u64)
     }
 }
 
-pub(crate) fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
-    Sample {
-        name: name.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        value,
-    }
-}
-
-pub(crate) fn scrape(t_us: u64, target: &str, samples: Vec<Sample>) -> Scrape {
-    Scrape {
-        t_us,
-        target: target.into(),
-        ok: true,
-        samples,
-    }
-}
-
-/// `scrape` at `at_ms` into the run.
-pub(crate) fn scrape_at(at_ms: u64, target: &str, samples: Vec<Sample>) -> Scrape {
-    scrape(T0 + at_ms * 1000, target, samples)
-}
-
-pub(crate) fn down_at(at_ms: u64, target: &str) -> Scrape {
-    Scrape {
-        ok: false,
-        ..scrape_at(at_ms, target, Vec::new())
-    }
-}
-
 /// A server's /state with the given (version, writer, nonce, owner) per token.
 pub(crate) fn server_state(epoch: u64, tokens: &[(u64, &str, u64, &str)]) -> Value {
     json!({
@@ -186,25 +135,4 @@ pub(crate) fn server_state(epoch: u64, tokens: &[(u64, &str, u64, &str)]) -> Val
         "tokens": tokens.iter().enumerate().map(|(i, (v, w, n, o))|
             json!({"token": i, "version": v, "writer": w, "nonce": n, "owner": o})).collect::<Vec<_>>(),
     })
-}
-
-pub(crate) fn window(
-    id: usize,
-    fault: &str,
-    layer: &str,
-    targets: &[&str],
-    from_ms: u64,
-    to_ms: Option<u64>,
-    detail: Value,
-) -> FaultWindow {
-    FaultWindow {
-        id,
-        fault: fault.into(),
-        layer: layer.into(),
-        targets: targets.iter().map(|t| t.to_string()).collect(),
-        start_us: T0 + from_ms * 1000,
-        end_us: to_ms.map(|t| T0 + t * 1000),
-        in_model: true,
-        detail,
-    }
 }
