@@ -13,8 +13,12 @@
 //!   model), behind one trait and one registry.
 //! - `runner`: one whole run; `judge`: the checks; `report`: the outputs.
 //! - `terminal`: `up`/`down`/`status`/`fault` for a cluster kept running.
+//! - `metrics`: the controller's own Prometheus metrics; `jobs`: scheduled
+//!   runs (`schedule`) with their results index.
 pub mod check;
+pub mod jobs;
 pub mod judge;
+pub mod metrics;
 pub mod nemesis;
 pub mod platform;
 pub mod prom;

@@ -1,14 +1,17 @@
 //! `faultline-chaos`: the chaos controller. `run` a scenario and judge it,
-//! `check` a recorded run again, run the packet `proxy` alone.
+//! `schedule` runs, `check` a recorded run again, run the packet `proxy` alone.
 
 use clap::{Parser, Subcommand};
+use faultline_chaos::metrics::{self, ControllerMetrics};
 use faultline_chaos::platform::compose::ComposeCluster;
 use faultline_chaos::platform::local;
 use faultline_chaos::proxy::{self, ProxyConfig};
 use faultline_chaos::results::Valid;
-use faultline_chaos::{report, runner, scenario, terminal};
+use faultline_chaos::{jobs, report, runner, scenario, terminal};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +46,47 @@ enum Cmd {
         quiet: bool,
         /// Where the cluster runs (overrides the scenario's `platform`):
         /// local or compose.
+        #[arg(long, value_parser = ["local", "compose"])]
+        platform: Option<String>,
+        /// Serve the controller's metrics on this address while the run
+        /// goes on (GET /metrics), e.g. 127.0.0.1:9095.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+    },
+    /// Run scenarios again and again: every interval or on a cron pattern,
+    /// each run judged and kept in a results directory with an index page.
+    /// Stops on SIGTERM or Ctrl-C with every fault healed; restarted on the
+    /// same directory, it goes on.
+    #[command(group(clap::ArgGroup::new("when").required(true).args(["every", "cron"])))]
+    Schedule {
+        /// Scenario files; each round runs them all, one after another.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// A round starts this long after the previous one started (e.g.
+        /// 30m, 1h; at least 1s). The first starts at once.
+        #[arg(long)]
+        every: Option<String>,
+        /// A round starts when this five-field cron pattern matches (UTC),
+        /// e.g. "*/30 * * * *".
+        #[arg(long)]
+        cron: Option<String>,
+        /// Where runs, index.json and index.html are kept.
+        #[arg(long, default_value = "runs/schedule")]
+        results: PathBuf,
+        /// Serve the controller's metrics here (GET /metrics).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+        /// Stop after this many rounds (default: until a signal); the exit
+        /// code is then the worst verdict's, as for `run`.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: Option<u32>,
+        /// Keep only the last this many run directories (the index keeps
+        /// every verdict).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+        /// Where the clusters run (overrides each scenario's `platform`).
         #[arg(long, value_parser = ["local", "compose"])]
         platform: Option<String>,
     },
@@ -116,6 +160,21 @@ enum Cmd {
     },
 }
 
+/// Starts the controller's metrics endpoint, or says why it cannot.
+async fn serve_metrics(addr: SocketAddr) -> Result<Arc<ControllerMetrics>, ExitCode> {
+    let m = ControllerMetrics::new();
+    match metrics::serve(m.clone(), addr).await {
+        Ok(bound) => {
+            eprintln!("controller metrics on http://{bound}/metrics");
+            Ok(m)
+        }
+        Err(e) => {
+            eprintln!("error: cannot serve metrics on {addr}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     faultline_node::logging::init(&cli.log);
@@ -138,6 +197,7 @@ fn main() -> ExitCode {
             node_bin,
             quiet,
             platform,
+            metrics,
         } => {
             let scn = match scenario::load(&path) {
                 Ok(s) => s,
@@ -146,12 +206,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let metrics = match metrics.map(|addr| rt.block_on(serve_metrics(addr))) {
+                None => None,
+                Some(Ok(m)) => Some(m),
+                Some(Err(code)) => return code,
+            };
             let opts = runner::RunOptions {
                 out,
                 replay,
                 node_bin: node_bin.unwrap_or_else(local::default_node_bin),
                 quiet,
                 platform,
+                metrics,
             };
             match rt.block_on(runner::run(&scn, opts)) {
                 Ok((results, _dir)) => {
@@ -161,6 +227,55 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::from(Valid::Unknown.exit_code())
+                }
+            }
+        }
+        Cmd::Schedule {
+            scenarios,
+            every,
+            cron,
+            results,
+            metrics,
+            rounds,
+            keep,
+            node_bin,
+            platform,
+        } => {
+            let timing = match (every, cron) {
+                (Some(e), _) => jobs::timing::Timing::every(&e),
+                (None, Some(c)) => jobs::timing::Timing::cron(&c),
+                (None, None) => unreachable!("clap requires --every or --cron"),
+            };
+            let timing = match timing {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let registry = match metrics {
+                Some(addr) => match rt.block_on(serve_metrics(addr)) {
+                    Ok(m) => m,
+                    Err(code) => return code,
+                },
+                None => ControllerMetrics::new(),
+            };
+            let opts = jobs::ScheduleOptions {
+                scenarios,
+                timing,
+                results,
+                node_bin: node_bin.unwrap_or_else(local::default_node_bin),
+                platform,
+                metrics: registry,
+                rounds,
+                keep: keep.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+            };
+            match rt.block_on(jobs::schedule(opts)) {
+                Ok(jobs::Ended::Signalled) => ExitCode::SUCCESS,
+                Ok(jobs::Ended::Rounds(worst)) => ExitCode::from(worst.exit_code()),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
                 }
             }
         }

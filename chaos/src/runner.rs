@@ -10,12 +10,13 @@
 //! second Ctrl-C stops at once.
 
 use crate::judge::{self, JudgeOptions};
+use crate::metrics::{ControllerMetrics, FaultLabels};
 use crate::nemesis::Nemesis;
 use crate::platform::compose::{self, ComposeCluster, StackOptions};
 use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::platform::{self, Platform};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
-use crate::results::Results;
+use crate::results::{Results, Valid};
 use crate::scenario::{self, Scenario, Schedule};
 use crate::systems::ChaosSystem;
 use crate::workload::{ClientDriver, Recorder, Roles};
@@ -42,10 +43,26 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Overrides the scenario's `platform`.
     pub platform: Option<String>,
+    /// The controller's metrics, when it exports them (`--metrics`).
+    pub metrics: Option<Arc<ControllerMetrics>>,
 }
 
 /// Runs a scenario; returns the judged results and the run directory.
+/// SIGINT or SIGTERM cuts it short: faults healed, evidence saved, judged.
 pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, PathBuf)> {
+    let t0 = Instant::now();
+    if let Some(m) = &opts.metrics {
+        m.run_started(&scn.name);
+    }
+    let result = run_inner(scn, &opts).await;
+    if let Some(m) = &opts.metrics {
+        let verdict = result.as_ref().map_or(Valid::Unknown, |(r, _)| r.valid);
+        m.run_finished(&scn.name, verdict, t0.elapsed().as_secs_f64());
+    }
+    result
+}
+
+async fn run_inner(scn: &Scenario, opts: &RunOptions) -> anyhow::Result<(Results, PathBuf)> {
     let template = local::load_template(&scn.cluster_path)?;
     let servers = template.servers();
     let clients = template.clients();
@@ -87,7 +104,7 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
                 },
             )
             .await?;
-            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts.quiet).await;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts).await;
             cluster.teardown().await;
             Ok((result?, run_dir))
         }
@@ -103,7 +120,7 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
                 &stack_opts,
             )?;
             let mut cluster = ComposeCluster::create(&stack, &stack_dir, stack_opts)?;
-            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts.quiet).await;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts).await;
             if let Err(e) = cluster.save_logs(&run_dir.join("logs")).await {
                 eprintln!("warning: cannot save the containers' logs: {e:#}");
             }
@@ -146,35 +163,39 @@ async fn run_on<P: Platform>(
     schedule: &Schedule,
     cluster: &mut P,
     run_dir: &Path,
-    quiet: bool,
+    opts: &RunOptions,
 ) -> anyhow::Result<Results> {
-    // 0 while the run goes on; the Unix time (µs) of the first Ctrl-C after.
+    // 0 while the run goes on; the Unix time (µs) of the first SIGINT or
+    // SIGTERM after (a scheduler or `docker stop` sends the second).
     let interrupted = Arc::new(AtomicU64::new(0));
     let first = {
         let interrupted = interrupted.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(unix_us(), Ordering::SeqCst);
-                eprintln!(
-                    "\ninterrupted: healing and saving the evidence (Ctrl-C again to stop at once)"
-                );
-            }
+            faultline_node::runtime::wait_for_signal().await;
+            interrupted.store(unix_us(), Ordering::SeqCst);
+            eprintln!(
+                "\ninterrupted: healing and saving the evidence (Ctrl-C again to stop at once)"
+            );
         })
     };
+    let stop_listening = first.abort_handle();
+    let (quiet, metrics) = (opts.quiet, opts.metrics.as_deref());
     let system = cluster.cluster().file.system.clone();
     let result = tokio::select! {
         r = async {
             crate::with_chaos_system!(
                 system.as_str(),
-                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, &interrupted).await,
+                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, metrics, &interrupted).await,
                 else Err(anyhow::anyhow!("the controller has no support for system {system:?}"))
             )
         } => r,
         _ = async {
             let _ = first.await;
-            tokio::signal::ctrl_c().await
+            faultline_node::runtime::wait_for_signal().await
         } => Err(anyhow::anyhow!("interrupted twice: stopped without judging")),
     };
+    // A schedule's later runs listen anew.
+    stop_listening.abort();
     result
 }
 
@@ -192,6 +213,7 @@ async fn drive<S: ChaosSystem, P: Platform>(
     cluster: &mut P,
     run_dir: &Path,
     quiet: bool,
+    metrics: Option<&ControllerMetrics>,
     interrupted: &AtomicU64,
 ) -> anyhow::Result<Results> {
     let cut_short = || interrupted.load(Ordering::SeqCst) != 0;
@@ -333,7 +355,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
         }
     }
     events.sort_by_key(|e| (e.0, !e.2 as u8));
+    // Fault id -> its window's index, and its metric labels while it holds.
     let mut open: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut open_labels: BTreeMap<usize, FaultLabels> = BTreeMap::new();
     let progress = Progress::new(quiet, duration);
     let mut next = 0;
     while t_start.elapsed() < duration && !cut_short() {
@@ -399,6 +423,16 @@ async fn drive<S: ChaosSystem, P: Platform>(
                     .and_then(|w| w.last().map(|w| w.describe_targets()))
                     .unwrap_or_default();
                 progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
+                if let Some(m) = metrics {
+                    let labels = FaultLabels {
+                        scenario: scn.name.clone(),
+                        fault: f.fault.clone(),
+                        layer: f.layer.clone(),
+                        targets: on.clone(),
+                    };
+                    m.fault_applied(&labels, lease.as_secs_f64());
+                    open_labels.insert(f.id, labels);
+                }
                 if let Some(skipped) = windows.lock().ok().and_then(|w| {
                     w.last().and_then(|w| {
                         w.detail["results"]
@@ -426,6 +460,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
                     }
                 }
                 progress.note(&format!("healed #{} {}", f.id, f.fault));
+                if let (Some(m), Some(labels)) = (metrics, open_labels.remove(&f.id)) {
+                    m.fault_healed(&labels);
+                }
             }
         }
         if next != seen {
@@ -455,6 +492,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
         }
     }
     nemesis.heal_all(cluster, &http).await?;
+    if let Some(m) = metrics {
+        m.faults_cleared(&scn.name);
+    }
     let healed_us = unix_us();
     if let Ok(mut w) = windows.lock() {
         for win in w.iter_mut().filter(|w| w.end_us.is_none()) {

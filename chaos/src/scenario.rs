@@ -47,7 +47,7 @@ fn local() -> String {
 /// The longest duration a scenario may name: 30 days, in ms.
 pub const MAX_DURATION_MS: u64 = 30 * 24 * 3600 * 1000;
 
-/// A duration written `30s`, `500ms`, `2m` or a number of seconds, at most
+/// A duration written `30s`, `500ms`, `2m`, `1h` or a number of seconds, at most
 /// [`MAX_DURATION_MS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "serde_yaml::Value", into = "String")]
@@ -68,45 +68,53 @@ impl From<Duration> for String {
 impl TryFrom<serde_yaml::Value> for Duration {
     type Error = String;
     fn try_from(v: serde_yaml::Value) -> Result<Self, String> {
-        let shown = match &v {
-            serde_yaml::Value::String(s) => format!("{s:?}"),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            other => format!("{other:?}"),
-        };
-        let bad = || {
-            format!(
-                "{shown} is not a duration from 0 to 30 days; write e.g. 30s, 500ms or 2m \
-                 (leave `for` out to mean until the end of the run)"
-            )
-        };
-        // Finite and bounded, so that no sum of durations can wrap.
-        let ms = |f: f64, mult: f64| {
-            Some(f * mult)
-                .filter(|ms| ms.is_finite() && (0.0..=MAX_DURATION_MS as f64).contains(ms))
-                .map(|ms| Duration(ms as u64))
-        };
         match &v {
-            serde_yaml::Value::Number(n) => n.as_f64().and_then(|f| ms(f, 1000.0)).ok_or_else(bad),
-            serde_yaml::Value::String(s) => {
-                let s = s.trim();
-                let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-                    (n, 1.0)
-                } else if let Some(n) = s.strip_suffix('s') {
-                    (n, 1000.0)
-                } else if let Some(n) = s.strip_suffix('m') {
-                    (n, 60_000.0)
-                } else {
-                    (s, 1000.0)
-                };
-                num.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(|f| ms(f, mult))
-                    .ok_or_else(bad)
-            }
-            _ => Err(bad()),
+            serde_yaml::Value::Number(n) => n
+                .as_f64()
+                .and_then(|f| bounded_ms(f, 1000.0))
+                .map(Duration)
+                .ok_or_else(|| duration_error(&n.to_string())),
+            serde_yaml::Value::String(s) => parse_duration_text(s).map(Duration),
+            other => Err(duration_error(&format!("{other:?}"))),
         }
     }
+}
+
+fn duration_error(shown: &str) -> String {
+    format!(
+        "{shown} is not a duration from 0 to 30 days; write e.g. 30s, 500ms, 2m or 1h \
+         (leave `for` out to mean until the end of the run)"
+    )
+}
+
+/// `f * mult` ms if it is finite and from 0 to [`MAX_DURATION_MS`], so that
+/// no sum of durations can wrap.
+fn bounded_ms(f: f64, mult: f64) -> Option<u64> {
+    Some(f * mult)
+        .filter(|ms| ms.is_finite() && (0.0..=MAX_DURATION_MS as f64).contains(ms))
+        .map(|ms| ms as u64)
+}
+
+/// A duration written `500ms`, `30s`, `2m`, `1h` or a number of seconds, in
+/// ms, at most [`MAX_DURATION_MS`]; the error says what is accepted.
+pub fn parse_duration_text(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|f| bounded_ms(f, mult))
+        .ok_or_else(|| duration_error(&format!("{text:?}")))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -777,3 +777,217 @@ fn standby_planted_bugs_are_caught() {
         );
     }
 }
+
+/// Reads a schedule's index.
+fn index_runs(results: &Path) -> Vec<Value> {
+    std::fs::read_to_string(results.join("index.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["runs"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Starts `faultline-chaos schedule` with its metrics on a port of its
+/// choosing; returns the child and the metrics URL it printed.
+fn start_schedule(dir: &Path, scn: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(chaos_bin())
+        .arg("schedule")
+        .arg(scn)
+        .args(["--results"])
+        .arg(dir.join("results"))
+        .args(["--metrics", "127.0.0.1:0", "--node-bin"])
+        .arg(node_bin())
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn faultline-chaos schedule");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = dir.join("schedule.log");
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(log).ok();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("controller metrics on ") {
+                let _ = tx.send(url.to_string());
+            }
+            if let Some(f) = file.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the schedule never said where its metrics are");
+    (child, url)
+}
+
+/// GET over plain HTTP/1.0 (the metrics endpoint); empty on any failure.
+fn get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let Some((host, path)) = url.strip_prefix("http://").and_then(|r| r.split_once('/')) else {
+        return String::new();
+    };
+    let Ok(addr) = host.parse::<std::net::SocketAddr>() else {
+        return String::new();
+    };
+    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) for the child to exit.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("the schedule did not stop within {within:?}");
+}
+
+/// Two rounds of a short scenario: each run judged and kept with its report,
+/// the index and its page written, the fault visible in the controller's
+/// metrics while it held and gone after; restarted, the schedule goes on
+/// with the same index and counts.
+#[test]
+fn a_schedule_keeps_its_runs_and_goes_on_after_a_restart() {
+    let _one = serial();
+    let dir = scratch("chaos-schedule");
+    let scn = scenario(
+        &dir,
+        "sched",
+        &format!("duration: 4s\nseed: 21\n{WORKLOAD}nemesis:\n  - {{ at: 1s, for: 2s, fault: omission, targets: [s2], params: {{ p: 1.0 }} }}\n"),
+    );
+    let results = dir.join("results");
+    let (mut child, url) = start_schedule(&dir, &scn, &["--every", "1s", "--rounds", "2"]);
+    // The fault shows while it holds.
+    let t0 = Instant::now();
+    let mut seen_fault = false;
+    while t0.elapsed() < Duration::from_secs(60) && !seen_fault {
+        let text = get(&url);
+        seen_fault = text.lines().any(|l| {
+            l.starts_with("faultline_chaos_fault_active{")
+                && l.contains(r#"fault="omission""#)
+                && l.contains(r#"targets="s2""#)
+                && l.ends_with(" 1")
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen_fault, "no fault_active series while the omission held");
+    let code = wait_exit(&mut child, Duration::from_secs(240));
+    let log = std::fs::read_to_string(dir.join("schedule.log")).unwrap_or_default();
+    assert_eq!(code, Some(0), "two valid runs exit 0:\n{log}");
+    let runs = index_runs(&results);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for r in &runs {
+        assert_eq!(r["verdict"], "valid", "{r}");
+        let run_dir = results.join(r["dir"].as_str().expect("dir"));
+        assert!(
+            run_dir.join("report.html").is_file(),
+            "{}",
+            run_dir.display()
+        );
+    }
+    let page = std::fs::read_to_string(results.join("index.html")).expect("index.html");
+    assert!(
+        page.contains("2 runs: 2 valid, 0 invalid, 0 unknown"),
+        "{page}"
+    );
+    assert!(
+        !results.join("schedule.pid").exists(),
+        "the lock outlived the schedule"
+    );
+
+    // Restarted: one more round, the counts carried over.
+    let (mut child, url) = start_schedule(&dir, &scn, &["--every", "1s", "--rounds", "1"]);
+    // Put back from the index as the schedule starts, before its first run ends.
+    let carried = r#"faultline_chaos_runs_total{scenario="sched",verdict="valid"} 2"#;
+    let t0 = Instant::now();
+    let mut text = get(&url);
+    while !text.contains(carried) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        text = get(&url);
+    }
+    assert!(
+        text.contains(carried),
+        "the restarted schedule forgot its runs:\n{text}"
+    );
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(180)), Some(0));
+    assert_eq!(index_runs(&results).len(), 3);
+    assert_all_gone(&results.display().to_string(), Duration::from_secs(5));
+}
+
+/// SIGTERM in the middle of a run: the run heals, is judged `unknown`
+/// (interrupted) and lands in the index; the schedule exits 0 with nothing
+/// left running.
+#[test]
+fn a_schedule_stops_on_sigterm_with_the_run_judged() {
+    let _one = serial();
+    let dir = scratch("chaos-schedule-term");
+    let scn = scenario(
+        &dir,
+        "long",
+        &format!("duration: 60s\nseed: 22\n{WORKLOAD}nemesis:\n  - {{ at: 1s, fault: omission, targets: [s3], params: {{ p: 1.0 }} }}\n"),
+    );
+    let results = dir.join("results");
+    let (mut child, url) = start_schedule(&dir, &scn, &["--every", "1h"]);
+    // The metrics say when the round started (or will).
+    let next = get(&url);
+    assert!(
+        next.lines().any(
+            |l| l.starts_with("faultline_chaos_next_run_timestamp_seconds ") && !l.ends_with(" 0")
+        ),
+        "{next}"
+    );
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(90)
+        && !get(&url).contains("faultline_chaos_fault_active{")
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        get(&url).contains("faultline_chaos_fault_active{"),
+        "the run never applied its fault"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(60)), Some(0));
+    assert_all_gone(&results.display().to_string(), Duration::from_secs(5));
+    let runs = index_runs(&results);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["verdict"], "unknown", "{}", runs[0]);
+    let run_dir = results.join(runs[0]["dir"].as_str().expect("dir"));
+    let res: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("results.json")).expect("results.json"),
+    )
+    .expect("json");
+    let complete = res["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "run-complete"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        complete["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("interrupted at")),
+        "{complete}"
+    );
+}
