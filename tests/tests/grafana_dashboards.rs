@@ -1,10 +1,11 @@
 //! The Grafana dashboards and the Prometheus alert rules: every panel's and
 //! annotation's PromQL is evaluated by a real Prometheus (Debian's package)
 //! scraping a live local cluster of the dashboard's system, under load and
-//! with a message fault, a packet fault and a partition applied, and must
-//! return data;
-//! `promtool check rules` accepts the alert rules; the dashboards and the
-//! provisioning agree on the datasource.
+//! with a message fault, a packet fault and a partition applied (the chaos
+//! controller's dashboard: a `schedule` running token scenarios), and must
+//! return data; `promtool check rules` accepts the alert rules and `promtool
+//! test rules` shows each firing when it should and silent when not; the
+//! dashboards and the provisioning agree on the datasource.
 
 use faultline_e2e::{chaos_bin, free_ports, node_bin, scratch};
 use serde_json::Value;
@@ -96,20 +97,25 @@ fn dashboards_are_well_formed_and_name_the_provisioned_datasource() {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    let file = repo().join("grafana/prometheus/alerts.yml");
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("promtool ({e}): apt-get install prometheus; .ci/run installs it")
-        });
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = repo().join("grafana/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool ({e}): apt-get install prometheus; .ci/run installs it")
+            });
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A process killed when dropped, whatever the test did.
@@ -186,6 +192,155 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// What a dashboard reads from, kept alive while its queries are tried:
+/// Prometheus' `scrape_configs` for it, and the processes behind it.
+struct Source {
+    scrape_configs: String,
+    _guards: Vec<Box<dyn std::any::Any>>,
+    stop_load: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Some((stop, load)) = self.stop_load.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = load.join();
+        }
+    }
+}
+
+/// A live local cluster of `system` with a message fault, a packet fault
+/// and a partition applied, under load from its first client.
+fn cluster_source(dir: &Path, system: &str) -> Source {
+    let local = dir.join("local");
+    let cluster = repo().join("clusters").join(format!("{system}.yaml"));
+    chaos(
+        &local,
+        &[
+            "up",
+            "--cluster",
+            cluster.to_str().expect("utf8"),
+            "--node-bin",
+            node_bin().to_str().expect("utf8"),
+        ],
+    );
+    let up_guard = Up(local.clone());
+    let c = faultline_node::config::load(
+        &local.join("cluster.yaml"),
+        faultline_node::config::Certs::Required,
+    )
+    .expect("the running cluster's file");
+    let up: Value =
+        serde_json::from_str(&std::fs::read_to_string(local.join("up.json")).expect("up.json"))
+            .expect("json");
+    let proxy = up["proxy_url"]
+        .as_str()
+        .expect("proxy url")
+        .trim_start_matches("http://")
+        .to_string();
+    let targets: Vec<String> = c.nodes.iter().map(|n| format!("'{}'", n.admin)).collect();
+    let scrape_configs = format!(
+        "  - job_name: faultline-nodes\n    static_configs: [{{ targets: [{}] }}]\n  - job_name: faultline-proxy\n    static_configs: [{{ targets: ['{proxy}'] }}]\n",
+        targets.join(", ")
+    );
+    // A message fault, a packet fault and a partition (the last node
+    // cut off), all outliving the test.
+    chaos(
+        &local,
+        &["fault", "drop", "s1", "--p", "0.3", "--for", "120s"],
+    );
+    chaos(
+        &local,
+        &["fault", "packet-loss", "s2", "--p", "0.3", "--for", "120s"],
+    );
+    let last = c.ids().last().cloned().expect("a node");
+    chaos(&local, &["fault", "isolate", &last, "--for", "120s"]);
+
+    // Load from the first client until every query has data (bounded).
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let file = local.join("cluster.yaml");
+        let client = c.clients()[0].clone();
+        let verbs = load_verbs(system);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(90) {
+                let _ = Command::new(node_bin())
+                    .args(["client", "--cluster"])
+                    .arg(&file)
+                    .args(["--id", &client])
+                    .args(&verbs[i % verbs.len()])
+                    .output();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    Source {
+        scrape_configs,
+        _guards: vec![Box::new(up_guard)],
+        stop_load: Some((stop, load)),
+    }
+}
+
+/// The chaos controller in `schedule` mode: rounds of a short token run with
+/// a fault held most of the time, its metrics on a free port.
+fn controller_source(dir: &Path) -> Source {
+    let port = free_ports(1)[0];
+    let scn = dir.join("sched.yaml");
+    let cluster = repo().join("clusters/tokens.yaml");
+    std::fs::write(
+        &scn,
+        format!(
+            "name: sched\ncluster: {}\nduration: 10s\nseed: 3\nnemesis:\n  - {{ at: 1s, for: 8s, fault: omission, targets: [s2], params: {{ p: 1.0 }} }}\n",
+            cluster.display()
+        ),
+    )
+    .expect("scenario");
+    let child = Command::new(chaos_bin())
+        .arg("schedule")
+        .arg(&scn)
+        .args(["--every", "1s", "--rounds", "6", "--results"])
+        .arg(dir.join("results"))
+        .args(["--metrics", &format!("127.0.0.1:{port}"), "--node-bin"])
+        .arg(node_bin())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("schedule.log")).expect("log"))
+        .spawn()
+        .expect("faultline-chaos schedule");
+    Source {
+        scrape_configs: format!(
+            "  - job_name: faultline-chaos\n    static_configs: [{{ targets: ['127.0.0.1:{port}'] }}]\n"
+        ),
+        // SIGTERM when the test ends: the run in progress heals and takes
+        // its cluster down.
+        _guards: vec![Box::new(Terminated(child))],
+        stop_load: None,
+    }
+}
+
+/// A controller stopped with SIGTERM (it heals and tears down its cluster),
+/// then killed if it has not stopped within 30 s.
+struct Terminated(Child);
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn every_panel_query_returns_data_from_a_live_cluster() {
     for (path, d) in dashboards() {
@@ -194,39 +349,17 @@ fn every_panel_query_returns_data_from_a_live_cluster() {
             "grafana-{system}-{}",
             path.file_stem().and_then(|s| s.to_str()).unwrap_or("d")
         ));
-        let local = dir.join("local");
-        let cluster = repo().join("clusters").join(format!("{system}.yaml"));
-        chaos(
-            &local,
-            &[
-                "up",
-                "--cluster",
-                cluster.to_str().expect("utf8"),
-                "--node-bin",
-                node_bin().to_str().expect("utf8"),
-            ],
-        );
-        let _up = Up(local.clone());
-        let c = faultline_node::config::load(
-            &local.join("cluster.yaml"),
-            faultline_node::config::Certs::Required,
-        )
-        .expect("the running cluster's file");
-        let up: Value =
-            serde_json::from_str(&std::fs::read_to_string(local.join("up.json")).expect("up.json"))
-                .expect("json");
-        let proxy = up["proxy_url"]
-            .as_str()
-            .expect("proxy url")
-            .trim_start_matches("http://")
-            .to_string();
+        let source = if system == "chaos" {
+            controller_source(&dir)
+        } else {
+            cluster_source(&dir, &system)
+        };
 
-        // Prometheus scraping every node and the proxy each second.
+        // Prometheus scraping the source each second.
         let port = free_ports(1)[0];
-        let targets: Vec<String> = c.nodes.iter().map(|n| format!("'{}'", n.admin)).collect();
         let config = format!(
-            "global: {{ scrape_interval: 1s, scrape_timeout: 900ms }}\nscrape_configs:\n  - job_name: faultline-nodes\n    static_configs: [{{ targets: [{}] }}]\n  - job_name: faultline-proxy\n    static_configs: [{{ targets: ['{proxy}'] }}]\n",
-            targets.join(", ")
+            "global: {{ scrape_interval: 1s, scrape_timeout: 900ms }}\nscrape_configs:\n{}",
+            source.scrape_configs
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("config");
         let prom = Command::new("prometheus")
@@ -247,41 +380,6 @@ fn every_panel_query_returns_data_from_a_live_cluster() {
             });
         let _prom = Killed(prom);
 
-        // A message fault, a packet fault and a partition (the last node
-        // cut off), all outliving the test.
-        chaos(
-            &local,
-            &["fault", "drop", "s1", "--p", "0.3", "--for", "120s"],
-        );
-        chaos(
-            &local,
-            &["fault", "packet-loss", "s2", "--p", "0.3", "--for", "120s"],
-        );
-        let last = c.ids().last().cloned().expect("a node");
-        chaos(&local, &["fault", "isolate", &last, "--for", "120s"]);
-
-        // Load from the first client until every query has data (bounded).
-        let stop = Arc::new(AtomicBool::new(false));
-        let load = {
-            let stop = stop.clone();
-            let file = local.join("cluster.yaml");
-            let client = c.clients()[0].clone();
-            let verbs = load_verbs(&system);
-            std::thread::spawn(move || {
-                let t0 = Instant::now();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(90) {
-                    let _ = Command::new(node_bin())
-                        .args(["client", "--cluster"])
-                        .arg(&file)
-                        .args(["--id", &client])
-                        .args(&verbs[i % verbs.len()])
-                        .output();
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -293,7 +391,7 @@ fn every_panel_query_returns_data_from_a_live_cluster() {
         let queries = exprs(&d);
         let t0 = Instant::now();
         let mut empty: Vec<(String, String)> = queries.clone();
-        while !empty.is_empty() && t0.elapsed() < Duration::from_secs(60) {
+        while !empty.is_empty() && t0.elapsed() < Duration::from_secs(90) {
             std::thread::sleep(Duration::from_secs(2));
             empty.retain(|(_, e)| {
                 let r = rt.block_on(async {
@@ -314,8 +412,7 @@ fn every_panel_query_returns_data_from_a_live_cluster() {
                     .any(|s| s["value"][1].as_str().is_some_and(|x| x != "NaN"))
             });
         }
-        stop.store(true, Ordering::Relaxed);
-        let _ = load.join();
+        drop(source);
         assert!(
             empty.is_empty(),
             "{}: queries without data after {:?}: {empty:#?}\n(see {})",
