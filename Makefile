@@ -84,10 +84,12 @@ images: static
 
 # The compose cluster of SYSTEM (default tokens): nodes, the packet proxy in
 # front of every link, Prometheus on 127.0.0.1:9090; GRAFANA=1 adds Grafana
-# on 127.0.0.1:3000 (the public image: compose pulls it).
+# on 127.0.0.1:3000 (the public image: compose pulls it); SCHEDULE=1 adds
+# scheduled runs of scenarios/SYSTEM.yaml every EVERY (default 30m), their
+# reports copied to compose/SYSTEM/schedule-results by `make down`.
 up: images
 	$(STATIC)/faultline-chaos up --platform compose --cluster clusters/$(SYSTEM).yaml \
-	  $(if $(GRAFANA),--grafana,)
+	  $(if $(GRAFANA),--grafana,) $(if $(SCHEDULE),--schedule --every $(or $(EVERY),30m),)
 
 down: static
 	$(STATIC)/faultline-chaos down --platform compose

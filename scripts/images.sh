@@ -26,8 +26,10 @@ build() { # name context
 for what in node chaos; do
   mkdir -p "$stage/$what"
   cp "$bin/faultline-$what" "$stage/$what/faultline-$what"
-  build "$what" "$stage/$what"
 done
+# The controller's scheduled runs start nodes inside its container.
+cp "$bin/faultline-node" "$stage/chaos/faultline-node"
+for what in node chaos; do build "$what" "$stage/$what"; done
 
 prom=$(command -v prometheus || true)
 if [ -z "$prom" ]; then

@@ -120,6 +120,15 @@ enum Cmd {
         /// with the dashboards of grafana/ on 127.0.0.1:3000.
         #[arg(long)]
         grafana: bool,
+        /// Compose: also run the system's scenario (scenarios/<system>.yaml)
+        /// on a schedule in its own container, reports on a volume
+        /// (`down` copies them to <stack>/schedule-results), metrics to
+        /// the stack's Prometheus.
+        #[arg(long)]
+        schedule: bool,
+        /// Compose: how often the schedule runs (with --schedule).
+        #[arg(long, default_value = "30m", requires = "schedule")]
+        every: String,
     },
     /// Stop the cluster `up` started (compose: containers, network, volumes).
     Down {
@@ -300,9 +309,15 @@ fn main() -> ExitCode {
             platform,
             subnet,
             grafana,
+            schedule,
+            every,
         } => exit(rt.block_on(async {
             if platform == "compose" {
-                terminal::up_compose(&cluster, dir, subnet.as_deref(), grafana).await
+                let extras = terminal::ComposeExtras {
+                    grafana,
+                    schedule: schedule.then_some(every),
+                };
+                terminal::up_compose(&cluster, dir, subnet.as_deref(), extras).await
             } else {
                 terminal::up(
                     &cluster,

@@ -343,12 +343,22 @@ pub async fn status<P: Platform>(p: &mut P) -> anyhow::Result<()> {
 /// `faultline-chaos up --platform compose`: writes the stack of `cluster`
 /// into `dir` (default `compose/<system>`), replaces whatever stack runs in
 /// the project with it and waits until every node is ready.
+/// What `up --platform compose` adds to the cluster, each in its profile.
+#[derive(Clone, Debug, Default)]
+pub struct ComposeExtras {
+    /// Grafana on 127.0.0.1:3000 (the public image).
+    pub grafana: bool,
+    /// Scheduled runs of the system's scenario, every this long.
+    pub schedule: Option<String>,
+}
+
 pub async fn up_compose(
     cluster: &Path,
     dir: Option<PathBuf>,
     subnet: Option<&str>,
-    grafana: bool,
+    extras: ComposeExtras,
 ) -> anyhow::Result<()> {
+    let grafana = extras.grafana;
     let t0 = Instant::now();
     let template = load_template(cluster)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from("compose").join(&template.file.system));
@@ -356,9 +366,23 @@ pub async fn up_compose(
     if let Some(s) = subnet {
         opts.subnet = compose::parse_subnet(s)?;
     }
+    if let Some(every) = &extras.schedule {
+        // Refused here, not in a container that restarts for ever.
+        crate::jobs::timing::Timing::every(every)?;
+        let scenario = template
+            .base_dir()
+            .join("../scenarios")
+            .join(format!("{}.yaml", template.file.system));
+        anyhow::ensure!(
+            scenario.is_file(),
+            "the schedule runs {}, which does not exist",
+            scenario.display()
+        );
+    }
     let stack = compose::example_stack(&template, &opts)?;
     let mut p = ComposeCluster::create(&stack, &dir, opts)?;
     p.grafana = grafana;
+    p.schedule = extras.schedule.clone();
     p.up().await?;
     compose::wait_containers(&mut p, Duration::from_secs(30)).await?;
     let http = reqwest::Client::new();
@@ -371,7 +395,12 @@ pub async fn up_compose(
         t0.elapsed().as_secs_f64(),
         dir.display(),
         p.info.prometheus_url,
-        if grafana { "\nGrafana: http://127.0.0.1:3000 (dashboards in the folder faultline)" } else { "" },
+        match (grafana, &extras.schedule) {
+            (true, Some(every)) => format!("\nGrafana: http://127.0.0.1:3000 (dashboards in the folder faultline)\nscheduled runs every {every}: docker logs -f faultline-schedule"),
+            (true, None) => "\nGrafana: http://127.0.0.1:3000 (dashboards in the folder faultline)".to_string(),
+            (false, Some(every)) => format!("\nscheduled runs every {every}: docker logs -f faultline-schedule"),
+            (false, None) => String::new(),
+        },
         p.describe(&p.cluster().clients().first().cloned().unwrap_or_default())
             .trim_start_matches("container "),
         p.cluster().clients().first().cloned().unwrap_or_default()

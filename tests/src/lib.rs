@@ -356,3 +356,28 @@ pub fn node(args: &[&str]) -> Output {
         .output()
         .expect("run faultline-node")
 }
+
+/// GET `http://IP:PORT/PATH` over plain HTTP/1.0 (metrics endpoints,
+/// Prometheus' API): the body, or empty on any failure. No curl needed.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let Some((host, path)) = url.strip_prefix("http://").and_then(|r| r.split_once('/')) else {
+        return String::new();
+    };
+    let Ok(addr) = host.parse::<std::net::SocketAddr>() else {
+        return String::new();
+    };
+    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}

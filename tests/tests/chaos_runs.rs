@@ -2,7 +2,7 @@
 //! comes out valid; the same kind of run with each planted bug comes out
 //! invalid with a counter-example; an interrupted run leaves no process.
 
-use faultline_e2e::{chaos_bin, node_bin, processes_mentioning, scratch};
+use faultline_e2e::{chaos_bin, http_get, node_bin, processes_mentioning, scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -826,29 +826,6 @@ fn start_schedule(dir: &Path, scn: &Path, args: &[&str]) -> (std::process::Child
     (child, url)
 }
 
-/// GET over plain HTTP/1.0 (the metrics endpoint); empty on any failure.
-fn get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let Some((host, path)) = url.strip_prefix("http://").and_then(|r| r.split_once('/')) else {
-        return String::new();
-    };
-    let Ok(addr) = host.parse::<std::net::SocketAddr>() else {
-        return String::new();
-    };
-    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-        return String::new();
-    }
-    let mut text = String::new();
-    let _ = conn.read_to_string(&mut text);
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
 /// Waits (bounded) for the child to exit.
 fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
     let t0 = Instant::now();
@@ -881,7 +858,7 @@ fn a_schedule_keeps_its_runs_and_goes_on_after_a_restart() {
     let t0 = Instant::now();
     let mut seen_fault = false;
     while t0.elapsed() < Duration::from_secs(60) && !seen_fault {
-        let text = get(&url);
+        let text = http_get(&url);
         seen_fault = text.lines().any(|l| {
             l.starts_with("faultline_chaos_fault_active{")
                 && l.contains(r#"fault="omission""#)
@@ -920,10 +897,10 @@ fn a_schedule_keeps_its_runs_and_goes_on_after_a_restart() {
     // Put back from the index as the schedule starts, before its first run ends.
     let carried = r#"faultline_chaos_runs_total{scenario="sched",verdict="valid"} 2"#;
     let t0 = Instant::now();
-    let mut text = get(&url);
+    let mut text = http_get(&url);
     while !text.contains(carried) && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
-        text = get(&url);
+        text = http_get(&url);
     }
     assert!(
         text.contains(carried),
@@ -949,7 +926,7 @@ fn a_schedule_stops_on_sigterm_with_the_run_judged() {
     let results = dir.join("results");
     let (mut child, url) = start_schedule(&dir, &scn, &["--every", "1h"]);
     // The metrics say when the round started (or will).
-    let next = get(&url);
+    let next = http_get(&url);
     assert!(
         next.lines().any(
             |l| l.starts_with("faultline_chaos_next_run_timestamp_seconds ") && !l.ends_with(" 0")
@@ -958,12 +935,12 @@ fn a_schedule_stops_on_sigterm_with_the_run_judged() {
     );
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(90)
-        && !get(&url).contains("faultline_chaos_fault_active{")
+        && !http_get(&url).contains("faultline_chaos_fault_active{")
     {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(
-        get(&url).contains("faultline_chaos_fault_active{"),
+        http_get(&url).contains("faultline_chaos_fault_active{"),
         "the run never applied its fault"
     );
     let _ = Command::new("kill")

@@ -3,7 +3,9 @@
 //! Prometheus's (`promtool`); and, where a Docker daemon answers, `make up`,
 //! a token scenario with a killed container and a partition through the
 //! proxy judged valid, faults through `faultline-chaos fault --platform
-//! compose`, and `make down` leaving no container, network or volume.
+//! compose`, `make down` leaving no container, network or volume; and
+//! `make up SCHEDULE=1` running scheduled runs in their own container, seen
+//! by the stack's Prometheus, their reports kept by `make down`.
 
 use faultline_chaos::platform::compose::{self, StackOptions, PROJECT};
 use faultline_chaos::platform::local::load_template;
@@ -38,10 +40,15 @@ fn committed_stacks_are_what_the_generator_writes() {
         let opts = StackOptions::new(&dir, &template.base_dir());
         let stack = compose::example_stack(&template, &opts).expect("stack");
         for (name, text) in stack.files().expect("files") {
+            if std::env::var_os("FAULTLINE_REGENERATE").is_some() {
+                std::fs::write(dir.join(name), &text).expect("rewrite");
+                continue;
+            }
             let committed = std::fs::read_to_string(dir.join(name)).expect("committed file");
             assert!(
                 committed == text,
-                "{}/{name} is stale: `make up SYSTEM={system}` rewrites it",
+                "{}/{name} is stale: `make up SYSTEM={system}`, or FAULTLINE_REGENERATE=1 \
+                 on this test, rewrites it",
                 dir.display()
             );
         }
@@ -109,9 +116,15 @@ fn docker_answers() -> bool {
 /// `CARGO_MANIFEST_DIR` would run again, and the next plain `make` would
 /// rebuild the static binaries once more).
 fn make(target: &str) -> std::process::Output {
+    make_with(target, &[])
+}
+
+/// `make TARGET VAR=VALUE...`.
+fn make_with(target: &str, vars: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("make");
     cmd.arg("--no-print-directory")
         .arg(target)
+        .args(vars)
         .current_dir(repo());
     for (k, _) in std::env::vars_os() {
         let Some(k) = k.to_str() else { continue };
@@ -284,4 +297,54 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
         left = leftovers();
     }
     assert!(left.is_empty(), "make down left: {left:?}");
+
+    // Scheduled runs in their own container: the first starts at once, its
+    // metrics reach the stack's Prometheus, and `make down` stops it (the
+    // run judged, interrupted) and copies its reports out before removing
+    // everything.
+    let results = repo().join("compose/tokens/schedule-results");
+    let had_results = results.exists();
+    let runs_before = schedule_runs(&results);
+    let up = make_with("up", &["SCHEDULE=1", "EVERY=1h"]);
+    assert!(up.status.success(), "make up SCHEDULE=1: {}", text(&up));
+    let query = "http://127.0.0.1:9090/api/v1/query?query=faultline_chaos_run_active";
+    let t0 = std::time::Instant::now();
+    let mut active = false;
+    while !active && t0.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_secs(1));
+        let v: Value = serde_json::from_str(&faultline_e2e::http_get(query)).unwrap_or(Value::Null);
+        active = v["data"]["result"][0]["value"][1] == "1";
+    }
+    assert!(active, "Prometheus never saw the scheduled run");
+    let down = make("down");
+    assert!(down.status.success(), "make down: {}", text(&down));
+    let runs = schedule_runs(&results);
+    assert_eq!(runs.len(), runs_before.len() + 1, "{runs:?}");
+    let last = runs.last().cloned().unwrap_or(Value::Null);
+    assert_eq!(last["verdict"], "unknown", "stopped mid-run: {last}");
+    let report = results
+        .join(last["dir"].as_str().expect("dir"))
+        .join("report.html");
+    assert!(report.is_file(), "{}", report.display());
+    if !had_results {
+        let _ = std::fs::remove_dir_all(&results);
+    }
+    let mut left = leftovers();
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        left = leftovers();
+    }
+    assert!(left.is_empty(), "make down left: {left:?}");
+}
+
+/// The runs in a schedule's copied-out index (none if it has none).
+fn schedule_runs(results: &Path) -> Vec<Value> {
+    std::fs::read_to_string(results.join("index.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["runs"].as_array().cloned())
+        .unwrap_or_default()
 }

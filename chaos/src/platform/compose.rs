@@ -43,6 +43,20 @@ const DATA_MOUNT: &str = "/data";
 const GRAFANA_IMAGE: &str = "grafana/grafana:11.3.0";
 pub const GRAFANA_PROFILE: &str = "grafana";
 
+/// Scheduled chaos runs, in the `schedule` profile (`make up SCHEDULE=1`):
+/// the controller image (it holds the node binary too) runs the system's
+/// scenario on local processes inside its container, every `--every`,
+/// keeping reports on the `schedule` volume and serving its metrics to the
+/// stack's Prometheus.
+pub const SCHEDULE_PROFILE: &str = "schedule";
+const SCHEDULE_METRICS_PORT: u16 = 9095;
+/// The variable that sets the schedule's interval when the stack comes up,
+/// so that the committed compose file is the same for every interval.
+const SCHEDULE_EVERY_VAR: &str = "FAULTLINE_SCHEDULE_EVERY";
+/// The schedule's interval when the variable is not set.
+pub const SCHEDULE_EVERY_DEFAULT: &str = "30m";
+const WORK_MOUNT: &str = "/work";
+
 /// The alert rules the stack's Prometheus loads (`grafana/prometheus/`).
 const ALERTS: &str = include_str!("../../../grafana/prometheus/alerts.yml");
 
@@ -69,6 +83,9 @@ pub struct StackOptions {
     /// The repository's `grafana/` directory as the compose file names it
     /// (its provisioning and dashboards, for the `grafana` profile).
     pub grafana_dir: String,
+    /// The repository's `scenarios/` directory as the compose file names
+    /// it (the `schedule` profile runs `<system>.yaml` from it).
+    pub scenarios_dir: String,
 }
 
 impl StackOptions {
@@ -83,6 +100,7 @@ impl StackOptions {
             tag: env!("CARGO_PKG_VERSION").to_string(),
             base_dir: relative_path(stack_dir, template_dir),
             grafana_dir: relative_path(stack_dir, &template_dir.join("../grafana")),
+            scenarios_dir: relative_path(stack_dir, &template_dir.join("../scenarios")),
         }
     }
 
@@ -443,6 +461,39 @@ pub fn stack(
             ..Service::default()
         },
     );
+    volumes.insert("schedule".to_string(), Volume {});
+    services.insert(
+        "schedule".to_string(),
+        Service {
+            image: opts.image("chaos"),
+            container_name: format!("{PROJECT}-schedule"),
+            hostname: Some("schedule".into()),
+            command: vec![
+                "schedule".into(),
+                format!("{WORK_MOUNT}/scenarios/{system}.yaml"),
+                "--every".into(),
+                format!("${{{SCHEDULE_EVERY_VAR}:-{SCHEDULE_EVERY_DEFAULT}}}"),
+                "--results".into(),
+                "/results".into(),
+                "--metrics".into(),
+                format!("0.0.0.0:{SCHEDULE_METRICS_PORT}"),
+                "--platform".into(),
+                "local".into(),
+            ],
+            // The scenario names its cluster as `../clusters/<system>.yaml`.
+            volumes: vec![
+                format!("{}:{WORK_MOUNT}/scenarios:ro", opts.scenarios_dir),
+                format!("{}:{WORK_MOUNT}/clusters:ro", opts.base_dir),
+                "schedule:/results".into(),
+            ],
+            networks: attach(opts.ip(5)),
+            labels: labels("schedule", None),
+            // SIGTERM heals the run in progress and judges it first.
+            stop_grace_period: Some("60s".into()),
+            profiles: vec![SCHEDULE_PROFILE.into()],
+            ..Service::default()
+        },
+    );
     let mut containers = BTreeMap::new();
     for n in &template.nodes {
         let data = format!("data-{}", n.id);
@@ -534,6 +585,14 @@ pub fn stack(
                 job_name: "faultline-proxy".into(),
                 static_configs: vec![StaticConfig {
                     targets: vec![on(proxy_ip, opts.proxy_port).to_string()],
+                    labels: BTreeMap::from([("system".to_string(), system.clone())]),
+                }],
+            },
+            // Down unless the `schedule` profile runs.
+            ScrapeConfig {
+                job_name: "faultline-chaos".into(),
+                static_configs: vec![StaticConfig {
+                    targets: vec![on(opts.ip(5), SCHEDULE_METRICS_PORT).to_string()],
                     labels: BTreeMap::from([("system".to_string(), system.clone())]),
                 }],
             },
@@ -676,6 +735,16 @@ fn stack_file_of(labels: &str) -> Option<PathBuf> {
 
 /// `compose -p faultline -f FILE ARGS` with `profiles` active.
 async fn compose(file: &Path, profiles: &[&str], args: &[&str]) -> anyhow::Result<String> {
+    compose_env(file, profiles, args, &[]).await
+}
+
+/// [`compose`] with variables the compose file interpolates.
+async fn compose_env(
+    file: &Path,
+    profiles: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let cmd = compose_command()?;
     let file = file.display().to_string();
     let mut all: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
@@ -684,6 +753,7 @@ async fn compose(file: &Path, profiles: &[&str], args: &[&str]) -> anyhow::Resul
     let out = tokio::process::Command::new(&cmd[0])
         .args(&all)
         .env("COMPOSE_PROFILES", profiles.join(","))
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -700,14 +770,38 @@ async fn compose(file: &Path, profiles: &[&str], args: &[&str]) -> anyhow::Resul
 }
 
 /// Removes the stack of `file`: containers, its network and its volumes.
+/// The scheduled runs' reports are copied out first (see [`save_schedule`]).
 pub async fn down_stack(file: &Path) -> anyhow::Result<()> {
-    // Every profile active, so that Grafana goes too when it was started.
+    if let Some(dir) = file.parent() {
+        save_schedule(&dir.join("schedule-results")).await?;
+    }
+    // Every profile active, so that Grafana and the schedule go too.
     compose(
         file,
-        &[GRAFANA_PROFILE],
+        &[GRAFANA_PROFILE, SCHEDULE_PROFILE],
         &["down", "-v", "--remove-orphans", "-t", "3"],
     )
     .await?;
+    Ok(())
+}
+
+/// If the `schedule` container exists: stops it with SIGTERM (its run in
+/// progress heals and is judged; up to 60 s) and copies its reports to
+/// `to` (owned by whoever runs this), so that removing its volume loses
+/// nothing. A stack without a schedule is left as it is.
+pub async fn save_schedule(to: &Path) -> anyhow::Result<()> {
+    let name = format!("{PROJECT}-schedule");
+    if docker(&["container", "inspect", &name]).await.is_err() {
+        return Ok(());
+    }
+    docker(&["stop", "-t", "60", &name]).await?;
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let src = format!("{name}:/results/.");
+    let dst = to.display().to_string();
+    docker(&["cp", &src, &dst])
+        .await
+        .with_context(|| format!("cannot copy the schedule's reports to {dst}"))?;
+    eprintln!("the schedule's reports are in {dst} (index.html)");
     Ok(())
 }
 
@@ -765,6 +859,8 @@ pub struct ComposeCluster {
     opts: Option<StackOptions>,
     /// Start Grafana too (the `grafana` profile).
     pub grafana: bool,
+    /// Start the scheduled runs too (the `schedule` profile), this often.
+    pub schedule: Option<String>,
 }
 
 impl ComposeCluster {
@@ -795,6 +891,7 @@ impl ComposeCluster {
             proxy,
             opts: None,
             grafana: false,
+            schedule: None,
         })
     }
 
@@ -954,15 +1051,19 @@ impl Platform for ComposeCluster {
                 .await
                 .with_context(|| format!("cannot remove the stack of {}", old.display()))?;
         }
-        let profiles: &[&str] = if self.grafana {
-            &[GRAFANA_PROFILE]
-        } else {
-            &[]
-        };
-        if let Err(e) = compose(
+        let profiles: Vec<&str> = [
+            (self.grafana, GRAFANA_PROFILE),
+            (self.schedule.is_some(), SCHEDULE_PROFILE),
+        ]
+        .into_iter()
+        .filter_map(|(on, p)| on.then_some(p))
+        .collect();
+        let every = self.schedule.as_deref().unwrap_or(SCHEDULE_EVERY_DEFAULT);
+        if let Err(e) = compose_env(
             &self.compose_file(),
-            profiles,
+            &profiles,
             &["up", "-d", "--remove-orphans"],
+            &[(SCHEDULE_EVERY_VAR, every)],
         )
         .await
         {
@@ -1058,6 +1159,7 @@ mod tests {
             tag: "t".into(),
             base_dir: "../base".into(),
             grafana_dir: "../grafana".into(),
+            scenarios_dir: "../scenarios".into(),
         }
     }
 
