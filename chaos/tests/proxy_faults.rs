@@ -348,3 +348,22 @@ async fn run_stops_when_shutdown_future_completes() {
         .expect("task");
     assert!(res.is_ok(), "{res:?}");
 }
+
+/// A target named by DNS (as a Kubernetes Service is) is looked up when the
+/// proxy starts and forwarded to. (A name that does not resolve is not
+/// tried: its lookup would leave the machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_named_by_dns_is_looked_up_at_start() {
+    let e = echo().await;
+    let by_name = format!("localhost:{}", e.addr.port());
+    let cfg = ProxyConfig::new(vec![Link::new("a", "b", localhost(), by_name)]);
+    let proxy = Proxy::start(cfg).await.expect("start");
+    let ab = proxy.listen_addr("a", "b").expect("a->b");
+    let rx = round_trip(ab, Traffic::new(20)).await;
+    assert!(
+        rx.len() >= 18,
+        "echoes through a target named by DNS: {}",
+        rx.len()
+    );
+    proxy.shutdown().await;
+}

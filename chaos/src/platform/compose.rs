@@ -1207,7 +1207,13 @@ mod tests {
             );
             for l in &s.plan.proxy.links {
                 assert_eq!(l.listen.ip(), proxy_ip, "{}->{}", l.from, l.to);
-                assert_eq!(l.target, listen[l.to.as_str()], "{}->{}", l.from, l.to);
+                assert_eq!(
+                    l.target,
+                    listen[l.to.as_str()].to_string(),
+                    "{}->{}",
+                    l.from,
+                    l.to
+                );
             }
             for n in &s.plan.file.nodes {
                 for (peer, via) in &n.dial {

@@ -27,8 +27,9 @@ pub struct Link {
     pub to: String,
     /// Where the proxy listens for `from`'s datagrams (port 0: any free port).
     pub listen: SocketAddr,
-    /// Node `to`'s real address.
-    pub target: SocketAddr,
+    /// Node `to`'s real address, `host:port`: an IP address, or a DNS name
+    /// (a Kubernetes Service) looked up when the proxy starts.
+    pub target: String,
     /// Where the link's upstream socket binds (default: any free port). A
     /// controller that hands out ports in one batch sets it, so the proxy
     /// never takes a port promised to a node.
@@ -45,13 +46,13 @@ impl Link {
         from: impl Into<String>,
         to: impl Into<String>,
         listen: SocketAddr,
-        target: SocketAddr,
+        target: impl std::fmt::Display,
     ) -> Self {
         Link {
             from: from.into(),
             to: to.into(),
             listen,
-            target,
+            target: target.to_string(),
             upstream: None,
             faults: None,
         }
@@ -98,6 +99,32 @@ pub struct ProxyConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlConfig>,
     pub links: Vec<Link>,
+}
+
+/// Whether `s` is `host:port` with a non-empty host (a name or an IP
+/// address, IPv6 in brackets) and a port from 1 to 65535.
+fn check_host_port(s: &str) -> Result<(), &'static str> {
+    if s.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
+        return Ok(());
+    }
+    let (host, port) = s.rsplit_once(':').ok_or("is not host:port")?;
+    match port.parse::<u16>() {
+        Ok(0) => return Err("has port 0"),
+        Ok(_) => {}
+        Err(_) => return Err("has no port from 1 to 65535"),
+    }
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if name_ok {
+        Ok(())
+    } else {
+        Err("does not name a host (a DNS name or an IP address)")
+    }
 }
 
 fn default_lease_ms() -> u64 {
@@ -221,8 +248,8 @@ impl ProxyConfig {
                     l.listen
                 ));
             }
-            if l.target.port() == 0 {
-                return bad(format!("links[{i}]: target {} has port 0", l.target));
+            if let Err(why) = check_host_port(&l.target) {
+                return bad(format!("links[{i}]: target {:?} {why}", l.target));
             }
             if let Some(f) = &l.faults {
                 f.validate().map_err(|e| {
@@ -313,6 +340,35 @@ links:
             cfg.control.as_ref().map(|c| c.token.as_str()),
             Some("change-me")
         );
+    }
+
+    #[test]
+    fn targets_are_ip_addresses_or_dns_names_with_a_port() {
+        let a: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        for good in [
+            "127.0.0.1:7101",
+            "[::1]:7101",
+            "n-s1.faultline.svc:7101",
+            "localhost:1",
+        ] {
+            let cfg = ProxyConfig::new(vec![Link::new("a", "b", a, good)]);
+            assert!(cfg.validate().is_ok(), "{good}: {:?}", cfg.validate());
+        }
+        for (bad, why) in [
+            ("n-s1:0", "port 0"),
+            ("n-s1", "not host:port"),
+            ("n-s1:http", "no port"),
+            (":7101", "does not name a host"),
+            ("bad_name:7101", "does not name a host"),
+            ("a..b:7101", "does not name a host"),
+        ] {
+            let cfg = ProxyConfig::new(vec![Link::new("a", "b", a, bad)]);
+            let e = cfg.validate().expect_err(bad).to_string();
+            assert!(
+                e.contains("links[0]: target") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

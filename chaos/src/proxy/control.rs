@@ -480,7 +480,7 @@ impl Core {
                     from: bl.link.from.clone(),
                     to: bl.link.to.clone(),
                     listen: bl.link.listen,
-                    target: bl.link.target,
+                    target: bl.link.target.clone(),
                     faults: live.map(|f| f.spec.clone()),
                     lease_remaining_ms: live.and_then(|f| f.expires).map(remaining),
                     partitioned: snap.blocked(bl.fwd, now),
@@ -554,7 +554,8 @@ pub struct LinkStats {
     pub from: String,
     pub to: String,
     pub listen: SocketAddr,
-    pub target: SocketAddr,
+    /// As configured: `host:port`.
+    pub target: String,
     /// Live faults of `from -> to` (None: none).
     pub faults: Option<FaultSpec>,
     /// Time left on the lease (None: no lease, i.e. configured baseline or no faults).

@@ -42,6 +42,11 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// A link's target names a host that does not resolve.
+    #[error(
+        "link {link}: cannot look up its target {target:?} (a DNS name that does not resolve yet?)"
+    )]
+    Resolve { link: String, target: String },
     /// Any other socket error during start-up.
     #[error("{context}: {source}")]
     Io {

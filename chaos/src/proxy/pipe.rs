@@ -76,7 +76,16 @@ impl LinkSockets {
         let bound = listen
             .local_addr()
             .map_err(|e| ProxyError::io("reading a bound listen address", e))?;
-        let any: SocketAddr = link.upstream.unwrap_or(if link.target.is_ipv4() {
+        // Looked up once: a Kubernetes Service's address outlives its pods.
+        let target = tokio::net::lookup_host(link.target.as_str())
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| ProxyError::Resolve {
+                link: format!("{} -> {}", link.from, link.to),
+                target: link.target.clone(),
+            })?;
+        let any: SocketAddr = link.upstream.unwrap_or(if target.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
             SocketAddr::from(([0u16; 8], 0))
@@ -93,7 +102,7 @@ impl LinkSockets {
                 listen: Arc::new(listen),
                 upstream: Arc::new(upstream),
                 client: Arc::new(Mutex::new(None)),
-                target: link.target,
+                target,
             },
             bound,
         ))
