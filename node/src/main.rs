@@ -34,8 +34,13 @@ enum Cmd {
     Run {
         #[arg(long)]
         cluster: PathBuf,
-        #[arg(long)]
-        id: String,
+        #[arg(long, required_unless_present = "id_from_ordinal")]
+        id: Option<String>,
+        /// Be the node at index N of the cluster file, N being the number at
+        /// the end of this host's name (a StatefulSet's pod `faultline-node-3`
+        /// is the fourth node).
+        #[arg(long, conflicts_with = "id")]
+        id_from_ordinal: bool,
         /// Where the durable log lives (default: the file's data_dir/ID, or data/ID beside the file).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Cmd::Run {
             cluster,
             id,
+            id_from_ordinal,
             data_dir,
             fsync,
         } => {
@@ -125,6 +131,21 @@ fn main() -> ExitCode {
             let c = match load(&cluster, Certs::Required) {
                 Ok(c) => c,
                 Err(code) => return code,
+            };
+            let id = match id {
+                Some(id) => id,
+                // clap requires one of --id and --id-from-ordinal.
+                None if id_from_ordinal => match id_of_this_host(&c.ids()) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", cluster.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                None => {
+                    eprintln!("error: give --id ID or --id-from-ordinal");
+                    return ExitCode::from(2);
+                }
             };
             if c.node(&id).is_none() {
                 eprintln!(
@@ -196,5 +217,50 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The id at index N of `ids`, N being the ordinal at the end of this
+/// host's name (`$HOSTNAME`, else the kernel's): how a StatefulSet's pods,
+/// which share one template, each find their node.
+fn id_of_this_host(ids: &[String]) -> Result<String, String> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .ok_or("--id-from-ordinal: this host has no name")?;
+    ordinal_id(&host, ids)
+}
+
+fn ordinal_id(host: &str, ids: &[String]) -> Result<String, String> {
+    let n: usize = host
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .ok_or_else(|| format!("--id-from-ordinal: host name {host:?} does not end in -N"))?;
+    ids.get(n).cloned().ok_or_else(|| {
+        format!(
+            "--id-from-ordinal: host {host:?} is ordinal {n}, but the cluster file has {} nodes",
+            ids.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal_id;
+
+    #[test]
+    fn a_pod_finds_its_node_by_its_ordinal() {
+        let ids: Vec<String> = ["s1", "s2", "c1"].map(String::from).to_vec();
+        assert_eq!(ordinal_id("faultline-node-0", &ids).as_deref(), Ok("s1"));
+        assert_eq!(ordinal_id("faultline-node-2", &ids).as_deref(), Ok("c1"));
+        let e = ordinal_id("faultline-node-3", &ids).expect_err("past the end");
+        assert!(e.contains("ordinal 3") && e.contains("3 nodes"), "{e}");
+        let e = ordinal_id("laptop", &ids).expect_err("no ordinal");
+        assert!(e.contains("does not end in -N"), "{e}");
     }
 }
