@@ -162,6 +162,19 @@ enum Cmd {
         jitter: Option<f64>,
         words: Vec<String>,
     },
+    /// Write the Kubernetes overlay of a cluster file (k8s/overlays/<system>/):
+    /// `kubectl apply -k` it with k8s/base/.
+    K8s {
+        #[arg(long, default_value = "clusters/tokens.yaml")]
+        cluster: PathBuf,
+        /// Default: k8s/overlays/<system>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The scenario the CronJob runs (default: scenarios/<system>.yaml
+        /// beside the cluster file's directory, if there is one).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
     /// Run the packet proxy alone (as compose and Kubernetes do).
     Proxy {
         #[arg(long)]
@@ -288,6 +301,31 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::K8s {
+            cluster,
+            out,
+            scenario,
+        } => exit((|| {
+            let template = local::load_template(&cluster)?;
+            let system = template.file.system.clone();
+            let scenario = scenario.or_else(|| {
+                Some(
+                    template
+                        .base_dir()
+                        .join("../scenarios")
+                        .join(format!("{system}.yaml")),
+                )
+                .filter(|p| p.is_file())
+            });
+            let out = out.unwrap_or_else(|| PathBuf::from("k8s/overlays").join(&system));
+            faultline_chaos::platform::kube::write(&template, scenario.as_deref(), &out)?;
+            println!(
+                "wrote {} (kubectl apply -k {})",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        })()),
         Cmd::Check {
             run_dir,
             timeout,

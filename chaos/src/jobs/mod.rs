@@ -201,8 +201,14 @@ struct Lock(PathBuf);
 impl Lock {
     fn take(dir: &Path) -> anyhow::Result<Lock> {
         let path = dir.join(LOCK);
+        let host = host_name();
         if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(pid) = text.trim().parse::<i32>() {
+            // `PID HOST`: a pid means something only on the host (or in the
+            // pod, on Kubernetes) that wrote it.
+            let mut words = text.split_whitespace();
+            let pid = words.next().and_then(|p| p.parse::<i32>().ok());
+            let same_host = words.next().is_none_or(|h| h == host);
+            if let Some(pid) = pid.filter(|_| same_host) {
                 let alive = pid != std::process::id() as i32
                     && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
                 anyhow::ensure!(
@@ -212,10 +218,16 @@ impl Lock {
                 );
             }
         }
-        std::fs::write(&path, std::process::id().to_string())
+        std::fs::write(&path, format!("{} {host}", std::process::id()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Lock(path))
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Drop for Lock {

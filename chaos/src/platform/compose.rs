@@ -351,6 +351,8 @@ pub fn stack(
         tls_dir: PathBuf::from(CERTS_MOUNT),
         data_dir: PathBuf::from(DATA_MOUNT),
         base_dir: PathBuf::from(BASE_MOUNT),
+        reach: BTreeMap::new(),
+        proxy_host: None,
     };
     let plan = layout::plan(template, seed, secret, bugs, &layout)?;
 

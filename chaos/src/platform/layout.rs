@@ -29,6 +29,13 @@ pub struct Layout {
     pub data_dir: PathBuf,
     /// What relative paths in the system's section mean, as the nodes see it.
     pub base_dir: PathBuf,
+    /// Where the proxy reaches each node, `host:port`, when that is not the
+    /// node's listen address (Kubernetes: a Service per node; nodes bind
+    /// 0.0.0.0). Empty: the listen address.
+    pub reach: BTreeMap<String, String>,
+    /// The host nodes dial the proxy's link ports at, when that is not the
+    /// address the proxy binds (Kubernetes: the proxy's Service).
+    pub proxy_host: Option<String>,
 }
 
 /// A cluster laid out: the cluster file its nodes read and the proxy config.
@@ -65,7 +72,11 @@ pub fn plan(
         for b in &ids {
             if a != b {
                 let (at, upstream) = via(a, b)?;
-                let link = Link::new(a.clone(), b.clone(), at, addr(&layout.listen, b)?);
+                let target = match layout.reach.get(b) {
+                    Some(host_port) => host_port.clone(),
+                    None => addr(&layout.listen, b)?.to_string(),
+                };
+                let link = Link::new(a.clone(), b.clone(), at, target);
                 links.push(match upstream {
                     Some(u) => link.with_upstream(u),
                     None => link,
@@ -94,7 +105,12 @@ pub fn plan(
     for n in &template.nodes {
         let mut dial = BTreeMap::new();
         for p in ids.iter().filter(|p| n.id.as_str() < p.as_str()) {
-            dial.insert(p.clone(), via(&n.id, p)?.0.to_string());
+            let at = via(&n.id, p)?.0;
+            let dial_at = match &layout.proxy_host {
+                Some(host) => format!("{host}:{}", at.port()),
+                None => at.to_string(),
+            };
+            dial.insert(p.clone(), dial_at);
         }
         nodes.push(NodeFile {
             id: n.id.clone(),

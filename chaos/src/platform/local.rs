@@ -382,6 +382,8 @@ pub fn plan(
         tls_dir: PathBuf::from("certs"),
         data_dir: PathBuf::from("data"),
         base_dir,
+        reach: BTreeMap::new(),
+        proxy_host: None,
     };
     layout::plan(template, seed, secret, bugs, &layout)
 }

@@ -7,6 +7,7 @@
 //! (a local cluster `faultline-chaos up` left running).
 
 pub mod compose;
+pub mod kube;
 pub mod layout;
 pub mod local;
 

@@ -1,0 +1,142 @@
+//! The Kubernetes manifests, offline (no cluster runs here): the committed
+//! overlays are what `faultline-chaos k8s` writes; every overlay, rendered
+//! with k8s/ by `k8s/render.py` (kustomize's subset that k8s/ uses, itself
+//! tested against kustomize's documented semantics by `k8s/test_render.py`),
+//! passes `kubernetes-validate --strict` (the Kubernetes API schemas, from
+//! PyPI; no network); the images named are the workspace version's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn overlays() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo().join("k8s/overlays"))
+        .expect("k8s/overlays")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("kustomization.yaml").is_file())
+        .collect();
+    out.sort();
+    assert!(out.len() >= 2, "overlays: {out:?}");
+    out
+}
+
+fn run(program: &str, args: &[&str], install: &str) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): {install}; .ci/run installs it"))
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn committed_overlays_are_what_the_generator_writes() {
+    for dir in overlays() {
+        let system = dir.file_name().and_then(|n| n.to_str()).expect("name");
+        let cluster = repo().join("clusters").join(format!("{system}.yaml"));
+        let template = faultline_chaos::platform::local::load_template(&cluster).expect("template");
+        let scenario = repo().join("scenarios").join(format!("{system}.yaml"));
+        let files =
+            faultline_chaos::platform::kube::overlay(&template, Some(&scenario)).expect("overlay");
+        for (name, want) in files {
+            if std::env::var_os("FAULTLINE_REGENERATE").is_some() {
+                std::fs::write(dir.join(&name), &want).expect("rewrite");
+                continue;
+            }
+            let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            assert!(
+                have == want,
+                "{}/{name} is stale: `faultline-chaos k8s --cluster clusters/{system}.yaml` rewrites it",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_renderer_follows_kustomize() {
+    let out = run(
+        "python3",
+        &["-m", "unittest", "k8s/test_render.py"],
+        "python3 with PyYAML (pip install kubernetes-validate brings it)",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
+    let scratch = faultline_e2e::scratch("k8s-render");
+    for dir in overlays() {
+        let rel = dir
+            .strip_prefix(repo())
+            .unwrap_or(&dir)
+            .display()
+            .to_string();
+        let out = run("python3", &["k8s/render.py", &rel], "python3 with PyYAML");
+        assert!(out.status.success(), "render {rel}: {}", text(&out));
+        let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+        for kind in [
+            "Namespace",
+            "StatefulSet",
+            "Deployment",
+            "CronJob",
+            "Job",
+            "ConfigMap",
+            "Service",
+            "Role",
+            "RoleBinding",
+        ] {
+            assert!(
+                rendered.contains(&format!("\nkind: {kind}\n"))
+                    || rendered.starts_with(&format!("kind: {kind}\n")),
+                "{rel}: no {kind}"
+            );
+        }
+        let file = scratch.join(format!(
+            "{}.yaml",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        ));
+        std::fs::write(&file, &rendered).expect("write");
+        let v = run(
+            "kubernetes-validate",
+            &["--strict", "--quiet", file.to_str().expect("utf8")],
+            "pip install kubernetes-validate",
+        );
+        assert!(v.status.success(), "{rel}: {}", text(&v));
+    }
+}
+
+#[test]
+fn manifests_name_this_version_s_images() {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("k8s/base"))
+        .expect("k8s/base")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.extend(overlays().into_iter().map(|d| d.join("nodes.yaml")));
+    let mut seen = 0;
+    for f in files {
+        let t = std::fs::read_to_string(&f).expect("read");
+        for line in t.lines().filter(|l| l.contains("image: faultline-")) {
+            seen += 1;
+            assert!(
+                line.trim_end().ends_with(&format!(":{version}")),
+                "{}: {line} (images are tagged with the workspace version, {version})",
+                f.display()
+            );
+        }
+    }
+    assert!(seen >= 5, "image lines seen: {seen}");
+}
