@@ -257,6 +257,19 @@ async fn drive<S: ChaosSystem, P: Platform>(
         let proxy = cluster.proxy().cloned();
         let (http, stop) = (http.clone(), stop_scrape.clone());
         tokio::spawn(async move {
+            // A scrape that cannot be written (a full disk) is said once;
+            // the judge then finds fewer scrapes and says what it could not
+            // measure.
+            let mut write_failed = false;
+            let mut append = |file: &mut std::fs::File, s: &Scrape| {
+                if let Err(e) = record::append_scrape(file, s) {
+                    if !write_failed {
+                        tracing::warn!("cannot write scrapes.jsonl: {e}");
+                        eprintln!("warning: cannot write scrapes.jsonl: {e}");
+                        write_failed = true;
+                    }
+                }
+            };
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 for (id, url) in &targets {
@@ -276,7 +289,7 @@ async fn drive<S: ChaosSystem, P: Platform>(
                         ok: text.is_some(),
                         samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
                     };
-                    let _ = record::append_scrape(&mut file, &s);
+                    append(&mut file, &s);
                 }
                 if let Some(p) = &proxy {
                     let t_us = unix_us();
@@ -287,7 +300,7 @@ async fn drive<S: ChaosSystem, P: Platform>(
                         ok: text.is_some(),
                         samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
                     };
-                    let _ = record::append_scrape(&mut file, &s);
+                    append(&mut file, &s);
                 }
                 tokio::time::sleep(SCRAPE_EVERY.saturating_sub(t0.elapsed())).await;
             }
