@@ -240,6 +240,7 @@ fn main() -> ExitCode {
                 quiet,
                 platform,
                 metrics,
+                cancel: None,
             };
             match rt.block_on(runner::run(&scn, opts)) {
                 Ok((results, _dir)) => {

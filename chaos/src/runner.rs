@@ -45,16 +45,77 @@ pub struct RunOptions {
     pub platform: Option<String>,
     /// The controller's metrics, when it exports them (`--metrics`).
     pub metrics: Option<Arc<ControllerMetrics>>,
+    /// Set by a caller that was asked to stop (a schedule's signal): a run
+    /// starting with it set is cut short at once, as if interrupted.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// SIGINT and SIGTERM during a run, registered before anything else is done
+/// so that none is missed: the first cuts the run short (faults healed,
+/// evidence saved, judged `unknown`), the second stops it without judging.
+struct Interrupt {
+    /// 0, or the Unix time (µs) of the first signal.
+    first_us: Arc<AtomicU64>,
+    twice: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Interrupt {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Registered here, synchronously: a signal from now on is seen.
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let first_us = Arc::new(AtomicU64::new(0));
+        let twice = Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let (first_us, twice) = (first_us.clone(), twice.clone());
+            tokio::spawn(async move {
+                for n in 0..2 {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    if n == 0 {
+                        first_us.store(unix_us(), Ordering::SeqCst);
+                        eprintln!("\ninterrupted: healing and saving the evidence (Ctrl-C again to stop at once)");
+                    } else {
+                        twice.notify_one();
+                    }
+                }
+            })
+        };
+        Ok(Interrupt {
+            first_us,
+            twice,
+            task,
+        })
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        // A schedule's later runs listen anew.
+        self.task.abort();
+    }
 }
 
 /// Runs a scenario; returns the judged results and the run directory.
 /// SIGINT or SIGTERM cuts it short: faults healed, evidence saved, judged.
 pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, PathBuf)> {
     let t0 = Instant::now();
+    let interrupt = Interrupt::listen()?;
+    if opts
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::SeqCst))
+    {
+        interrupt.first_us.store(unix_us(), Ordering::SeqCst);
+    }
     if let Some(m) = &opts.metrics {
         m.run_started(&scn.name);
     }
-    let result = run_inner(scn, &opts).await;
+    let result = run_inner(scn, &opts, &interrupt).await;
     if let Some(m) = &opts.metrics {
         let verdict = result.as_ref().map_or(Valid::Unknown, |(r, _)| r.valid);
         m.run_finished(&scn.name, verdict, t0.elapsed().as_secs_f64());
@@ -62,7 +123,11 @@ pub async fn run(scn: &Scenario, opts: RunOptions) -> anyhow::Result<(Results, P
     result
 }
 
-async fn run_inner(scn: &Scenario, opts: &RunOptions) -> anyhow::Result<(Results, PathBuf)> {
+async fn run_inner(
+    scn: &Scenario,
+    opts: &RunOptions,
+    interrupt: &Interrupt,
+) -> anyhow::Result<(Results, PathBuf)> {
     let template = local::load_template(&scn.cluster_path)?;
     let servers = template.servers();
     let clients = template.clients();
@@ -104,7 +169,7 @@ async fn run_inner(scn: &Scenario, opts: &RunOptions) -> anyhow::Result<(Results
                 },
             )
             .await?;
-            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts).await;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts, interrupt).await;
             cluster.teardown().await;
             Ok((result?, run_dir))
         }
@@ -120,7 +185,7 @@ async fn run_inner(scn: &Scenario, opts: &RunOptions) -> anyhow::Result<(Results
                 &stack_opts,
             )?;
             let mut cluster = ComposeCluster::create(&stack, &stack_dir, stack_opts)?;
-            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts).await;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts, interrupt).await;
             if let Err(e) = cluster.save_logs(&run_dir.join("logs")).await {
                 eprintln!("warning: cannot save the containers' logs: {e:#}");
             }
@@ -164,38 +229,21 @@ async fn run_on<P: Platform>(
     cluster: &mut P,
     run_dir: &Path,
     opts: &RunOptions,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<Results> {
-    // 0 while the run goes on; the Unix time (µs) of the first SIGINT or
-    // SIGTERM after (a scheduler or `docker stop` sends the second).
-    let interrupted = Arc::new(AtomicU64::new(0));
-    let first = {
-        let interrupted = interrupted.clone();
-        tokio::spawn(async move {
-            faultline_node::runtime::wait_for_signal().await;
-            interrupted.store(unix_us(), Ordering::SeqCst);
-            eprintln!(
-                "\ninterrupted: healing and saving the evidence (Ctrl-C again to stop at once)"
-            );
-        })
-    };
-    let stop_listening = first.abort_handle();
+    let interrupted = &interrupt.first_us;
     let (quiet, metrics) = (opts.quiet, opts.metrics.as_deref());
     let system = cluster.cluster().file.system.clone();
     let result = tokio::select! {
         r = async {
             crate::with_chaos_system!(
                 system.as_str(),
-                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, metrics, &interrupted).await,
+                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, metrics, interrupted).await,
                 else Err(anyhow::anyhow!("the controller has no support for system {system:?}"))
             )
         } => r,
-        _ = async {
-            let _ = first.await;
-            faultline_node::runtime::wait_for_signal().await
-        } => Err(anyhow::anyhow!("interrupted twice: stopped without judging")),
+        _ = interrupt.twice.notified() => Err(anyhow::anyhow!("interrupted twice: stopped without judging")),
     };
-    // A schedule's later runs listen anew.
-    stop_listening.abort();
     result
 }
 
@@ -394,9 +442,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
             if apply {
                 let lease =
                     Duration::from_millis(f.for_ms.unwrap_or(duration.as_millis() as u64) + 5_000);
-                let detail = match nemesis.apply(f, cluster, &http, lease).await {
-                    Ok(d) => d,
-                    Err(e) => json!({"error": format!("{e:#}")}),
+                let (detail, applied) = match nemesis.apply(f, cluster, &http, lease).await {
+                    Ok(d) => (d, true),
+                    Err(e) => (json!({"error": format!("{e:#}")}), false),
                 };
                 // A partition's targets are the side cut off, when it has one.
                 let targets = if f.targets.is_empty() {
@@ -436,7 +484,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
                     .and_then(|w| w.last().map(|w| w.describe_targets()))
                     .unwrap_or_default();
                 progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
-                if let Some(m) = metrics {
+                // Only what holds is exported: a failed apply is in its window.
+                if let Some(m) = metrics.filter(|_| applied) {
                     let labels = FaultLabels {
                         scenario: scn.name.clone(),
                         fault: f.fault.clone(),

@@ -302,9 +302,9 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
     // metrics reach the stack's Prometheus, and `make down` stops it (the
     // run judged, interrupted) and copies its reports out before removing
     // everything.
-    let results = repo().join("compose/tokens/schedule-results");
-    let had_results = results.exists();
-    let runs_before = schedule_runs(&results);
+    let saved = repo().join("compose/tokens/schedule-results");
+    let had_saved = saved.exists();
+    let copies_before = copies(&saved);
     let up = make_with("up", &["SCHEDULE=1", "EVERY=1h"]);
     assert!(up.status.success(), "make up SCHEDULE=1: {}", text(&up));
     let query = "http://127.0.0.1:9090/api/v1/query?query=faultline_chaos_run_active";
@@ -318,16 +318,27 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
     assert!(active, "Prometheus never saw the scheduled run");
     let down = make("down");
     assert!(down.status.success(), "make down: {}", text(&down));
-    let runs = schedule_runs(&results);
-    assert_eq!(runs.len(), runs_before.len() + 1, "{runs:?}");
-    let last = runs.last().cloned().unwrap_or(Value::Null);
-    assert_eq!(last["verdict"], "unknown", "stopped mid-run: {last}");
-    let report = results
-        .join(last["dir"].as_str().expect("dir"))
+    // One new copy, holding the one run, stopped mid-run.
+    let new: Vec<PathBuf> = copies(&saved)
+        .into_iter()
+        .filter(|c| !copies_before.contains(c))
+        .collect();
+    assert_eq!(new.len(), 1, "copies: {new:?}\n{}", text(&down));
+    let runs = schedule_runs(&new[0]);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        runs[0]["verdict"], "unknown",
+        "stopped mid-run: {}",
+        runs[0]
+    );
+    let report = new[0]
+        .join(runs[0]["dir"].as_str().expect("dir"))
         .join("report.html");
     assert!(report.is_file(), "{}", report.display());
-    if !had_results {
-        let _ = std::fs::remove_dir_all(&results);
+    if had_saved {
+        let _ = std::fs::remove_dir_all(&new[0]);
+    } else {
+        let _ = std::fs::remove_dir_all(&saved);
     }
     let mut left = leftovers();
     for _ in 0..20 {
@@ -338,6 +349,15 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
         left = leftovers();
     }
     assert!(left.is_empty(), "make down left: {left:?}");
+}
+
+/// The copies `make down` made of a schedule's reports, one directory each.
+fn copies(saved: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(saved)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// The runs in a schedule's copied-out index (none if it has none).

@@ -140,3 +140,60 @@ fn manifests_name_this_version_s_images() {
     }
     assert!(seen >= 5, "image lines seen: {seen}");
 }
+
+/// The ConfigMaps hold everything their files name: the nodes' cluster file
+/// loads from a folder holding only `faultline-cluster` (at the base
+/// directory it names), and the CronJob's scenario and template from one
+/// holding only `faultline-scenario`.
+#[test]
+fn config_maps_hold_what_their_files_need() {
+    use serde::Deserialize;
+    let scratch = faultline_e2e::scratch("k8s-configmaps");
+    for dir in overlays() {
+        let rel = dir
+            .strip_prefix(repo())
+            .unwrap_or(&dir)
+            .display()
+            .to_string();
+        let out = run("python3", &["k8s/render.py", &rel], "python3 with PyYAML");
+        assert!(out.status.success(), "render {rel}: {}", text(&out));
+        let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut maps = std::collections::BTreeMap::new();
+        for doc in serde_yaml::Deserializer::from_str(&rendered) {
+            let v = serde_yaml::Value::deserialize(doc).expect("a YAML document");
+            if v["kind"] == "ConfigMap" {
+                let name = v["metadata"]["name"].as_str().expect("name").to_string();
+                maps.insert(name, v["data"].clone());
+            }
+        }
+        let system = dir.file_name().and_then(|n| n.to_str()).expect("name");
+        let put = |name: &str| -> PathBuf {
+            let d = scratch.join(format!("{system}-{name}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            let data = maps[name].as_mapping().expect("data").clone();
+            for (k, v) in data {
+                let (k, v) = (k.as_str().expect("key"), v.as_str().expect("text"));
+                std::fs::write(d.join(k), v).expect("write");
+            }
+            d
+        };
+        let cluster_dir = put("faultline-cluster");
+        let cluster = cluster_dir.join("cluster.yaml");
+        let moved = std::fs::read_to_string(&cluster)
+            .expect("cluster.yaml")
+            .replace(
+                "base_dir: /etc/faultline\n",
+                &format!("base_dir: {}\n", cluster_dir.display()),
+            );
+        assert!(
+            moved.contains(&cluster_dir.display().to_string()),
+            "{rel}: base_dir"
+        );
+        std::fs::write(&cluster, moved).expect("write");
+        faultline_node::config::load(&cluster, faultline_node::config::Certs::NotYet)
+            .unwrap_or_else(|e| panic!("{rel}: the nodes' cluster file does not load: {e}"));
+        let scenario_dir = put("faultline-scenario");
+        faultline_chaos::scenario::load(&scenario_dir.join("scenario.yaml"))
+            .unwrap_or_else(|e| panic!("{rel}: the CronJob's scenario does not load: {e}"));
+    }
+}

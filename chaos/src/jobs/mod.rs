@@ -116,12 +116,14 @@ pub async fn schedule(opts: ScheduleOptions) -> anyhow::Result<Ended> {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        last_start = Some(Utc::now());
+        // The slot, not the clock: a clock stepped back cannot find the
+        // same slot again.
+        last_start = Some(due);
         for scn in &scenarios {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let entry = run_one(scn, &opts).await;
+            let entry = run_one(scn, &opts, &stop).await;
             eprintln!("{}: {}", entry.dir, entry.summary);
             worst = worst.and(entry.valid());
             index.runs.push(entry);
@@ -144,7 +146,7 @@ pub async fn schedule(opts: ScheduleOptions) -> anyhow::Result<Ended> {
 
 /// One run of one scenario into a new directory of the results; a run that
 /// cannot be made is an `unknown` entry saying why.
-async fn run_one(scn: &Scenario, opts: &ScheduleOptions) -> IndexEntry {
+async fn run_one(scn: &Scenario, opts: &ScheduleOptions, stop: &Arc<AtomicBool>) -> IndexEntry {
     let start = Utc::now();
     let dir = fresh_dir(&opts.results, &scn.name, start);
     let name = dir
@@ -158,6 +160,7 @@ async fn run_one(scn: &Scenario, opts: &ScheduleOptions) -> IndexEntry {
         quiet: true,
         platform: opts.platform.clone(),
         metrics: Some(opts.metrics.clone()),
+        cancel: Some(stop.clone()),
     };
     let (verdict, summary) = match runner::run(scn, run).await {
         Ok((results, _)) => (
@@ -194,33 +197,44 @@ fn fresh_dir(results: &Path, name: &str, at: DateTime<Utc>) -> PathBuf {
 }
 
 /// One schedule per results directory: a second one would interleave runs
-/// on the same cluster and overwrite the index. A lock left by a schedule
-/// that died (its pid no longer runs) is taken over.
-struct Lock(PathBuf);
+/// on the same cluster and overwrite the index. An exclusive `flock` on
+/// `schedule.pid`, which the kernel drops when the process dies however it
+/// dies; the file says who holds it (pid and host), for the message only.
+struct Lock {
+    /// Held for as long as the schedule runs; dropped, it unlocks.
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
 
 impl Lock {
     fn take(dir: &Path) -> anyhow::Result<Lock> {
+        use std::io::{Seek, Write};
         let path = dir.join(LOCK);
-        let host = host_name();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            // `PID HOST`: a pid means something only on the host (or in the
-            // pod, on Kubernetes) that wrote it.
-            let mut words = text.split_whitespace();
-            let pid = words.next().and_then(|p| p.parse::<i32>().ok());
-            let same_host = words.next().is_none_or(|h| h == host);
-            if let Some(pid) = pid.filter(|_| same_host) {
-                let alive = pid != std::process::id() as i32
-                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-                anyhow::ensure!(
-                    !alive,
-                    "a schedule (pid {pid}) already uses {}; stop it first",
-                    dir.display()
-                );
-            }
-        }
-        std::fs::write(&path, format!("{} {host}", std::process::id()))
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    anyhow::bail!(
+                        "a schedule (pid and host: {}) already uses {}; stop it first",
+                        holder.trim(),
+                        dir.display()
+                    );
+                }
+                Err((_, e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+            };
+        let who = format!("{} {}\n", std::process::id(), host_name());
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(who.as_bytes()))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Lock(path))
+        Ok(Lock { _held: lock })
     }
 }
 
@@ -228,12 +242,4 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            tracing::warn!("cannot remove {}: {e}", self.0.display());
-        }
-    }
 }

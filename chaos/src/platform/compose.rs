@@ -775,7 +775,11 @@ async fn compose_env(
 /// The scheduled runs' reports are copied out first (see [`save_schedule`]).
 pub async fn down_stack(file: &Path) -> anyhow::Result<()> {
     if let Some(dir) = file.parent() {
-        save_schedule(&dir.join("schedule-results")).await?;
+        // Reports that cannot be copied are said, and the stack still goes.
+        let at = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        if let Err(e) = save_schedule(&dir.join("schedule-results").join(at)).await {
+            eprintln!("warning: the schedule's reports were not saved: {e:#}");
+        }
     }
     // Every profile active, so that Grafana and the schedule go too.
     compose(
@@ -789,8 +793,9 @@ pub async fn down_stack(file: &Path) -> anyhow::Result<()> {
 
 /// If the `schedule` container exists: stops it with SIGTERM (its run in
 /// progress heals and is judged; up to 60 s) and copies its reports to
-/// `to` (owned by whoever runs this), so that removing its volume loses
-/// nothing. A stack without a schedule is left as it is.
+/// `to` (owned by whoever runs this; one directory per `down`, so earlier
+/// copies stay), so that removing its volume loses nothing. A stack
+/// without a schedule is left as it is.
 pub async fn save_schedule(to: &Path) -> anyhow::Result<()> {
     let name = format!("{PROJECT}-schedule");
     if docker(&["container", "inspect", &name]).await.is_err() {
@@ -1234,8 +1239,18 @@ mod tests {
             assert!(certs.ports.is_empty());
             assert_eq!(
                 s.compose.services.len(),
-                t.nodes.len() + 4,
-                "a service per node, certs, proxy, prometheus, grafana"
+                t.nodes.len() + 5,
+                "a service per node, certs, proxy, prometheus, grafana, schedule"
+            );
+            let schedule = &s.compose.services["schedule"];
+            assert_eq!(schedule.profiles, vec![SCHEDULE_PROFILE.to_string()]);
+            assert!(
+                schedule
+                    .command
+                    .iter()
+                    .any(|c| c == "${FAULTLINE_SCHEDULE_EVERY:-30m}"),
+                "{:?}",
+                schedule.command
             );
             let targets: usize = s.prometheus.scrape_configs[0]
                 .static_configs

@@ -75,15 +75,27 @@ pub fn overlay(
         .into_iter()
         .map(|(n, t)| (n.to_string(), t))
         .collect();
+    // Files the system's section names relative to the template (standby:
+    // its balances file) go beside the cluster file in both ConfigMaps.
+    let base = base_files(template)?;
+    files.extend(base.iter().cloned());
+    let base_names: Vec<String> = base.iter().map(|(n, _)| n.clone()).collect();
     files.push(("nodes.yaml".into(), docs(&nodes(&ids))?));
     let link_ports: Vec<u16> = (LINK_PORT_BASE..port).collect();
     files.push((
         "proxy-service.yaml".into(),
         docs(&[proxy_service(&link_ports)])?,
     ));
+    let with_base = |first: &[&str]| -> Vec<String> {
+        first
+            .iter()
+            .map(|f| f.to_string())
+            .chain(base_names.iter().cloned())
+            .collect()
+    };
     let mut config_maps = vec![json!({
         "name": "faultline-cluster",
-        "files": ["cluster.yaml", "proxy.yaml"],
+        "files": with_base(&["cluster.yaml", "proxy.yaml"]),
         "options": { "disableNameSuffixHash": true },
     })];
     if let Some(scenario) = scenario {
@@ -95,7 +107,7 @@ pub fn overlay(
         ));
         config_maps.push(json!({
             "name": "faultline-scenario",
-            "files": ["scenario.yaml", "template.yaml"],
+            "files": with_base(&["scenario.yaml", "template.yaml"]),
             "options": { "disableNameSuffixHash": true },
         }));
     }
@@ -118,6 +130,31 @@ pub fn overlay(
         ),
     );
     Ok(files)
+}
+
+/// Every file of the template's base directory that is not YAML (cluster
+/// and scenario files are): what a system's section may name by a relative
+/// path. A YAML file it names would be missed; none does today.
+fn base_files(template: &Cluster) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = template.base_dir();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = e?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        if path.is_file() && !yaml && !name.starts_with('.') {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {} (a ConfigMap holds text)", path.display())
+            })?;
+            out.push((name, text));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The Service through which the proxy reaches node `id` (stable while its

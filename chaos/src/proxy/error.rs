@@ -44,9 +44,13 @@ pub enum ProxyError {
     },
     /// A link's target names a host that does not resolve.
     #[error(
-        "link {link}: cannot look up its target {target:?} (a DNS name that does not resolve yet?)"
+        "link {link}: cannot look up its target {target:?}: {why} (a DNS name that does not resolve yet?)"
     )]
-    Resolve { link: String, target: String },
+    Resolve {
+        link: String,
+        target: String,
+        why: String,
+    },
     /// Any other socket error during start-up.
     #[error("{context}: {source}")]
     Io {

@@ -77,14 +77,24 @@ impl LinkSockets {
             .local_addr()
             .map_err(|e| ProxyError::io("reading a bound listen address", e))?;
         // Looked up once: a Kubernetes Service's address outlives its pods.
-        let target = tokio::net::lookup_host(link.target.as_str())
+        let resolve_error = |why: String| ProxyError::Resolve {
+            link: format!("{} -> {}", link.from, link.to),
+            target: link.target.clone(),
+            why,
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(link.target.as_str())
             .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| ProxyError::Resolve {
-                link: format!("{} -> {}", link.from, link.to),
-                target: link.target.clone(),
-            })?;
+            .map_err(|e| resolve_error(e.to_string()))?
+            .collect();
+        // The family of a given upstream socket, else IPv4 first: a dual
+        // stack `localhost` may list ::1 first for a target bound to v4.
+        let v4 = link.upstream.is_none_or(|u| u.is_ipv4());
+        let target = addrs
+            .iter()
+            .find(|a| a.is_ipv4() == v4)
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| resolve_error("no address".into()))?;
         let any: SocketAddr = link.upstream.unwrap_or(if target.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
