@@ -165,7 +165,8 @@ enum Cmd {
     /// Write the Kubernetes overlay of a cluster file (k8s/overlays/<system>/):
     /// `kubectl apply -k` it with k8s/base/.
     K8s {
-        #[arg(long, default_value = "clusters/tokens.yaml")]
+        /// The template cluster file, e.g. clusters/standby.yaml.
+        #[arg(long)]
         cluster: PathBuf,
         /// Default: k8s/overlays/<system>.
         #[arg(long)]

@@ -266,7 +266,7 @@ mod tests {
 
     fn labels() -> FaultLabels {
         FaultLabels {
-            scenario: "tokens".into(),
+            scenario: "demo".into(),
             fault: "omission".into(),
             layer: "message".into(),
             targets: "s1,s2".into(),
@@ -279,7 +279,7 @@ mod tests {
         m.fault_applied(&labels(), 8.0);
         let text = m.render();
         assert!(text.contains(
-            r#"faultline_chaos_fault_active{fault="omission",layer="message",scenario="tokens",targets="s1,s2"} 1"#
+            r#"faultline_chaos_fault_active{fault="omission",layer="message",scenario="demo",targets="s1,s2"} 1"#
         ), "{text}");
         assert!(
             text.contains("faultline_chaos_fault_lease_seconds{"),
@@ -292,24 +292,24 @@ mod tests {
     #[test]
     fn a_finished_run_counts_its_verdict_and_clears_its_faults() {
         let m = ControllerMetrics::new();
-        m.run_started("tokens");
+        m.run_started("demo");
         m.fault_applied(&labels(), 8.0);
-        m.run_finished("tokens", Valid::False, 42.0);
+        m.run_finished("demo", Valid::False, 42.0);
         let text = m.render();
         assert!(
-            text.contains(r#"faultline_chaos_runs_total{scenario="tokens",verdict="invalid"} 1"#),
+            text.contains(r#"faultline_chaos_runs_total{scenario="demo",verdict="invalid"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"faultline_chaos_last_verdict{scenario="tokens"} -1"#),
+            text.contains(r#"faultline_chaos_last_verdict{scenario="demo"} -1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"faultline_chaos_run_active{scenario="tokens"} 0"#),
+            text.contains(r#"faultline_chaos_run_active{scenario="demo"} 0"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"faultline_chaos_run_duration_seconds_sum{scenario="tokens"} 42"#),
+            text.contains(r#"faultline_chaos_run_duration_seconds_sum{scenario="demo"} 42"#),
             "{text}"
         );
         assert!(!text.contains("faultline_chaos_fault_active{"), "{text}");

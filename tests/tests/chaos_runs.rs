@@ -841,8 +841,8 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
 
 /// Two rounds of a short scenario: each run judged and kept with its report,
 /// the index and its page written, the fault visible in the controller's
-/// metrics while it held and gone after; restarted, the schedule goes on
-/// with the same index and counts.
+/// metrics while it holds; restarted, the schedule goes on with the same
+/// index and counts.
 #[test]
 fn a_schedule_keeps_its_runs_and_goes_on_after_a_restart() {
     let _one = serial();

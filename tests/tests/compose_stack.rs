@@ -171,6 +171,20 @@ fn leftovers() -> Vec<String> {
     out
 }
 
+/// What the project left, once the daemon has had a moment (bounded) for
+/// networks and volumes: compose removes containers before it returns.
+fn leftovers_after_down() -> Vec<String> {
+    let mut left = leftovers();
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        left = leftovers();
+    }
+    left
+}
+
 /// Takes the stack down at the end, even when an assertion fails.
 struct Down;
 impl Drop for Down {
@@ -286,16 +300,7 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
 
     let down = make("down");
     assert!(down.status.success(), "make down: {}", text(&down));
-    // Compose removes containers before it returns; give the daemon a
-    // moment for networks and volumes (bounded).
-    let mut left = leftovers();
-    for _ in 0..20 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        left = leftovers();
-    }
+    let left = leftovers_after_down();
     assert!(left.is_empty(), "make down left: {left:?}");
 
     // Scheduled runs in their own container: the first starts at once, its
@@ -340,14 +345,7 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
     } else {
         let _ = std::fs::remove_dir_all(&saved);
     }
-    let mut left = leftovers();
-    for _ in 0..20 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        left = leftovers();
-    }
+    let left = leftovers_after_down();
     assert!(left.is_empty(), "make down left: {left:?}");
 }
 

@@ -40,6 +40,19 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
+/// The overlay in `dir` rendered by k8s/render.py: its path from the
+/// repository, and the YAML stream.
+fn render(dir: &Path) -> (String, String) {
+    let rel = dir
+        .strip_prefix(repo())
+        .unwrap_or(dir)
+        .display()
+        .to_string();
+    let out = run("python3", &["k8s/render.py", &rel], "python3 with PyYAML");
+    assert!(out.status.success(), "render {rel}: {}", text(&out));
+    (rel, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn committed_overlays_are_what_the_generator_writes() {
     for dir in overlays() {
@@ -78,14 +91,7 @@ fn the_renderer_follows_kustomize() {
 fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
     let scratch = faultline_e2e::scratch("k8s-render");
     for dir in overlays() {
-        let rel = dir
-            .strip_prefix(repo())
-            .unwrap_or(&dir)
-            .display()
-            .to_string();
-        let out = run("python3", &["k8s/render.py", &rel], "python3 with PyYAML");
-        assert!(out.status.success(), "render {rel}: {}", text(&out));
-        let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (rel, rendered) = render(&dir);
         for kind in [
             "Namespace",
             "StatefulSet",
@@ -150,14 +156,7 @@ fn config_maps_hold_what_their_files_need() {
     use serde::Deserialize;
     let scratch = faultline_e2e::scratch("k8s-configmaps");
     for dir in overlays() {
-        let rel = dir
-            .strip_prefix(repo())
-            .unwrap_or(&dir)
-            .display()
-            .to_string();
-        let out = run("python3", &["k8s/render.py", &rel], "python3 with PyYAML");
-        assert!(out.status.success(), "render {rel}: {}", text(&out));
-        let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (rel, rendered) = render(&dir);
         let mut maps = std::collections::BTreeMap::new();
         for doc in serde_yaml::Deserializer::from_str(&rendered) {
             let v = serde_yaml::Value::deserialize(doc).expect("a YAML document");

@@ -94,7 +94,7 @@ impl Index {
             source,
         })?;
         write_atomic(&dir.join(INDEX_JSON), &json)?;
-        write_atomic(&dir.join(INDEX_HTML), &self.html(title))
+        write_atomic(&dir.join(INDEX_HTML), &self.html(title, dir))
     }
 
     /// Removes the directories of all but the last `keep` runs (marking them
@@ -121,8 +121,9 @@ impl Index {
         removed
     }
 
-    /// The page: a strip of verdicts over time, then the runs newest first.
-    pub fn html(&self, title: &str) -> String {
+    /// The page: a strip of verdicts over time, then the runs newest first,
+    /// each linked to its report when `dir` (the results directory) has it.
+    pub fn html(&self, title: &str, dir: &Path) -> String {
         let mut h = String::new();
         let _ = write!(
             h,
@@ -149,7 +150,8 @@ impl Index {
              <th>took</th><th>summary</th></tr>",
         );
         for e in self.runs.iter().rev() {
-            let link = if e.pruned {
+            let has_report = !e.pruned && dir.join(&e.dir).join("report.html").is_file();
+            let link = if !has_report {
                 escape(&e.verdict)
             } else {
                 format!(
@@ -222,8 +224,8 @@ mod tests {
 
     fn entry(i: u32, verdict: &str) -> IndexEntry {
         IndexEntry {
-            scenario: "tokens<b>".into(),
-            dir: format!("tokens-{i}"),
+            scenario: "demo<b>".into(),
+            dir: format!("demo-{i}"),
             start_s: 1_764_547_200.0 + f64::from(i) * 1800.0,
             end_s: 1_764_547_260.0 + f64::from(i) * 1800.0,
             verdict: verdict.into(),
@@ -245,6 +247,11 @@ mod tests {
         let index = Index {
             runs: vec![entry(0, "valid"), entry(1, "invalid"), entry(2, "unknown")],
         };
+        // Runs 0 and 1 have their reports; run 2 could not be made.
+        for i in 0..2 {
+            std::fs::create_dir_all(dir.join(format!("demo-{i}"))).expect("run dir");
+            std::fs::write(dir.join(format!("demo-{i}/report.html")), "r").expect("report");
+        }
         index.save(&dir, "faultline schedule").expect("saved");
         assert_eq!(Index::load(&dir).expect("loaded"), index);
         let html = std::fs::read_to_string(dir.join(INDEX_HTML)).expect("page");
@@ -253,16 +260,20 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("<a href=\"tokens-1/report.html\">invalid</a>"),
+            html.contains("<a href=\"demo-1/report.html\">invalid</a>"),
             "{html}"
         );
         assert!(
-            html.contains("tokens&lt;b&gt;") && !html.contains("tokens<b>"),
+            html.contains("demo&lt;b&gt;") && !html.contains("demo<b>"),
             "{html}"
         );
         assert_eq!(html.matches("<rect ").count(), 3);
         // Newest first in the table.
-        assert!(html.find("tokens-2/").expect("run 2") < html.find("tokens-0/").expect("run 0"));
+        assert!(
+            !html.contains("demo-2/report.html"),
+            "no report, no link: {html}"
+        );
+        assert!(html.find("demo-1/").expect("run 1") < html.find("demo-0/").expect("run 0"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -287,10 +298,10 @@ mod tests {
             std::fs::create_dir_all(dir.join(&e.dir)).expect("run dir");
         }
         let removed = index.prune(&dir, 2);
-        assert_eq!(removed, vec![dir.join("tokens-1")]);
+        assert_eq!(removed, vec![dir.join("demo-1")]);
         assert!(!index.runs[0].pruned, "a path outside is never removed");
         assert!(index.runs[1].pruned && !index.runs[2].pruned && !index.runs[3].pruned);
-        assert!(dir.join("tokens-2").exists() && dir.join("tokens-3").exists());
+        assert!(dir.join("demo-2").exists() && dir.join("demo-3").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
