@@ -109,6 +109,13 @@ fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
                 "{rel}: no {kind}"
             );
         }
+        // Each system in its own namespace: no shared claims or Secrets.
+        let system = dir.file_name().and_then(|n| n.to_str()).unwrap_or("x");
+        assert!(
+            rendered.contains(&format!("namespace: faultline-{system}\n"))
+                && !rendered.contains("namespace: faultline\n"),
+            "{rel}: not in namespace faultline-{system}"
+        );
         let file = scratch.join(format!(
             "{}.yaml",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")

@@ -8,8 +8,10 @@
 //! the N-th node, a headless Service, and one ClusterIP Service per node so
 //! the proxy reaches a node at an address that outlives its pods), the
 //! proxy's Service with one UDP port per directed link, and the scenario the
-//! CronJob runs. `k8s/base/` holds the rest (namespace, certificates Job,
-//! proxy Deployment, CronJob), written by hand.
+//! CronJob runs, and the namespace, `faultline-<system>`, so that two
+//! systems' clusters never share a volume, a Secret or a name. `k8s/base/`
+//! holds the rest (certificates Job, proxy Deployment, CronJob), written by
+//! hand.
 
 use super::layout::{self, Layout, Plan};
 use anyhow::Context;
@@ -19,8 +21,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// The namespace every manifest lives in.
-pub const NAMESPACE: &str = "faultline";
+/// The namespace of a system's cluster.
+pub fn namespace(system: &str) -> String {
+    format!("faultline-{system}")
+}
 /// Every node's QUIC and admin ports inside its pod (each pod has its own
 /// address, so they can all be the same).
 const NODE_PORT: u16 = 7100;
@@ -80,6 +84,14 @@ pub fn overlay(
     let base = base_files(template)?;
     files.extend(base.iter().cloned());
     let base_names: Vec<String> = base.iter().map(|(n, _)| n.clone()).collect();
+    files.push((
+        "namespace.yaml".into(),
+        docs(&[json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": namespace(&system) },
+        })])?,
+    ));
     files.push(("nodes.yaml".into(), docs(&nodes(&ids))?));
     let link_ports: Vec<u16> = (LINK_PORT_BASE..port).collect();
     files.push((
@@ -114,8 +126,8 @@ pub fn overlay(
     let kustomization = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "namespace": NAMESPACE,
-        "resources": ["../../base", "nodes.yaml", "proxy-service.yaml"],
+        "namespace": namespace(&system),
+        "resources": ["namespace.yaml", "../../base", "nodes.yaml", "proxy-service.yaml"],
         "configMapGenerator": config_maps,
         "labels": [{ "pairs": { "faultline.system": system } }],
     });
