@@ -26,6 +26,17 @@ pub struct FaultLabels {
 }
 
 impl FaultLabels {
+    /// The labels of a fault window of `scenario` (its targets as the
+    /// schedule prints them).
+    pub fn of(scenario: &str, w: &crate::record::FaultWindow) -> Self {
+        FaultLabels {
+            scenario: scenario.to_string(),
+            fault: w.fault.clone(),
+            layer: w.layer.clone(),
+            targets: w.describe_targets(),
+        }
+    }
+
     fn values(&self) -> [&str; 4] {
         [&self.scenario, &self.fault, &self.layer, &self.targets]
     }

@@ -416,9 +416,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
         }
     }
     events.sort_by_key(|e| (e.0, !e.2 as u8));
-    // Fault id -> its window's index, and its metric labels while it holds.
+    // Fault id -> its window's index while it holds.
     let mut open: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut open_labels: BTreeMap<usize, FaultLabels> = BTreeMap::new();
     let progress = Progress::new(quiet, duration);
     let mut next = 0;
     while t_start.elapsed() < duration && !cut_short() {
@@ -486,14 +485,13 @@ async fn drive<S: ChaosSystem, P: Platform>(
                 progress.note(&format!("applied #{} {} on {on}", f.id, f.fault));
                 // Only what holds is exported: a failed apply is in its window.
                 if let Some(m) = metrics.filter(|_| applied) {
-                    let labels = FaultLabels {
-                        scenario: scn.name.clone(),
-                        fault: f.fault.clone(),
-                        layer: f.layer.clone(),
-                        targets: on.clone(),
-                    };
-                    m.fault_applied(&labels, lease.as_secs_f64());
-                    open_labels.insert(f.id, labels);
+                    if let Some(labels) = windows
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.last().map(|w| FaultLabels::of(&scn.name, w)))
+                    {
+                        m.fault_applied(&labels, lease.as_secs_f64());
+                    }
                 }
                 if let Some(skipped) = windows.lock().ok().and_then(|w| {
                     w.last().and_then(|w| {
@@ -519,12 +517,12 @@ async fn drive<S: ChaosSystem, P: Platform>(
                 if let (Some(ix), Ok(mut w)) = (open.remove(&f.id), windows.lock()) {
                     if let Some(win) = w.get_mut(ix) {
                         win.end_us = Some(unix_us());
+                        if let Some(m) = metrics {
+                            m.fault_healed(&FaultLabels::of(&scn.name, win));
+                        }
                     }
                 }
                 progress.note(&format!("healed #{} {}", f.id, f.fault));
-                if let (Some(m), Some(labels)) = (metrics, open_labels.remove(&f.id)) {
-                    m.fault_healed(&labels);
-                }
             }
         }
         if next != seen {
