@@ -6,7 +6,8 @@
 //! - `record`: a run as recorded in its directory; `results`: its verdict.
 //! - `prom`: the Prometheus text format parser used by the scraper.
 //! - `scenario`: scenario files and the seeded nemesis schedule.
-//! - `platform`: where nodes run (local processes).
+//! - `platform`: where nodes run (local processes, docker compose,
+//!   Kubernetes); `freezer`: the sidecar that pauses a node in its pod.
 //! - `nemesis`: applying and healing faults at the message, packet and
 //!   process layers; `workload`: driving clients and recording histories.
 //! - `systems`: what the controller knows of each system (workload, checks,
@@ -16,6 +17,7 @@
 //! - `metrics`: the controller's own Prometheus metrics; `jobs`: scheduled
 //!   runs (`schedule`) with their results index.
 pub mod check;
+pub mod freezer;
 pub mod jobs;
 pub mod judge;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! `faultline-chaos`: the chaos controller. `run` a scenario and judge it,
 //! `schedule` runs, `check` a recorded run again, run the packet `proxy` alone.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use faultline_chaos::metrics::{self, ControllerMetrics};
 use faultline_chaos::platform::compose::ComposeCluster;
@@ -45,8 +46,9 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
         /// Where the cluster runs (overrides the scenario's `platform`):
-        /// local or compose.
-        #[arg(long, value_parser = ["local", "compose"])]
+        /// local, compose, or kubernetes (the cluster `kubectl apply -k
+        /// k8s/overlays/<system>` deployed; FAULTLINE_KUBE_* outside a pod).
+        #[arg(long, value_parser = ["local", "compose", "kubernetes"])]
         platform: Option<String>,
         /// Serve the controller's metrics on this address while the run
         /// goes on (GET /metrics), e.g. 127.0.0.1:9095.
@@ -87,7 +89,7 @@ enum Cmd {
         #[arg(long)]
         node_bin: Option<PathBuf>,
         /// Where the clusters run (overrides each scenario's `platform`).
-        #[arg(long, value_parser = ["local", "compose"])]
+        #[arg(long, value_parser = ["local", "compose", "kubernetes"])]
         platform: Option<String>,
     },
     /// Judge a recorded run directory again and rewrite its report.
@@ -180,6 +182,15 @@ enum Cmd {
     Proxy {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Pause and resume the node process of this pod on the controller's
+    /// request (SIGSTOP/SIGCONT under a lease): the sidecar of every node
+    /// pod on Kubernetes. Its token is the cluster file's secret.
+    Freezer {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long, default_value = "0.0.0.0:9101")]
+        listen: SocketAddr,
     },
 }
 
@@ -431,7 +442,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Freezer { cluster, listen } => exit(rt.block_on(freezer(&cluster, listen))),
     }
+}
+
+/// The freezer sidecar until SIGTERM (it thaws the node on the way out).
+async fn freezer(cluster: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let c = local::load_template(cluster)?;
+    let l = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("freezer on http://{listen} for {}", cluster.display());
+    faultline_chaos::freezer::serve(
+        l,
+        faultline_chaos::freezer::Target::node(),
+        c.secret,
+        faultline_node::runtime::wait_for_signal(),
+    )
+    .await
 }
 
 fn exit(r: anyhow::Result<()>) -> ExitCode {

@@ -13,6 +13,8 @@ use crate::judge::{self, JudgeOptions};
 use crate::metrics::{ControllerMetrics, FaultLabels};
 use crate::nemesis::Nemesis;
 use crate::platform::compose::{self, ComposeCluster, StackOptions};
+use crate::platform::kube_api::{ApiConfig, KubeApi};
+use crate::platform::kubernetes::{self, KubeCluster};
 use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::platform::{self, Platform};
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
@@ -199,6 +201,24 @@ async fn run_inner(
             } else {
                 cluster.down().await;
             }
+            Ok((result?, run_dir))
+        }
+        "kubernetes" => {
+            anyhow::ensure!(
+                scn.file.bugs.is_empty(),
+                "planted bugs ({}) need a cluster made for the run; the kubernetes platform runs against the deployed cluster, which has none",
+                scn.file.bugs.join(", ")
+            );
+            let api = KubeApi::new(ApiConfig::from_env()?)?;
+            let deployed = kubernetes::deployed_cluster(&template)?;
+            let endpoints = kubernetes::Endpoints::services(&deployed.ids());
+            let mut cluster = KubeCluster::new(deployed, api, endpoints)?;
+            let result = run_on(scn, &schedule, &mut cluster, &run_dir, opts, interrupt).await;
+            // The cluster was there before the run and stays, healed.
+            if let Err(e) = heal_everything(&mut cluster).await {
+                eprintln!("warning: the cluster may keep a fault: {e:#}");
+            }
+            cluster.down().await;
             Ok((result?, run_dir))
         }
         other => anyhow::bail!(

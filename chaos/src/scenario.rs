@@ -330,7 +330,7 @@ pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
 }
 
 /// The platforms a scenario may name (`run --platform` overrides it).
-pub const PLATFORMS: &[&str] = &["local", "compose"];
+pub const PLATFORMS: &[&str] = &["local", "compose", "kubernetes"];
 
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
     let file: ScenarioFile = serde_yaml::from_str(text)

@@ -26,19 +26,21 @@ pub fn namespace(system: &str) -> String {
     format!("faultline-{system}")
 }
 /// Every node's QUIC and admin ports inside its pod (each pod has its own
-/// address, so they can all be the same).
-const NODE_PORT: u16 = 7100;
-const ADMIN_PORT: u16 = 9100;
-/// The proxy's control API and its first link port.
-const CONTROL_PORT: u16 = 9099;
+/// address, so they can all be the same), and its freezer's (the sidecar
+/// that pauses it).
+pub const NODE_PORT: u16 = 7100;
+pub const ADMIN_PORT: u16 = 9100;
+pub const FREEZER_PORT: u16 = 9101;
+/// The proxy's Service, its control API and its first link port.
+pub const PROXY_SERVICE: &str = "faultline-proxy";
+pub const CONTROL_PORT: u16 = 9099;
 const LINK_PORT_BASE: u16 = 20_000;
 
-/// The overlay of `template`: `(file name, text)` pairs.
-pub fn overlay(
-    template: &Cluster,
-    scenario: Option<&Path>,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let system = template.file.system.clone();
+/// The cluster file and proxy config of `template` as its overlay deploys
+/// them: every node at [`NODE_PORT`] and [`ADMIN_PORT`] in its own pod, every
+/// dial through the proxy's Service, the template's seed and secret. The
+/// `kubernetes` platform computes the same plan to find the deployed cluster.
+pub fn plan(template: &Cluster) -> anyhow::Result<(Plan, Vec<u16>)> {
     let ids = template.ids();
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
     let mut links = BTreeMap::new();
@@ -56,7 +58,7 @@ pub fn overlay(
     let layout = Layout {
         listen: ids.iter().map(|i| (i.clone(), any(NODE_PORT))).collect(),
         admin: ids.iter().map(|i| (i.clone(), any(ADMIN_PORT))).collect(),
-        links: links.clone(),
+        links,
         control: any(CONTROL_PORT),
         tls_dir: PathBuf::from("/certs"),
         data_dir: PathBuf::from("/data"),
@@ -65,15 +67,26 @@ pub fn overlay(
             .iter()
             .map(|i| (i.clone(), format!("{}:{NODE_PORT}", node_service(i))))
             .collect(),
-        proxy_host: Some("faultline-proxy".into()),
+        proxy_host: Some(PROXY_SERVICE.into()),
     };
-    let plan: Plan = layout::plan(
+    let plan = layout::plan(
         template,
         template.file.seed,
         template.secret.clone(),
         &[],
         &layout,
     )?;
+    Ok((plan, (LINK_PORT_BASE..port).collect()))
+}
+
+/// The overlay of `template`: `(file name, text)` pairs.
+pub fn overlay(
+    template: &Cluster,
+    scenario: Option<&Path>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let system = template.file.system.clone();
+    let ids = template.ids();
+    let (plan, link_ports) = plan(template)?;
     let mut files: Vec<(String, String)> = plan
         .files()?
         .into_iter()
@@ -93,7 +106,6 @@ pub fn overlay(
         })])?,
     ));
     files.push(("nodes.yaml".into(), docs(&nodes(&ids))?));
-    let link_ports: Vec<u16> = (LINK_PORT_BASE..port).collect();
     files.push((
         "proxy-service.yaml".into(),
         docs(&[proxy_service(&link_ports)])?,
@@ -175,6 +187,25 @@ pub fn node_service(id: &str) -> String {
     format!("node-{}", id.to_ascii_lowercase())
 }
 
+/// The pod of the node at index `i` of the cluster file (the StatefulSet's
+/// ordinal `i`).
+pub fn pod_name(i: usize) -> String {
+    format!("faultline-node-{i}")
+}
+
+/// The StatefulSet of every node, and the label its pods carry.
+pub const STATEFULSET: &str = "faultline-node";
+pub const NODE_SELECTOR: &str = "app.kubernetes.io/name=faultline-node";
+
+/// The volume claim of the pod of ordinal `i` (the StatefulSet's claim
+/// template `data`).
+pub fn claim_name(i: usize) -> String {
+    format!("data-{}", pod_name(i))
+}
+
+/// The node's container in its pod (the freezer is the other).
+pub const NODE_CONTAINER: &str = "node";
+
 /// The scenario the CronJob runs, its cluster being `template.yaml` beside it.
 fn scenario_text(path: &Path) -> anyhow::Result<String> {
     let text =
@@ -211,7 +242,7 @@ fn image(what: &str) -> String {
 
 /// The StatefulSet of every node, its headless Service, one Service per node.
 fn nodes(ids: &[String]) -> Vec<Value> {
-    let selector = json!({ "app.kubernetes.io/name": "faultline-node" });
+    let selector = json!({ "app.kubernetes.io/name": STATEFULSET });
     let mut out = vec![
         json!({
             "apiVersion": "v1",
@@ -226,9 +257,9 @@ fn nodes(ids: &[String]) -> Vec<Value> {
         json!({
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": { "name": "faultline-node" },
+            "metadata": { "name": STATEFULSET },
             "spec": {
-                "serviceName": "faultline-node",
+                "serviceName": STATEFULSET,
                 "replicas": ids.len(),
                 // Every node at once: peers wait for each other anyway.
                 "podManagementPolicy": "Parallel",
@@ -243,8 +274,10 @@ fn nodes(ids: &[String]) -> Vec<Value> {
                         },
                     },
                     "spec": {
+                        // The freezer sidecar signals the node's process.
+                        "shareProcessNamespace": true,
                         "containers": [{
-                            "name": "node",
+                            "name": NODE_CONTAINER,
                             "image": image("node"),
                             "imagePullPolicy": "IfNotPresent",
                             "args": ["run", "--cluster", "/etc/faultline/cluster.yaml", "--id-from-ordinal"],
@@ -260,6 +293,17 @@ fn nodes(ids: &[String]) -> Vec<Value> {
                                 { "name": "cluster", "mountPath": "/etc/faultline", "readOnly": true },
                                 { "name": "certs", "mountPath": "/certs", "readOnly": true },
                                 { "name": "data", "mountPath": "/data" },
+                            ],
+                        }, {
+                            // Pauses the node (SIGSTOP under a lease) for the
+                            // controller's `kubernetes` platform.
+                            "name": "freezer",
+                            "image": image("chaos"),
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["freezer", "--cluster", "/etc/faultline/cluster.yaml", "--listen", format!("0.0.0.0:{FREEZER_PORT}")],
+                            "ports": [{ "name": "freezer", "containerPort": FREEZER_PORT, "protocol": "TCP" }],
+                            "volumeMounts": [
+                                { "name": "cluster", "mountPath": "/etc/faultline", "readOnly": true },
                             ],
                         }],
                         "volumes": [
@@ -285,8 +329,12 @@ fn nodes(ids: &[String]) -> Vec<Value> {
             "kind": "Service",
             "metadata": { "name": node_service(id), "labels": { "faultline.node": id } },
             "spec": {
-                "selector": { "statefulset.kubernetes.io/pod-name": format!("faultline-node-{i}") },
-                "ports": [{ "name": "quic", "port": NODE_PORT, "protocol": "UDP" }],
+                "selector": { "statefulset.kubernetes.io/pod-name": pod_name(i) },
+                "ports": [
+                    { "name": "quic", "port": NODE_PORT, "protocol": "UDP" },
+                    { "name": "admin", "port": ADMIN_PORT, "protocol": "TCP" },
+                    { "name": "freezer", "port": FREEZER_PORT, "protocol": "TCP" },
+                ],
             },
         }));
     }
@@ -304,7 +352,7 @@ fn proxy_service(link_ports: &[u16]) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": { "name": "faultline-proxy" },
+        "metadata": { "name": PROXY_SERVICE },
         "spec": {
             "selector": { "app.kubernetes.io/name": "faultline-proxy" },
             "ports": ports,

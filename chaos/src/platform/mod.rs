@@ -8,6 +8,8 @@
 
 pub mod compose;
 pub mod kube;
+pub mod kube_api;
+pub mod kubernetes;
 pub mod layout;
 pub mod local;
 

@@ -88,7 +88,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Compare without an early exit so response time does not leak the token prefix.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
