@@ -107,6 +107,10 @@ pub fn overlay(
     ));
     files.push(("nodes.yaml".into(), docs(&nodes(&ids))?));
     files.push((
+        "controller-rbac.yaml".into(),
+        docs(&controller_rbac(ids.len()))?,
+    ));
+    files.push((
         "proxy-service.yaml".into(),
         docs(&[proxy_service(&link_ports)])?,
     ));
@@ -139,7 +143,7 @@ pub fn overlay(
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": namespace(&system),
-        "resources": ["namespace.yaml", "../../base", "nodes.yaml", "proxy-service.yaml"],
+        "resources": ["namespace.yaml", "../../base", "nodes.yaml", "proxy-service.yaml", "controller-rbac.yaml"],
         "configMapGenerator": config_maps,
         "labels": [{ "pairs": { "faultline.system": system } }],
     });
@@ -340,6 +344,44 @@ fn nodes(ids: &[String]) -> Vec<Value> {
     }
     out
 }
+
+/// The service account of the controller (the CronJob's runs on the
+/// `kubernetes` platform) and what it may do: read the nodes' pods, delete
+/// them (a kill), delete their volume claims and scale their StatefulSet (a
+/// fresh cluster per run), each by name where Kubernetes allows names
+/// (listing cannot be limited by name), and nothing else.
+pub(crate) fn controller_rbac(n: usize) -> Vec<Value> {
+    let pods: Vec<String> = (0..n).map(pod_name).collect();
+    let claims: Vec<String> = (0..n).map(claim_name).collect();
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": { "name": CONTROLLER },
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": { "name": CONTROLLER },
+            "rules": [
+                { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"] },
+                { "apiGroups": [""], "resources": ["pods"], "verbs": ["delete"], "resourceNames": pods },
+                { "apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "delete"], "resourceNames": claims },
+                { "apiGroups": ["apps"], "resources": ["statefulsets/scale"], "verbs": ["patch"], "resourceNames": [STATEFULSET] },
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": { "name": CONTROLLER },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CONTROLLER },
+            "subjects": [{ "kind": "ServiceAccount", "name": CONTROLLER }],
+        }),
+    ]
+}
+
+/// The controller's service account, Role and RoleBinding.
+pub const CONTROLLER: &str = "faultline-chaos";
 
 /// The proxy's Service: its control API and one UDP port per directed link.
 fn proxy_service(link_ports: &[u16]) -> Value {

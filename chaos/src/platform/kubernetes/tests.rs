@@ -47,6 +47,9 @@ struct Fake {
     requests: Vec<(String, String, String)>,
     /// `(verb, plural)` the service account may not do.
     forbid: BTreeSet<(String, String)>,
+    /// The rules of a Role, enforced as RBAC would (`None`: everything but
+    /// `forbid` is allowed).
+    rbac: Option<Vec<Value>>,
     /// Answer garbage to every GET of a pod.
     garbage: bool,
     /// How long a deleted pod lingers, and a new one takes to be ready.
@@ -140,7 +143,8 @@ fn admit(
     query: &Option<String>,
     headers: &HeaderMap,
     ns: &str,
-    plural: &str,
+    resource: &str,
+    name: Option<&str>,
 ) -> Result<(), Box<Response>> {
     let auth = headers
         .get("authorization")
@@ -157,13 +161,31 @@ fn admit(
         return Err(Box::new(status(StatusCode::UNAUTHORIZED, "Unauthorized")));
     }
     let verb = match *method {
-        Method::GET if path.ends_with(plural) => "list",
+        Method::GET if name.is_none() => "list",
         Method::GET => "get",
         Method::DELETE => "delete",
         Method::PATCH => "patch",
         _ => "other",
     };
-    if ns != NS || f.forbid.contains(&(verb.to_string(), plural.to_string())) {
+    let plural = resource.split('/').next().unwrap_or(resource);
+    let refused = match &f.rbac {
+        Some(rules) => !rules.iter().any(|r| {
+            let has = |key: &str, want: &str| {
+                r[key]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == want))
+            };
+            has("resources", resource)
+                && has("verbs", verb)
+                && match (r["resourceNames"].as_array(), name) {
+                    (None, _) => true,
+                    (Some(names), Some(n)) => names.iter().any(|v| v == n),
+                    (Some(_), None) => false,
+                }
+        }),
+        None => f.forbid.contains(&(verb.to_string(), plural.to_string())),
+    };
+    if ns != NS || refused {
         return Err(Box::new(status(
             StatusCode::FORBIDDEN,
             &format!("{plural} is forbidden: User \"system:serviceaccount:{NS}:faultline-chaos\" cannot {verb} resource \"{plural}\" in namespace \"{ns}\""),
@@ -185,7 +207,16 @@ async fn pod(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
-    if let Err(r) = admit(&fake, &method, &path, &query, &headers, &ns, "pods") {
+    if let Err(r) = admit(
+        &fake,
+        &method,
+        &path,
+        &query,
+        &headers,
+        &ns,
+        "pods",
+        Some(&name),
+    ) {
         return *r;
     }
     let mut f = fake.lock().expect("fake");
@@ -212,7 +243,7 @@ async fn pods(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/api/v1/namespaces/{ns}/pods");
-    if let Err(r) = admit(&fake, &method, &path, &query, &headers, &ns, "pods") {
+    if let Err(r) = admit(&fake, &method, &path, &query, &headers, &ns, "pods", None) {
         return *r;
     }
     assert_eq!(
@@ -241,6 +272,7 @@ async fn claim(
         &headers,
         &ns,
         "persistentvolumeclaims",
+        Some(&name),
     ) {
         return *r;
     }
@@ -263,7 +295,16 @@ async fn scale(
     body: Bytes,
 ) -> Response {
     let path = format!("/apis/apps/v1/namespaces/{ns}/statefulsets/{name}/scale");
-    if let Err(r) = admit(&fake, &method, &path, &query, &headers, &ns, "statefulsets") {
+    if let Err(r) = admit(
+        &fake,
+        &method,
+        &path,
+        &query,
+        &headers,
+        &ns,
+        "statefulsets/scale",
+        Some(&name),
+    ) {
         return *r;
     }
     assert_eq!(
@@ -532,6 +573,31 @@ async fn up_starts_every_run_on_fresh_volumes() {
         ]
     );
     assert_eq!(f.replicas, 4);
+}
+
+/// The overlay's Role for the controller is enough for everything the
+/// platform does, by name where it names objects.
+#[tokio::test]
+async fn the_overlays_role_allows_what_the_platform_does() {
+    let mut s = setup("rbac").await;
+    let role = kube::controller_rbac(4)
+        .into_iter()
+        .find(|o| o["kind"] == "Role")
+        .expect("a Role");
+    let rules = role["rules"].as_array().expect("rules").clone();
+    s.fake.lock().expect("fake").rbac = Some(rules);
+    s.kube.up().await.expect("up under the Role");
+    s.kube.kill("c1").await.expect("kill under the Role");
+    s.kube.start("c1").await.expect("start under the Role");
+    s.kube.heal_processes().await.expect("heal under the Role");
+    // And nothing more: another pod of the namespace may not be deleted.
+    let e = s
+        .kube
+        .api
+        .delete_now(Kind::Pod, "faultline-proxy-7d9c")
+        .await
+        .expect_err("outside the Role");
+    assert!(e.to_string().contains("may not delete pods"), "{e}");
 }
 
 #[tokio::test]
