@@ -203,3 +203,110 @@ fn config_maps_hold_what_their_files_need() {
             .unwrap_or_else(|e| panic!("{rel}: the CronJob's scenario does not load: {e}"));
     }
 }
+
+/// Each overlay's Prometheus configuration (static targets at the
+/// Services' names, the alert rules of grafana/) passes `promtool check
+/// config`, and scrapes every node of the overlay's cluster file.
+#[test]
+fn overlay_prometheus_configs_pass_promtool() {
+    for dir in overlays() {
+        let file = dir.join("prometheus.yml");
+        let out = run(
+            "promtool",
+            &["check", "config", file.to_str().expect("utf8")],
+            "apt-get install prometheus",
+        );
+        assert!(out.status.success(), "{}: {}", file.display(), text(&out));
+        let t = std::fs::read_to_string(&file).expect("read");
+        let system = dir.file_name().and_then(|n| n.to_str()).expect("name");
+        for job in ["faultline-nodes", "faultline-proxy", "faultline-chaos"] {
+            assert!(
+                t.contains(&format!("job_name: {job}")),
+                "{system}: no {job}"
+            );
+        }
+        let cluster = repo().join("clusters").join(format!("{system}.yaml"));
+        let template = faultline_chaos::platform::local::load_template(&cluster).expect("template");
+        for id in template.ids() {
+            assert!(
+                t.contains(&format!(
+                    "node-{}.faultline-{system}.svc:9100",
+                    id.to_ascii_lowercase()
+                )),
+                "{system}: {id} is not scraped"
+            );
+        }
+    }
+}
+
+/// The Prometheus operator's monitors (k8s/monitoring) select Services and
+/// pods that every overlay has, on ports those name: a monitor whose
+/// selector matches nothing scrapes nothing, silently.
+#[test]
+fn monitors_select_what_every_overlay_serves() {
+    use serde::Deserialize;
+    use serde_yaml::Value;
+    let docs = |text: &str| -> Vec<Value> {
+        serde_yaml::Deserializer::from_str(text)
+            .map(|d| Value::deserialize(d).expect("a YAML document"))
+            .collect()
+    };
+    let (_, monitors) = render(&repo().join("k8s/monitoring"));
+    let monitors = docs(&monitors);
+    assert_eq!(monitors.len(), 3, "{monitors:?}");
+    for dir in overlays() {
+        let (rel, rendered) = render(&dir);
+        let objects = docs(&rendered);
+        for m in &monitors {
+            let name = m["metadata"]["name"].as_str().expect("name");
+            assert_eq!(m["apiVersion"], "monitoring.coreos.com/v1", "{name}");
+            let want = m["spec"]["selector"]["matchLabels"]
+                .as_mapping()
+                .expect("matchLabels");
+            let matches = |labels: &Value| want.iter().all(|(k, v)| labels.get(k) == Some(v));
+            let (ports, endpoints): (Vec<String>, &Value) = match m["kind"].as_str() {
+                Some("ServiceMonitor") => {
+                    let svc = objects
+                        .iter()
+                        .find(|o| o["kind"] == "Service" && matches(&o["metadata"]["labels"]))
+                        .unwrap_or_else(|| panic!("{rel}: {name} selects no Service"));
+                    let ports = svc["spec"]["ports"]
+                        .as_sequence()
+                        .expect("ports")
+                        .iter()
+                        .filter_map(|p| p["name"].as_str().map(String::from))
+                        .collect();
+                    (ports, &m["spec"]["endpoints"])
+                }
+                Some("PodMonitor") => {
+                    let job = objects
+                        .iter()
+                        .find(|o| o["kind"] == "CronJob")
+                        .expect("a CronJob");
+                    let pod = &job["spec"]["jobTemplate"]["spec"]["template"];
+                    assert!(
+                        matches(&pod["metadata"]["labels"]),
+                        "{rel}: {name} does not select the CronJob's pods"
+                    );
+                    let ports = pod["spec"]["containers"]
+                        .as_sequence()
+                        .expect("containers")
+                        .iter()
+                        .flat_map(|c| c["ports"].as_sequence().cloned().unwrap_or_default())
+                        .filter_map(|p| p["name"].as_str().map(String::from))
+                        .collect();
+                    (ports, &m["spec"]["podMetricsEndpoints"])
+                }
+                other => panic!("{name}: unexpected kind {other:?}"),
+            };
+            for e in endpoints.as_sequence().expect("endpoints") {
+                let port = e["port"].as_str().expect("a named port");
+                assert!(
+                    ports.iter().any(|p| p == port),
+                    "{rel}: {name} scrapes port {port}, which is not among {ports:?}"
+                );
+                assert_eq!(e["path"], "/metrics", "{name}");
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@
 //! ([`PROJECT`]) holds one cluster at a time.
 
 use super::layout::{self, Layout, Plan};
+use super::scrape::{self, PromConfig};
 use super::Platform;
 use crate::proxy::ProxyClient;
 use anyhow::{bail, Context};
@@ -241,32 +242,6 @@ pub struct IpamConfig {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Volume {}
-
-/// A Prometheus configuration (the part a stack writes).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PromConfig {
-    pub global: PromGlobal,
-    pub rule_files: Vec<String>,
-    pub scrape_configs: Vec<ScrapeConfig>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PromGlobal {
-    pub scrape_interval: String,
-    pub scrape_timeout: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ScrapeConfig {
-    pub job_name: String,
-    pub static_configs: Vec<StaticConfig>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StaticConfig {
-    pub targets: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-}
 
 /// The stack `faultline-chaos up --platform compose` (and `make up`) runs for
 /// a template: its seed and secret, no planted bug.
@@ -560,46 +535,14 @@ pub fn stack(
         )]),
         volumes,
     };
-    let prometheus = PromConfig {
-        global: PromGlobal {
-            scrape_interval: "1s".into(),
-            scrape_timeout: "900ms".into(),
-        },
-        // Relative to this file, in the container and for promtool alike.
-        rule_files: vec!["alerts.yml".into()],
-        scrape_configs: vec![
-            ScrapeConfig {
-                job_name: "faultline-nodes".into(),
-                static_configs: template
-                    .nodes
-                    .iter()
-                    .map(|n| StaticConfig {
-                        targets: vec![admin[&n.id].to_string()],
-                        labels: BTreeMap::from([
-                            ("node".to_string(), n.id.clone()),
-                            ("role".to_string(), n.role.clone()),
-                            ("system".to_string(), system.clone()),
-                        ]),
-                    })
-                    .collect(),
-            },
-            ScrapeConfig {
-                job_name: "faultline-proxy".into(),
-                static_configs: vec![StaticConfig {
-                    targets: vec![on(proxy_ip, opts.proxy_port).to_string()],
-                    labels: BTreeMap::from([("system".to_string(), system.clone())]),
-                }],
-            },
-            // Down unless the `schedule` profile runs.
-            ScrapeConfig {
-                job_name: "faultline-chaos".into(),
-                static_configs: vec![StaticConfig {
-                    targets: vec![on(opts.ip(5), SCHEDULE_METRICS_PORT).to_string()],
-                    labels: BTreeMap::from([("system".to_string(), system.clone())]),
-                }],
-            },
-        ],
-    };
+    let prometheus = scrape::config(
+        template,
+        "1s",
+        "alerts.yml",
+        |id| admin[id].to_string(),
+        on(proxy_ip, opts.proxy_port).to_string(),
+        on(opts.ip(5), SCHEDULE_METRICS_PORT).to_string(),
+    );
     let info = StackInfo {
         system,
         admin: published,

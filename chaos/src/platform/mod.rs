@@ -12,6 +12,7 @@ pub mod kube_api;
 pub mod kubernetes;
 pub mod layout;
 pub mod local;
+pub mod scrape;
 
 use crate::proxy::ProxyClient;
 use anyhow::bail;
