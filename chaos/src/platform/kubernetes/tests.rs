@@ -139,8 +139,7 @@ fn status(code: StatusCode, message: &str) -> Response {
 fn admit(
     fake: &Shared,
     method: &Method,
-    path: &str,
-    query: &Option<String>,
+    full: String,
     headers: &HeaderMap,
     ns: &str,
     resource: &str,
@@ -152,10 +151,6 @@ fn admit(
         .unwrap_or("")
         .to_string();
     let mut f = fake.lock().expect("fake");
-    let full = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
     f.requests.push((method.to_string(), full, auth.clone()));
     if auth != format!("Bearer {TOKEN}") {
         return Err(Box::new(status(StatusCode::UNAUTHORIZED, "Unauthorized")));
@@ -195,6 +190,13 @@ fn admit(
     Ok(())
 }
 
+fn with_query(path: &str, query: &Option<String>) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
 fn ordinal(name: &str) -> Option<usize> {
     name.strip_prefix("faultline-node-")?.parse().ok()
 }
@@ -210,8 +212,7 @@ async fn pod(
     if let Err(r) = admit(
         &fake,
         &method,
-        &path,
-        &query,
+        with_query(&path, &query),
         &headers,
         &ns,
         "pods",
@@ -243,7 +244,15 @@ async fn pods(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/api/v1/namespaces/{ns}/pods");
-    if let Err(r) = admit(&fake, &method, &path, &query, &headers, &ns, "pods", None) {
+    if let Err(r) = admit(
+        &fake,
+        &method,
+        with_query(&path, &query),
+        &headers,
+        &ns,
+        "pods",
+        None,
+    ) {
         return *r;
     }
     assert_eq!(
@@ -267,8 +276,7 @@ async fn claim(
     if let Err(r) = admit(
         &fake,
         &method,
-        &path,
-        &query,
+        with_query(&path, &query),
         &headers,
         &ns,
         "persistentvolumeclaims",
@@ -298,8 +306,7 @@ async fn scale(
     if let Err(r) = admit(
         &fake,
         &method,
-        &path,
-        &query,
+        with_query(&path, &query),
         &headers,
         &ns,
         "statefulsets/scale",
