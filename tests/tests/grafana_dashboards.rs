@@ -118,6 +118,37 @@ fn alert_rules_pass_promtool() {
     }
 }
 
+/// Every dashboard conforms to Grafana's dashboard schema as the Grafana
+/// Foundation SDK's generated types know it (`grafana/check_dashboards.py`
+/// says how, and what it cannot see), and the check rejects broken copies.
+#[test]
+fn dashboards_follow_grafanas_schema() {
+    let dir = repo().join("grafana/dashboards");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("grafana/dashboards")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for args in [vec!["--self-test".to_string()], files] {
+        let out = Command::new("python3")
+            .arg("grafana/check_dashboards.py")
+            .args(&args)
+            .current_dir(repo())
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "check_dashboards.py {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A process killed when dropped, whatever the test did.
 struct Killed(Child);
 impl Drop for Killed {
