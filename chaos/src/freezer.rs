@@ -203,6 +203,18 @@ impl Freezer {
                     let pid = self.target.find()?;
                     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)
                         .map_err(|e| format!("cannot stop pid {pid}: {e}"))?;
+                    // The signal can be accepted and ignored: the first
+                    // process of a namespace ignores SIGSTOP sent from
+                    // inside it. A pause that did not happen must not be
+                    // reported as one.
+                    if !self.lands(pid) {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+                        return Err(if pid == 1 {
+                            "the node is PID 1 of its process namespace, which ignores SIGSTOP from inside it: run it under an init (a Kubernetes pod's pause container, docker's --init)".to_string()
+                        } else {
+                            format!("pid {pid} did not stop within 1 s")
+                        });
+                    }
                     tracing::info!(pid, lease_ms = lease.as_millis() as u64, "node frozen");
                     *held = Some(Held {
                         pid,
@@ -212,6 +224,19 @@ impl Freezer {
             }
         }
         Ok(self.state())
+    }
+
+    /// Whether `pid` shows as stopped within a second.
+    fn lands(&self, pid: u32) -> bool {
+        let t0 = Instant::now();
+        // Bounded: a second of 5 ms polls.
+        while t0.elapsed() < Duration::from_secs(1) {
+            if self.target.stopped(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 
     fn thaw(&self, why: &str) -> Result<FreezerState, String> {

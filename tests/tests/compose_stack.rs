@@ -238,6 +238,10 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
     let heal = chaos(&["fault", "--platform", "compose", "heal"]);
     assert!(heal.status.success(), "{}", text(&heal));
 
+    // The freezer sidecar as Kubernetes runs it, in the node's process
+    // namespace: the controller's image finds the node and stops it.
+    freezer_pauses_the_node_beside_it("faultline-s1");
+
     let run_dir = repo()
         .join("target")
         .join("test-runs")
@@ -350,6 +354,154 @@ fn a_compose_cluster_runs_a_scenario_and_leaves_nothing() {
 }
 
 /// The copies `make down` made of a schedule's reports, one directory each.
+/// Removes the freezer's container, whatever the test did.
+struct Remove(&'static str);
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", self.0]).output();
+    }
+}
+
+/// `docker ARGS` that must succeed: its stdout, trimmed.
+fn docker_ok(args: &[&str]) -> String {
+    let out = tool("docker", args, "a Docker daemon");
+    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether host pid `pid` is stopped (SIGSTOP).
+fn stopped(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// The host pid of the child of `parent` whose command line holds `name`.
+fn child_of(parent: &str, name: &str) -> Option<String> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.to_string();
+        pid.parse::<u32>().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .to_string();
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        (ppid == parent && String::from_utf8_lossy(&cmdline).contains(name)).then_some(pid)
+    })
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds.
+fn within(secs: u64, cond: impl Fn() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while !cond() && t0.elapsed() < std::time::Duration::from_secs(secs) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// The freezer (`faultline-chaos freezer`, the controller's FROM-scratch
+/// image) in `node`'s process namespace, as the sidecar of a Kubernetes
+/// pod with `shareProcessNamespace`: a freeze stops the node's process, a
+/// thaw continues it, a lapsed lease and the freezer's own SIGTERM thaw it.
+fn freezer_pauses_the_node_beside_it(node: &'static str) {
+    const NAME: &str = "faultline-freezer-check";
+    let _ = Command::new("docker").args(["rm", "-f", NAME]).output();
+    let _rm = Remove(NAME);
+    let cluster = repo().join("compose/tokens/cluster.yaml");
+    let mount = format!("{}:/etc/faultline/cluster.yaml:ro", cluster.display());
+    let image = format!("faultline-chaos:{}", env!("CARGO_PKG_VERSION"));
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        NAME,
+        "--pid",
+        &format!("container:{node}"),
+        "-v",
+        &mount,
+        "-p",
+        "127.0.0.1::9101",
+        &image,
+        "freezer",
+        "--cluster",
+        "/etc/faultline/cluster.yaml",
+    ]);
+    let at = docker_ok(&["port", NAME, "9101/tcp"]);
+    let at = at.lines().next().expect("a published port").to_string();
+    // The container's first process is docker's init; the node is its child.
+    let init = docker_ok(&["inspect", "-f", "{{.State.Pid}}", node]);
+    let pid = child_of(&init, "faultline-node")
+        .unwrap_or_else(|| panic!("no faultline-node under {node}'s init (pid {init})"));
+    let secret = faultline_chaos::platform::local::load_template(&cluster)
+        .expect("the stack's cluster file")
+        .secret;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str| -> Option<(u16, String)> {
+        rt.block_on(async {
+            let r = http
+                .post(format!("http://{at}{path}"))
+                .bearer_auth(&secret)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .timeout(std::time::Duration::from_secs(3))
+                .send()
+                .await
+                .ok()?;
+            Some((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        })
+    };
+    // The container may take a moment to listen.
+    let mut first = None;
+    for _ in 0..100 {
+        first = post("/freeze", r#"{"lease_ms": 20000}"#);
+        if first.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, body) = first
+        .unwrap_or_else(|| panic!("the freezer never answered: {}", docker_ok(&["logs", NAME])));
+    assert_eq!(code, 200, "freeze: {body}");
+    assert!(
+        within(3, || stopped(&pid)),
+        "{node} (pid {pid}) was not stopped: {body}"
+    );
+    let (code, body) = post("/thaw", "").expect("thaw");
+    assert_eq!(code, 200, "thaw: {body}");
+    assert!(
+        within(3, || !stopped(&pid)),
+        "{node} stayed stopped after a thaw"
+    );
+    // A lease nobody renews runs out.
+    let (code, _) = post("/freeze", r#"{"lease_ms": 700}"#).expect("freeze");
+    assert_eq!(code, 200);
+    assert!(within(3, || stopped(&pid)));
+    assert!(
+        within(5, || !stopped(&pid)),
+        "the lease ran out and {node} stayed stopped"
+    );
+    // The sidecar stopped while it holds a freeze: it thaws on the way out.
+    let (code, _) = post("/freeze", r#"{"lease_ms": 60000}"#).expect("freeze");
+    assert_eq!(code, 200);
+    assert!(within(3, || stopped(&pid)));
+    docker_ok(&["stop", "-t", "10", NAME]);
+    assert!(
+        within(3, || !stopped(&pid)),
+        "the freezer stopped and left {node} stopped"
+    );
+}
+
 fn copies(saved: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(saved)
         .map(|d| d.flatten().map(|e| e.path()).collect())

@@ -207,6 +207,11 @@ pub struct Service {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<String>,
+    /// Docker's init as PID 1: the node is an ordinary process of its
+    /// namespace, as in a Kubernetes pod, so a sidecar sharing that
+    /// namespace can pause it (PID 1 ignores SIGSTOP from inside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
     /// Started only when one of these profiles is active.
@@ -515,6 +520,7 @@ pub fn stack(
                 ]),
                 labels: labels(&n.role, Some(&n.id)),
                 stop_grace_period: Some("3s".into()),
+                init: Some(true),
                 ..Service::default()
             },
         );
