@@ -46,6 +46,7 @@ bench: release
 	$(RELEASE)/bench-standby
 	$(CARGO) run --release -q -p faultline-chaos --example proxy_bench
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
+	scripts/run-dir-bench.sh $(RELEASE)/faultline-chaos
 	scripts/bug-table.sh $(BUG_SEEDS)
 	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images && \

@@ -54,6 +54,10 @@ enum Cmd {
         /// goes on (GET /metrics), e.g. 127.0.0.1:9095.
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Also keep every scrape in full as text (scrapes.jsonl, about
+        /// 50 MB for 30 s of 12 targets) beside the compact scrapes.gz.
+        #[arg(long)]
+        keep_scrapes: bool,
     },
     /// Run scenarios again and again: every interval or on a cron pattern,
     /// each run judged and kept in a results directory with an index page.
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
             quiet,
             platform,
             metrics,
+            keep_scrapes,
         } => {
             let scn = match scenario::load(&path) {
                 Ok(s) => s,
@@ -253,6 +258,7 @@ fn main() -> ExitCode {
                 platform,
                 metrics,
                 cancel: None,
+                keep_scrapes,
             };
             match rt.block_on(runner::run(&scn, opts)) {
                 Ok((results, _dir)) => {

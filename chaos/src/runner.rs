@@ -17,6 +17,7 @@ use crate::platform::kube_api::{ApiConfig, KubeApi};
 use crate::platform::kubernetes::{self, KubeCluster};
 use crate::platform::local::{self, LocalCluster, LocalOptions};
 use crate::platform::{self, Platform};
+use crate::record::scrapes::ScrapeLog;
 use crate::record::{self, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Scrape};
 use crate::results::{Results, Valid};
 use crate::scenario::{self, Scenario, Schedule};
@@ -50,6 +51,9 @@ pub struct RunOptions {
     /// Set by a caller that was asked to stop (a schedule's signal): a run
     /// starting with it set is cut short at once, as if interrupted.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Also write every scrape in full (`scrapes.jsonl`), beside the
+    /// compact `scrapes.gz` the judge reads.
+    pub keep_scrapes: bool,
 }
 
 /// SIGINT and SIGTERM during a run, registered before anything else is done
@@ -252,13 +256,12 @@ async fn run_on<P: Platform>(
     interrupt: &Interrupt,
 ) -> anyhow::Result<Results> {
     let interrupted = &interrupt.first_us;
-    let (quiet, metrics) = (opts.quiet, opts.metrics.as_deref());
     let system = cluster.cluster().file.system.clone();
     let result = tokio::select! {
         r = async {
             crate::with_chaos_system!(
                 system.as_str(),
-                |S| drive::<S, _>(scn, schedule, cluster, run_dir, quiet, metrics, interrupted).await,
+                |S| drive::<S, _>(scn, schedule, cluster, run_dir, opts, interrupted).await,
                 else Err(anyhow::anyhow!("the controller has no support for system {system:?}"))
             )
         } => r,
@@ -280,10 +283,10 @@ async fn drive<S: ChaosSystem, P: Platform>(
     schedule: &Schedule,
     cluster: &mut P,
     run_dir: &Path,
-    quiet: bool,
-    metrics: Option<&ControllerMetrics>,
+    opts: &RunOptions,
     interrupted: &AtomicU64,
 ) -> anyhow::Result<Results> {
+    let (quiet, metrics) = (opts.quiet, opts.metrics.as_deref());
     let cut_short = || interrupted.load(Ordering::SeqCst) != 0;
     // Faults with a selector resolved when they apply get their targets here.
     let mut schedule = schedule.clone();
@@ -317,7 +320,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
     // Scraper: every node and the proxy, appended to scrapes.jsonl.
     let stop_scrape = Arc::new(AtomicBool::new(false));
     let scraper = {
-        let mut file = std::fs::File::create(run_dir.join("scrapes.jsonl"))?;
+        let mut log = ScrapeLog::create(run_dir, opts.keep_scrapes)
+            .with_context(|| format!("cannot write the scrapes in {}", run_dir.display()))?;
         let targets: Vec<(String, String)> = ids
             .iter()
             .map(|id| (id.clone(), cluster.admin_url(id)))
@@ -329,13 +333,11 @@ async fn drive<S: ChaosSystem, P: Platform>(
             // the judge then finds fewer scrapes and says what it could not
             // measure.
             let mut write_failed = false;
-            let mut append = |file: &mut std::fs::File, s: &Scrape| {
-                if let Err(e) = record::append_scrape(file, s) {
-                    if !write_failed {
-                        tracing::warn!("cannot write scrapes.jsonl: {e}");
-                        eprintln!("warning: cannot write scrapes.jsonl: {e}");
-                        write_failed = true;
-                    }
+            let mut said = |e: std::io::Error| {
+                if !write_failed {
+                    tracing::warn!("cannot write the scrapes: {e}");
+                    eprintln!("warning: cannot write the scrapes: {e}");
+                    write_failed = true;
                 }
             };
             while !stop.load(Ordering::Relaxed) {
@@ -357,7 +359,9 @@ async fn drive<S: ChaosSystem, P: Platform>(
                         ok: text.is_some(),
                         samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
                     };
-                    append(&mut file, &s);
+                    if let Err(e) = log.append(&s) {
+                        said(e);
+                    }
                 }
                 if let Some(p) = &proxy {
                     let t_us = unix_us();
@@ -368,9 +372,17 @@ async fn drive<S: ChaosSystem, P: Platform>(
                         ok: text.is_some(),
                         samples: text.map(|t| prom::parse(&t)).unwrap_or_default(),
                     };
-                    append(&mut file, &s);
+                    if let Err(e) = log.append(&s) {
+                        said(e);
+                    }
+                }
+                if let Err(e) = log.flush() {
+                    said(e);
                 }
                 tokio::time::sleep(SCRAPE_EVERY.saturating_sub(t0.elapsed())).await;
+            }
+            if let Err(e) = log.finish() {
+                said(e);
             }
         })
     };
@@ -664,8 +676,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
         {
             if let Ok(v) = r.json::<HistoryDump>().await {
                 if !v.ops.is_empty() {
-                    record::write_json(
-                        &run_dir.join("node-history").join(format!("{id}.json")),
+                    record::write_json_gz(
+                        &run_dir.join("node-history").join(format!("{id}.json.gz")),
                         &v,
                     )?;
                 }
@@ -689,6 +701,13 @@ async fn drive<S: ChaosSystem, P: Platform>(
         scrapes: Vec::new(),
     };
     record.save(run_dir)?;
+    // history/ holds every operation the journal holds (both come from the
+    // same recorder); the journal only mattered had the controller died
+    // before this.
+    let journal = run_dir.join("history.jsonl");
+    if let Err(e) = std::fs::remove_file(&journal) {
+        tracing::warn!(error = %e, "cannot remove {}", journal.display());
+    }
     judge_dir(
         run_dir,
         scn.file.checks.linearizability_timeout.ms(),

@@ -849,7 +849,7 @@ mod tests {
             ("bugs: [double_apply]\n", "field `bugs[0]`: \"double_apply\" is not a planted bug of system tokens"),
             ("nemesis:\n  - { at: 3s, fault: promote, targets: [s1] }\n", "\"promote\" is not a process-layer fault"),
             ("nemesis:\n  - { at: 3s, for: 2s, fault: kill, targets: primary }\n", "system tokens has no primary"),
-            ("platform: kubernetes\n", "field `platform`: there is no platform \"kubernetes\""),
+            ("platform: nomad\n", "field `platform`: there is no platform \"nomad\""),
         ] {
             let e = load_err(&format!("{head}{body}"));
             assert!(e.contains(want), "{body}: expected {want:?} in {e}");

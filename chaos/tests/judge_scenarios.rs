@@ -6,8 +6,9 @@
 //! back, c2 reads; every node and the proxy are scraped every second.
 
 use faultline_chaos::judge::{judge, JudgeOptions};
+use faultline_chaos::record::scrapes::ScrapeLog;
 use faultline_chaos::record::{
-    append_scrape, FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Sample, Scrape,
+    FaultWindow, HistoryFile, NodeInfo, RunMeta, RunRecord, Sample, Scrape,
 };
 use faultline_chaos::results::{CheckOutcome, Results, Valid, EXPERIMENT_CHECKS};
 use faultline_node::api::{HistoryOp, Outcome};
@@ -469,10 +470,12 @@ fn a_run_directory_judges_like_the_record() {
     let run = clean_run();
     let dir = std::env::temp_dir().join(format!("faultline-judge-{}", std::process::id()));
     run.save(&dir).expect("record saved");
-    let mut f = std::fs::File::create(dir.join("scrapes.jsonl")).expect("scrapes file");
+    // As the runner writes them: the compact log.
+    let mut log = ScrapeLog::create(&dir, false).expect("scrapes file");
     for s in &run.scrapes {
-        append_scrape(&mut f, s).expect("scrape appended");
+        log.append(s).expect("scrape appended");
     }
+    log.finish().expect("scrapes finished");
     let loaded = RunRecord::load(&dir).expect("record loads");
     let _ = std::fs::remove_dir_all(&dir);
     let a = judge(&run, "dir", &opts());

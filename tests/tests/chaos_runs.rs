@@ -155,7 +155,7 @@ fn token_scenario_is_valid_and_writes_its_report() {
         "junit.xml",
         "results.json",
         "schedule.json",
-        "scrapes.jsonl",
+        "scrapes.gz",
         "cluster.yaml",
     ] {
         assert!(r.dir.join(f).is_file(), "missing {f}");
@@ -275,10 +275,9 @@ fn the_workload_follows_roles_after_a_transform() {
         "took {:?}",
         t0.elapsed()
     );
-    let history: Value = serde_json::from_str(
-        &std::fs::read_to_string(r.dir.join("history").join("c1.json")).expect("c1 history"),
-    )
-    .expect("json");
+    let history: Value =
+        faultline_chaos::record::read_json_gz(&r.dir.join("history").join("c1.json.gz"))
+            .expect("c1 history");
     let refused = history["ops"]
         .as_array()
         .map(|ops| {

@@ -161,6 +161,7 @@ async fn run_one(scn: &Scenario, opts: &ScheduleOptions, stop: &Arc<AtomicBool>)
         platform: opts.platform.clone(),
         metrics: Some(opts.metrics.clone()),
         cancel: Some(stop.clone()),
+        keep_scrapes: false,
     };
     let (verdict, summary) = match runner::run(scn, run).await {
         Ok((results, _)) => (

@@ -7,7 +7,10 @@
 //! - `windows.json`: [`FaultWindow`]s, the faults as they were really applied
 //! - `history/<client>.json`: each client's `GET /history`
 //! - `state/<node>.json`: each node's `GET /state` at quiescence
-//! - `scrapes.jsonl`: one [`Scrape`] per line, every node and the proxy
+//! - `scrapes.gz`: every scrape of every node and the proxy, as changes
+//!   from the previous scrape of the same target, gzip-compressed
+//!   ([`scrapes`]); `scrapes.jsonl`, one [`Scrape`] per line in full, with
+//!   `--keep-scrapes` (and in runs made before the compact log)
 //! - `history.jsonl`: one [`JournalEntry`] per line, written as operations
 //!   start and end; what `check` judges when the controller died before
 //!   writing `history/` (then `meta.json` still says `end_us: 0`)
@@ -18,6 +21,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use thiserror::Error;
+
+pub mod scrapes;
 
 #[derive(Debug, Error)]
 pub enum RecordError {
@@ -117,7 +122,48 @@ pub struct FaultWindow {
 pub struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// NaN and the infinities as Prometheus writes them (`"NaN"`, `"+Inf"`,
+    /// `"-Inf"`): JSON has no number for them.
+    #[serde(with = "prom_float")]
     pub value: f64,
+}
+
+/// An `f64` in JSON that survives NaN and the infinities.
+mod prom_float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if *v > 0.0 {
+            s.serialize_str("+Inf")
+        } else {
+            s.serialize_str("-Inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(x) => Ok(x),
+            Either::Text(t) => match t.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "+Inf" | "Inf" => Ok(f64::INFINITY),
+                "-Inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "{other:?} is not a sample value"
+                ))),
+            },
+        }
+    }
 }
 
 /// One scrape of one target (`node id` or `proxy`).
@@ -168,7 +214,6 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordErro
     std::fs::write(path, text).map_err(|source| RecordError::Io { path: p, source })
 }
 
-/// Appends one scrape to `scrapes.jsonl`.
 /// One line of `history.jsonl`: an operation as it started, or as it ended.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,11 +260,6 @@ pub fn histories_from_journal(path: &Path) -> Result<BTreeMap<String, HistoryFil
         .collect())
 }
 
-pub fn append_scrape(file: &mut std::fs::File, s: &Scrape) -> std::io::Result<()> {
-    let line = serde_json::to_string(s).map_err(std::io::Error::other)?;
-    writeln!(file, "{line}")
-}
-
 fn read_dir_json<T: for<'de> Deserialize<'de>>(
     dir: &Path,
 ) -> Result<BTreeMap<String, T>, RecordError> {
@@ -229,13 +269,49 @@ fn read_dir_json<T: for<'de> Deserialize<'de>>(
     };
     for e in entries.flatten() {
         let path = e.path();
-        if path.extension().is_some_and(|x| x == "json") {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                out.insert(stem.to_string(), read_json(&path)?);
-            }
+        let Some(name) = path.file_name().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(".json.gz") {
+            out.insert(stem.to_string(), read_json_gz(&path)?);
+        } else if let Some(stem) = name.strip_suffix(".json") {
+            out.insert(stem.to_string(), read_json(&path)?);
         }
     }
     Ok(out)
+}
+
+/// `value` as compact JSON, gzip-compressed (what is large and read by
+/// programs: histories).
+pub fn write_json_gz<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+    let p = path.display().to_string();
+    let io = |source| RecordError::Io {
+        path: p.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let f = std::fs::File::create(path).map_err(io)?;
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
+    serde_json::to_writer(&mut gz, value).map_err(|source| RecordError::Json {
+        path: p.clone(),
+        source,
+    })?;
+    let mut w = gz.finish().map_err(io)?;
+    w.flush().map_err(io)
+}
+
+/// What [`write_json_gz`] wrote.
+pub fn read_json_gz<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RecordError> {
+    let p = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|source| RecordError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let r = std::io::BufReader::new(flate2::read::GzDecoder::new(f));
+    serde_json::from_reader(r).map_err(|source| RecordError::Json { path: p, source })
 }
 
 impl RunRecord {
@@ -248,20 +324,10 @@ impl RunRecord {
         };
         let mut histories = read_dir_json(&dir.join("history"))?;
         let states = read_dir_json(&dir.join("state"))?;
-        let mut scrapes = Vec::new();
-        let path = dir.join("scrapes.jsonl");
-        if let Ok(f) = std::fs::File::open(&path) {
-            for line in std::io::BufReader::new(f).lines() {
-                let line = line.map_err(|source| RecordError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                // A torn last line (the controller died mid-write) is skipped.
-                if let Ok(s) = serde_json::from_str(&line) {
-                    scrapes.push(s);
-                }
-            }
-        }
+        let scrapes = scrapes::read(dir).map_err(|source| RecordError::Io {
+            path: dir.join(scrapes::COMPACT).display().to_string(),
+            source,
+        })?;
         if meta.end_us == 0 {
             // The controller died during the run: judge what it wrote as it
             // went, cut at the last thing it saw.
@@ -294,7 +360,7 @@ impl RunRecord {
         write_json(&dir.join("meta.json"), &self.meta)?;
         write_json(&dir.join("windows.json"), &self.windows)?;
         for (id, h) in &self.histories {
-            write_json(&dir.join("history").join(format!("{id}.json")), h)?;
+            write_json_gz(&dir.join("history").join(format!("{id}.json.gz")), h)?;
         }
         for (id, s) in &self.states {
             write_json(&dir.join("state").join(format!("{id}.json")), s)?;
