@@ -310,3 +310,13 @@ fn monitors_select_what_every_overlay_serves() {
         }
     }
 }
+
+/// `kubectl apply -k k8s/` deploys the example system: the same objects as
+/// its overlay.
+#[test]
+fn the_top_level_kustomization_is_the_example_overlay() {
+    let (_, top) = render(&repo().join("k8s"));
+    let (_, tokens) = render(&repo().join("k8s/overlays/tokens"));
+    assert!(top.contains("kind: StatefulSet"), "{top}");
+    assert_eq!(top, tokens);
+}
