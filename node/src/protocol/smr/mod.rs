@@ -1,0 +1,11 @@
+//! State machine replication of the vaccine availability database (seed
+//! 001), being built to the design in `docs/smr.md` (issue 8): clients and
+//! replicas are sources of one order by `(Lamport timestamp, source id)`;
+//! a replica executes an entry once it is stable (Schneider), held by every
+//! replica it does not suspect, and inside its source's stream; joins and
+//! expulsions are entries of the order, issued by the coordinator.
+//!
+//! Built so far: the state machine itself ([`db`]). Not yet a system: it
+//! is not in the registry, and no node runs it.
+
+pub mod db;
