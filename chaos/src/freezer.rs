@@ -16,7 +16,7 @@
 //! [`FreezerState`].
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -154,12 +154,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 impl Freezer {
     /// `None` if the request carries the token, else the 401 to answer.
     fn refuse(&self, headers: &HeaderMap) -> Option<Response> {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
+        match crate::proxy::bearer(headers) {
             Some(t) if crate::proxy::same_secret(t.as_bytes(), self.token.as_bytes()) => None,
             _ => Some(error(
                 StatusCode::UNAUTHORIZED,

@@ -432,13 +432,18 @@ pub fn write(template: &Cluster, scenario: Option<&Path>, dir: &Path) -> anyhow:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proxy::ProxyConfig;
 
     fn template() -> Cluster {
         let dir = std::env::temp_dir().join(format!("faultline-kube-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
+        template_in(&dir)
+    }
+
+    /// A cluster of three servers and a client, written into `dir`.
+    pub(crate) fn template_in(dir: &Path) -> Cluster {
         let path = dir.join("c.yaml");
         std::fs::write(
             &path,

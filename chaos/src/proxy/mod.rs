@@ -88,7 +88,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub(crate) use api::same_secret;
+pub(crate) use api::{bearer, same_secret};
 pub use client::{Partitioned, ProxyClient};
 pub use config::{ControlConfig, Link, ProxyConfig, MAX_LEASE};
 pub use control::{DirectedPair, LinkStats, PartitionStatus, ProxyController, ProxyStats};

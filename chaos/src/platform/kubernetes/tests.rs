@@ -372,13 +372,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn template(dir: &std::path::Path) -> Cluster {
-    let path = dir.join("c.yaml");
-    std::fs::write(
-        &path,
-        "system: tokens\nsecret: s3cret-for-a-test\ntls: { dir: certs }\nnodes:\n  - { id: s1, role: server, listen: 127.0.0.1:7101, admin: 127.0.0.1:9101 }\n  - { id: s2, role: server, listen: 127.0.0.1:7102, admin: 127.0.0.1:9102 }\n  - { id: s3, role: server, listen: 127.0.0.1:7103, admin: 127.0.0.1:9103 }\n  - { id: c1, role: client, listen: 127.0.0.1:7201, admin: 127.0.0.1:9201 }\n",
-    )
-    .expect("write");
-    crate::platform::local::load_template(&path).expect("template")
+    kube::tests::template_in(dir)
 }
 
 /// One node's stand-in process (`sleep`) and its real freezer.

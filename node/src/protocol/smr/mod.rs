@@ -5,7 +5,9 @@
 //! replica it does not suspect, and inside its source's stream; joins and
 //! expulsions are entries of the order, issued by the coordinator.
 //!
-//! Built so far: the state machine itself ([`db`]). Not yet a system: it
-//! is not in the registry, and no node runs it.
+//! Built so far: the state machine itself ([`db`]) and the order engine
+//! ([`order`]). Not yet a system: it is not in the registry, and no node
+//! runs it.
 
 pub mod db;
+pub mod order;
