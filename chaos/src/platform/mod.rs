@@ -1,10 +1,13 @@
 //! Where a cluster runs, behind one trait ([`Platform`]): bring nodes up and
 //! down, kill, pause, resume and restart one, the admin URL of a node, and
 //! the proxy in front of every link. The nemesis, the runner and the terminal
-//! commands only talk to the trait, so docker compose and Kubernetes are one
-//! implementation each. Two implementations today: `local` (processes on
-//! 127.0.0.1 that a run owns, the default) and the terminal's `Detached`
-//! (a local cluster `faultline-chaos up` left running).
+//! commands only talk to the trait, so each platform is one implementation:
+//! `local` (processes on 127.0.0.1 that a run owns, the default), the
+//! terminal's `Detached` (a local cluster `faultline-chaos up` left
+//! running), `compose` (a docker compose stack) and `kubernetes` (the
+//! cluster an overlay of `k8s/` deployed). `kube` writes those overlays,
+//! `layout` lays a cluster out for any of them, `scrape` writes their
+//! Prometheus configuration.
 
 pub mod compose;
 pub mod kube;
