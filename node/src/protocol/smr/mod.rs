@@ -11,3 +11,4 @@
 
 pub mod db;
 pub mod order;
+pub mod replica;

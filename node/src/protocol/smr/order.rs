@@ -119,6 +119,9 @@ struct Stream {
     /// Set by the source's `Admit`: messages at or before this position
     /// were sent before it was a member and are never in the order.
     floor: Option<Position>,
+    /// Executed or passed over, kept to relay to a replica that lacks
+    /// them, until every replica not suspected holds them.
+    kept: BTreeMap<u64, Entry>,
 }
 
 /// The order as one replica has it.
@@ -288,6 +291,7 @@ impl Order {
             // changes nothing.
             *e = (*e).max(n);
         }
+        self.prune();
     }
 
     /// Whether this replica suspects node `node` (every incarnation).
@@ -297,6 +301,7 @@ impl Order {
         } else {
             self.suspected.remove(node);
         }
+        self.prune();
     }
 
     /// (Coordinator) Decides `source`'s cut: the highest message of it held
@@ -319,13 +324,55 @@ impl Order {
             .collect()
     }
 
-    /// Held messages of `source` from `from` on (to relay to a replica
-    /// that asks).
+    /// Held messages of `source` from `from` on, executed or not, as far
+    /// as this replica still keeps them (to relay to a replica that asks).
     pub fn held_from(&self, source: &Source, from: u64) -> Vec<Entry> {
         self.streams
             .get(source)
-            .map(|st| st.held.range(from..).map(|(_, e)| e.clone()).collect())
+            .map(|st| {
+                st.kept
+                    .range(from..)
+                    .chain(st.held.range(from..))
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// What this replica lacks and knows it lacks: `(source, first seq)` of
+    /// every gap before messages that arrived early, and of every source
+    /// whose held `Expel` cuts past what is held here.
+    pub fn missing(&self) -> Vec<(Source, u64)> {
+        self.streams
+            .iter()
+            .filter(|(s, st)| {
+                !st.early.is_empty() || self.closing.get(*s).is_some_and(|c| st.held_to < *c)
+            })
+            .map(|(s, st)| (s.clone(), st.held_to + 1))
+            .collect()
+    }
+
+    /// Forgets kept entries every replica not suspected has announced.
+    fn prune(&mut self) {
+        let others: Vec<&Source> = self
+            .replicas
+            .iter()
+            .filter(|r| **r != self.me && !self.suspected.contains(&r.node))
+            .collect();
+        for (s, st) in self.streams.iter_mut() {
+            let everyone = others
+                .iter()
+                .map(|r| {
+                    self.announced
+                        .get(*r)
+                        .and_then(|h| h.get(s))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .min()
+                .unwrap_or(u64::MAX);
+            st.kept.retain(|seq, _| *seq > everyone);
+        }
     }
 
     /// Whether source `d` is closed for an entry at `pos`: a held `Expel`
@@ -354,7 +401,9 @@ impl Order {
             let before_admission = st.floor.as_ref().is_some_and(|f| e.position() <= *f);
             if e.body == Body::Null || before_admission {
                 // A null's only use is its timestamp, already in held_ts.
-                st.held.remove(&seq);
+                if let Some(e) = st.held.remove(&seq) {
+                    st.kept.insert(seq, e);
+                }
                 st.done_to = seq;
                 continue;
             }
@@ -422,6 +471,7 @@ impl Order {
             .expect("a member has a stream");
         let removed = st.held.remove(&e.seq);
         assert!(removed.is_some(), "released {e:?}, which was not held");
+        st.kept.insert(e.seq, e.clone());
         st.done_to = e.seq;
         self.executed += 1;
         match &e.body {
