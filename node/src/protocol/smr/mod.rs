@@ -9,6 +9,7 @@
 //! ([`order`]). Not yet a system: it is not in the registry, and no node
 //! runs it.
 
+pub mod client;
 pub mod db;
 pub mod order;
 pub mod replica;

@@ -353,26 +353,20 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::smr::client::ClientCore;
     use crate::protocol::smr::db::Command;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::collections::{BinaryHeap, VecDeque};
 
-    /// A scripted client: hello, then its commands one at a time, nulls
-    /// while idle; it may fall silent (a crash) at `dies_at`.
+    /// A scripted client around the real client core: its commands one at
+    /// a time; it may fall silent (a crash) at `dies_at`.
     struct Client {
-        me: Source,
-        clock: u64,
-        seq: u64,
-        member: bool,
-        next_null: Time,
+        core: ClientCore<u64>,
         todo: VecDeque<Command>,
-        waiting: Option<u64>,
-        op: u64,
+        waiting: bool,
+        next_req: u64,
         dies_at: Option<Time>,
-        /// op -> (index, outcome) of the first reply.
-        replies: BTreeMap<u64, (u64, Result<Vec<String>, DbError>)>,
-        out: Vec<(String, Msg)>,
     }
 
     impl Client {
@@ -380,77 +374,22 @@ mod tests {
             self.dies_at.is_none_or(|t| now < t)
         }
 
-        fn send(&mut self, replicas: &[String], body: Body) {
-            self.clock += 1;
-            self.seq += 1;
-            let e = Entry {
-                source: self.me.clone(),
-                seq: self.seq,
-                ts: self.clock,
-                body,
-            };
-            for r in replicas {
-                self.out.push((r.clone(), Msg::Entry(e.clone())));
-            }
-        }
-
-        fn tick(&mut self, now: Time, replicas: &[String]) {
-            if !self.member {
-                if now >= self.next_null {
-                    for r in replicas {
-                        self.out.push((
-                            r.clone(),
-                            Msg::Hello {
-                                source: self.me.clone(),
-                            },
-                        ));
-                    }
-                    self.next_null = now + 300_000;
-                }
-                return;
-            }
-            if self.waiting.is_none() {
+        fn tick(&mut self, now: Time) {
+            if !self.waiting && self.core.is_member() {
                 if let Some(c) = self.todo.pop_front() {
-                    self.op += 1;
-                    self.waiting = Some(self.op);
-                    let op = self.op;
-                    self.send(replicas, Body::Request { op, command: c });
-                    self.next_null = now + 100_000;
-                    return;
+                    self.next_req += 1;
+                    self.core.submit(self.next_req, c).expect("valid command");
+                    self.waiting = true;
                 }
             }
-            if now >= self.next_null {
-                self.send(replicas, Body::Null);
-                self.next_null = now + 100_000;
-            }
+            self.core.on_tick(now);
         }
 
-        fn on_message(&mut self, msg: Msg) {
-            match msg {
-                Msg::Welcome { ts } if !self.member => {
-                    self.member = true;
-                    self.clock = self.clock.max(ts);
-                    self.next_null = 0;
-                }
-                Msg::Ack { clock, .. } => self.clock = self.clock.max(clock),
-                Msg::Reply { op, index, outcome } => {
-                    let first = self.replies.entry(op).or_insert((index, outcome.clone()));
-                    assert_eq!(
-                        *first,
-                        (index, outcome),
-                        "{}: two replicas answered op {op} differently",
-                        self.me
-                    );
-                    if self.waiting == Some(op) {
-                        self.waiting = None;
-                    }
-                }
-                Msg::Expelled => {
-                    self.member = false;
-                    self.seq = 0;
-                    self.me.incarnation += 1;
-                }
-                _ => {}
+        fn on_message(&mut self, now: Time, from: &str, msg: Msg) {
+            self.core.on_message(now, from, msg);
+            if !self.core.done.is_empty() {
+                self.core.done.clear();
+                self.waiting = false;
             }
         }
     }
@@ -494,11 +433,12 @@ mod tests {
             .then(|| (rng.random_range(0..3), rng.random_range(500_000..4_000_000)));
         let mut clients: Vec<Client> = (1..=4)
             .map(|i| Client {
-                me: Source::new(format!("c{i}"), 0),
-                clock: 0,
-                seq: 0,
-                member: false,
-                next_null: rng.random_range(0..200_000),
+                core: ClientCore::new(
+                    &format!("c{i}"),
+                    &names,
+                    100_000,
+                    rng.random_range(0..200_000),
+                ),
                 todo: (0..rng.random_range(3..8))
                     .map(|k| match rng.random_range(0..4) {
                         0 => Command::List,
@@ -515,11 +455,9 @@ mod tests {
                         },
                     })
                     .collect(),
-                waiting: None,
-                op: 0,
+                waiting: false,
+                next_req: 0,
                 dies_at: (i == 4).then(|| rng.random_range(300_000..3_000_000)),
-                replies: BTreeMap::new(),
-                out: Vec::new(),
             })
             .collect();
         // In flight: (deliver at, order) -> (to, from, msg); FIFO per link.
@@ -539,7 +477,7 @@ mod tests {
             }
             for c in clients.iter_mut() {
                 if c.alive(now) {
-                    c.tick(now, &names);
+                    c.tick(now);
                 }
             }
             let mut outs: Vec<(String, String, Msg)> = Vec::new();
@@ -552,8 +490,8 @@ mod tests {
                 }
             }
             for c in clients.iter_mut() {
-                let from = c.me.node.clone();
-                for (to, m) in c.out.drain(..) {
+                let from = c.core.source().node.clone();
+                for (to, m) in c.core.out.drain(..) {
                     outs.push((from.clone(), to, m));
                 }
             }
@@ -575,7 +513,9 @@ mod tests {
                 // flight: a broadcast that reached some replicas only.
                 let sender_dead = match names.iter().position(|x| *x == from) {
                     Some(i) => dead(i, at),
-                    None => clients.iter().any(|c| c.me.node == from && !c.alive(at)),
+                    None => clients
+                        .iter()
+                        .any(|c| c.core.source().node == from && !c.alive(at)),
                 };
                 if sender_dead && rng.random_bool(0.5) {
                     continue;
@@ -584,9 +524,9 @@ mod tests {
                     if !dead(i, at) {
                         reps[i].on_message(at, &from, m);
                     }
-                } else if let Some(c) = clients.iter_mut().find(|c| c.me.node == to) {
+                } else if let Some(c) = clients.iter_mut().find(|c| c.core.source().node == to) {
                     if c.alive(at) {
-                        c.on_message(m);
+                        c.on_message(at, &from, m);
                     }
                 }
                 // After every delivery. A replica's fresh sends go out at
@@ -643,22 +583,21 @@ mod tests {
                 }
             }
             for c in &clients {
-                for (op, got) in &c.replies {
+                let node = c.core.source().node.clone();
+                for (op, got) in c.core.answered() {
                     assert_eq!(
-                        want.get(&(c.me.node.clone(), *op)),
+                        want.get(&(node.clone(), *op)),
                         Some(got),
-                        "seed {seed}: {} op {op}",
-                        c.me
+                        "seed {seed}: {node} op {op}"
                     );
                 }
+                assert_eq!(c.core.mismatches, 0, "seed {seed}: {node}");
                 // Liveness: a client alive to the end finished its script.
                 if c.dies_at.is_none() {
                     assert!(
-                        c.todo.is_empty() && c.waiting.is_none(),
-                        "seed {seed}: {} stalled with {} to do (waiting {:?})",
-                        c.me,
-                        c.todo.len(),
-                        c.waiting
+                        c.todo.is_empty() && !c.waiting,
+                        "seed {seed}: {node} stalled with {} to do",
+                        c.todo.len()
                     );
                 }
             }
