@@ -38,6 +38,8 @@ pub struct ClientCore<R> {
     queue: VecDeque<(R, Command)>,
     inflight: BTreeMap<u64, R>,
     answered: BTreeMap<u64, (u64, Result<Vec<String>, DbError>)>,
+    /// Left with `quit`: says nothing more.
+    left: bool,
     /// Later replies that differ from the first (each is a bug).
     pub mismatches: u64,
     pub out: Vec<(String, Msg)>,
@@ -58,6 +60,7 @@ impl<R: Clone> ClientCore<R> {
             queue: VecDeque::new(),
             inflight: BTreeMap::new(),
             answered: BTreeMap::new(),
+            left: false,
             mismatches: 0,
             out: Vec::new(),
             done: Vec::new(),
@@ -104,7 +107,20 @@ impl<R: Clone> ClientCore<R> {
         }
     }
 
+    /// Leaves the service: a `quit` entry, ordered like a request, after
+    /// which the replicas stop waiting for this client; nothing is sent
+    /// after it.
+    pub fn quit(&mut self) {
+        if self.member && !self.left {
+            self.send(Body::Quit);
+            self.left = true;
+        }
+    }
+
     pub fn on_tick(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
         if !self.member {
             if now >= self.next_send {
                 for r in &self.replicas {

@@ -190,6 +190,22 @@ impl Order {
         self.members.contains(s)
     }
 
+    /// The timestamp of `s`'s admission, if it is a member that was
+    /// admitted (the replicas of the start were not).
+    pub fn admitted_at(&self, s: &Source) -> Option<u64> {
+        if !self.members.contains(s) {
+            return None;
+        }
+        self.streams.get(s)?.floor.as_ref().map(|(ts, _)| *ts)
+    }
+
+    /// Whether `s` left the order (expelled or quit) before message `seq`.
+    pub fn is_cut(&self, s: &Source, seq: u64) -> bool {
+        self.streams
+            .get(s)
+            .is_some_and(|st| st.cut.is_some_and(|c| seq > c))
+    }
+
     /// Takes one message of a source's stream (from the source itself or
     /// relayed by a replica).
     pub fn receive(&mut self, e: Entry) -> Result<Received, OrderError> {
@@ -483,6 +499,10 @@ impl Order {
                 st.early.clear();
                 self.members.remove(&e.source);
             }
+            // A second admission of a member (two coordinators answered
+            // its hellos) changes nothing: the first one executed is its
+            // admission, on every replica.
+            Body::Admit { source } if self.members.contains(source) => {}
             Body::Admit { source } => {
                 self.members.insert(source.clone());
                 if self.is_replica_node(&source.node) {
@@ -789,6 +809,26 @@ mod tests {
             drain(&mut o),
             [("a".into(), 1), ("r2".into(), 2), ("r1".into(), 2)]
         );
+    }
+
+    #[test]
+    fn a_second_admission_of_a_member_changes_nothing() {
+        let mut o = Order::new(src("r1"), [src("r1"), src("r2")]);
+        o.suspect("r2", true);
+        o.receive(entry("r2", 1, 1, Body::Admit { source: src("a") }))
+            .expect("admit by r2");
+        o.receive(entry("r1", 1, 4, Body::Admit { source: src("a") }))
+            .expect("admit by r1");
+        // a, welcomed by r2, sends between the two admissions.
+        o.receive(req("a", 1, 2)).expect("a1");
+        o.receive(null("a", 2, 9)).expect("a null");
+        o.receive(null("r2", 2, 9)).expect("r2");
+        o.receive(null("r1", 2, 9)).expect("r1");
+        assert_eq!(
+            drain(&mut o),
+            [("r2".into(), 1), ("a".into(), 1), ("r1".into(), 1)]
+        );
+        assert_eq!(o.admitted_at(&src("a")), Some(1));
     }
 
     #[test]

@@ -200,13 +200,17 @@ impl Replica {
                 }
             }
             Msg::Hello { source } => {
-                if source.node == from
-                    && !self.is_replica(from)
-                    && self.i_coordinate()
-                    && !self.order.is_member(&source)
-                    && self.admitting.insert(source.clone())
-                {
-                    self.emit(Body::Admit { source });
+                if source.node == from && !self.is_replica(from) && self.i_coordinate() {
+                    if let Some(ts) = self.order.admitted_at(&source) {
+                        // Admitted already; its welcome was lost (its
+                        // admitter may have crashed before sending it).
+                        self.out.push((from.to_string(), Msg::Welcome { ts }));
+                    } else if self.order.is_cut(&source, u64::MAX) {
+                        // This incarnation left the order: a new one joins.
+                        self.out.push((from.to_string(), Msg::Expelled));
+                    } else if self.admitting.insert(source.clone()) {
+                        self.emit(Body::Admit { source });
+                    }
                 }
             }
             // Replicas do not take what only clients are sent.
@@ -245,7 +249,13 @@ impl Replica {
                     self.out.push((ask, Msg::Fetch { source, from: gap }));
                 }
             }
-            Ok(Received::Ignored) => {}
+            Ok(Received::Ignored) => {
+                // A client still sending after it left the order did not
+                // hear that it was expelled: tell it again.
+                if direct && !self.is_replica(from) && self.order.is_cut(&source, seq) {
+                    self.out.push((from.to_string(), Msg::Expelled));
+                }
+            }
             Err(e) => {
                 tracing::warn!(from, error = %e, "entry refused");
             }
@@ -366,15 +376,22 @@ mod tests {
         todo: VecDeque<Command>,
         waiting: bool,
         next_req: u64,
+        /// Joins late (says hello from then on).
+        starts_at: Time,
         dies_at: Option<Time>,
+        /// Quits once its script is done.
+        quits: bool,
     }
 
     impl Client {
         fn alive(&self, now: Time) -> bool {
-            self.dies_at.is_none_or(|t| now < t)
+            now >= self.starts_at && self.dies_at.is_none_or(|t| now < t)
         }
 
         fn tick(&mut self, now: Time) {
+            if self.quits && !self.waiting && self.todo.is_empty() && self.core.is_member() {
+                self.core.quit();
+            }
             if !self.waiting && self.core.is_member() {
                 if let Some(c) = self.todo.pop_front() {
                     self.next_req += 1;
@@ -418,20 +435,29 @@ mod tests {
     #[derive(PartialEq, Eq, PartialOrd, Ord)]
     struct Event(std::cmp::Reverse<(Time, u64)>, usize, String, String);
 
-    /// One seeded run: 3 replicas, 4 clients, random delays on FIFO links,
-    /// one client falling silent, up to one replica crashing; a node that
-    /// crashes loses about half of its messages in flight.
-    fn run(seed: u64) -> (Vec<Replica>, Vec<Client>, Option<usize>) {
+    /// One seeded run: 3 replicas, 5 clients (one joining late, one falling
+    /// silent, one quitting when done), random delays on FIFO links, up to
+    /// two replicas crashing; a node that crashes loses about half of its
+    /// messages in flight.
+    fn run(seed: u64) -> (Vec<Replica>, Vec<Client>, Vec<usize>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let names: Vec<String> = ["r1", "r2", "r3"].iter().map(|s| s.to_string()).collect();
         let mut reps: Vec<Replica> = names
             .iter()
             .map(|n| Replica::new(n, &names, Timing::default(), 0))
             .collect();
-        let crash_replica: Option<(usize, Time)> = rng
-            .random_bool(0.5)
-            .then(|| (rng.random_range(0..3), rng.random_range(500_000..4_000_000)));
-        let mut clients: Vec<Client> = (1..=4)
+        // None, one, or (a quarter of the runs) two of the three replicas
+        // crash: up to t - 1.
+        let first = rng.random_range(0..3usize);
+        let crashes: Vec<(usize, Time)> = match rng.random_range(0..4) {
+            0 => Vec::new(),
+            1 | 2 => vec![(first, rng.random_range(500_000..4_000_000))],
+            _ => vec![
+                (first, rng.random_range(500_000..4_000_000)),
+                ((first + 1) % 3, rng.random_range(500_000..6_000_000)),
+            ],
+        };
+        let mut clients: Vec<Client> = (1..=5)
             .map(|i| Client {
                 core: ClientCore::new(
                     &format!("c{i}"),
@@ -457,7 +483,14 @@ mod tests {
                     .collect(),
                 waiting: false,
                 next_req: 0,
+                // c5 joins late; c4 falls silent; c3 quits when done.
+                starts_at: if i == 5 {
+                    rng.random_range(1_000_000..5_000_000)
+                } else {
+                    0
+                },
                 dies_at: (i == 4).then(|| rng.random_range(300_000..3_000_000)),
+                quits: i == 3,
             })
             .collect();
         // In flight: (deliver at, order) -> (to, from, msg); FIFO per link.
@@ -467,7 +500,7 @@ mod tests {
         let mut n = 0u64;
         let end: Time = 12_000_000;
         let mut now: Time = 0;
-        let dead = |i: usize, now: Time| crash_replica.is_some_and(|(c, t)| c == i && now >= t);
+        let dead = |i: usize, now: Time| crashes.iter().any(|(c, t)| *c == i && now >= *t);
         // Bounded: simulated time advances 10 ms per step to `end`.
         while now < end {
             for (i, r) in reps.iter_mut().enumerate() {
@@ -535,39 +568,43 @@ mod tests {
             }
             now = step_end;
         }
-        (reps, clients, crash_replica.map(|(i, _)| i))
+        (reps, clients, crashes.iter().map(|(i, _)| *i).collect())
     }
 
     #[test]
     fn replicas_execute_one_sequence_and_silent_clients_do_not_stop_it() {
-        let (mut expelled_clients, mut expelled_replicas) = (0, 0);
-        // Bounded: 200 seeds of 12 simulated seconds.
-        for seed in 0..200 {
+        let (mut expelled_clients, mut expelled_replicas, mut two_crashed) = (0, 0, 0);
+        // Bounded: 500 seeds of 12 simulated seconds.
+        for seed in 0..500 {
             let (reps, clients, crashed) = run(seed);
             assert_prefixes(seed, &reps);
             // The silent client and a crashed replica are out of every
             // live replica's configuration by the end.
             for (i, r) in reps.iter().enumerate() {
-                if Some(i) == crashed {
+                if crashed.contains(&i) {
                     continue;
                 }
-                assert!(
-                    !r.order.is_member(&Source::new("c4", 0)),
-                    "seed {seed}: {} still has the silent c4 as a member",
-                    r.me
-                );
-                if let Some(c) = crashed {
+                for gone in ["c3", "c4"] {
                     assert!(
-                        !r.order.is_member(&reps[c].me),
+                        !r.order.is_member(&Source::new(gone, 0)),
+                        "seed {seed}: {} still has {gone} (quit or silent) as a member",
+                        r.me
+                    );
+                }
+                for c in &crashed {
+                    assert!(
+                        !r.order.is_member(&reps[*c].me),
                         "seed {seed}: {} still has the crashed {} as a member",
                         r.me,
-                        reps[c].me
+                        reps[*c].me
                     );
                 }
             }
             expelled_clients += 1;
-            if crashed.is_some() {
-                expelled_replicas += 1;
+            match crashed.len() {
+                0 => {}
+                1 => expelled_replicas += 1,
+                _ => two_crashed += 1,
             }
             // Replay: every reply equals the reply of a sequential replay
             // of the longest log at its index.
@@ -596,17 +633,25 @@ mod tests {
                 if c.dies_at.is_none() {
                     assert!(
                         c.todo.is_empty() && !c.waiting,
-                        "seed {seed}: {node} stalled with {} to do",
-                        c.todo.len()
+                        "seed {seed}: {node} stalled with {} to do (member {}, starts {}, crashed {crashed:?}, coordinators {:?}, members {:?})",
+                        c.todo.len(),
+                        c.core.is_member(),
+                        c.starts_at,
+                        reps.iter().map(|r| r.coordinator().to_string()).collect::<Vec<_>>(),
+                        reps.iter().map(|r| r.order.members().iter().map(|m| m.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>()
                     );
                 }
             }
         }
         // The runs did what they are for.
         assert!(
-            expelled_replicas >= 50,
-            "only {expelled_replicas} runs lost a replica"
+            expelled_replicas >= 150,
+            "only {expelled_replicas} runs lost one replica"
         );
-        assert_eq!(expelled_clients, 200);
+        assert!(
+            two_crashed >= 60,
+            "only {two_crashed} runs lost two replicas"
+        );
+        assert_eq!(expelled_clients, 500);
     }
 }
