@@ -220,8 +220,13 @@ impl Replica {
     }
 
     fn on_entry(&mut self, now: Time, from: &str, e: Entry) {
-        self.clock = self.clock.max(e.ts);
         let direct = e.source.node == from;
+        // Only replicas relay: a client speaks for its own stream only.
+        if !direct && !self.is_replica(from) {
+            tracing::warn!(from, source = %e.source, "an entry of another source from a client");
+            return;
+        }
+        self.clock = self.clock.max(e.ts);
         let source = e.source.clone();
         let seq = e.seq;
         match self.order.receive(e) {
@@ -653,5 +658,24 @@ mod tests {
             "only {two_crashed} runs lost two replicas"
         );
         assert_eq!(expelled_clients, 500);
+    }
+
+    #[test]
+    fn a_client_cannot_speak_for_another_source() {
+        let names: Vec<String> = vec!["r1".into()];
+        let mut r = Replica::new("r1", &names, Timing::default(), 0);
+        let forged = Entry {
+            source: Source::new("c2", 0),
+            seq: 1,
+            ts: 5,
+            body: Body::Null,
+        };
+        r.on_message(1, "c1", Msg::Entry(forged.clone()));
+        assert!(!r.order.holding().contains_key(&forged.source));
+        // Relayed by a replica, the same entry is taken.
+        let names: Vec<String> = vec!["r1".into(), "r2".into()];
+        let mut r = Replica::new("r1", &names, Timing::default(), 0);
+        r.on_message(1, "r2", Msg::Entry(forged.clone()));
+        assert_eq!(r.order.holding().get(&forged.source), Some(&1));
     }
 }
