@@ -9,7 +9,7 @@
 //! the cut).
 
 use super::db::{Command, DbError};
-use super::order::{Body, Entry, Source};
+use super::order::{Body, Outgoing, Source};
 use super::replica::{Msg, Time};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -30,8 +30,7 @@ pub struct ClientCore<R> {
     me: Source,
     replicas: Vec<String>,
     null_period: Time,
-    clock: u64,
-    seq: u64,
+    own: Outgoing,
     member: bool,
     next_send: Time,
     op: u64,
@@ -52,8 +51,7 @@ impl<R: Clone> ClientCore<R> {
             me: Source::new(me, 0),
             replicas: replicas.to_vec(),
             null_period,
-            clock: 0,
-            seq: 0,
+            own: Outgoing::default(),
             member: false,
             next_send: now,
             op: 0,
@@ -94,14 +92,7 @@ impl<R: Clone> ClientCore<R> {
     }
 
     fn send(&mut self, body: Body) {
-        self.clock += 1;
-        self.seq += 1;
-        let e = Entry {
-            source: self.me.clone(),
-            seq: self.seq,
-            ts: self.clock,
-            body,
-        };
+        let e = self.own.next(&self.me, body);
         for r in &self.replicas {
             self.out.push((r.clone(), Msg::Entry(e.clone())));
         }
@@ -160,10 +151,10 @@ impl<R: Clone> ClientCore<R> {
         match msg {
             Msg::Welcome { ts } if !self.member => {
                 self.member = true;
-                self.clock = self.clock.max(ts);
+                self.own.observe(ts);
                 self.next_send = now;
             }
-            Msg::Ack { clock, .. } => self.clock = self.clock.max(clock),
+            Msg::Ack { clock, .. } => self.own.observe(clock),
             Msg::Reply { op, index, outcome } => match self.answered.get(&op) {
                 Some(first) if *first != (index, outcome.clone()) => {
                     self.mismatches += 1;
@@ -190,7 +181,8 @@ impl<R: Clone> ClientCore<R> {
             Msg::Expelled if self.member => {
                 self.member = false;
                 self.me.incarnation += 1;
-                self.seq = 0;
+                // A new incarnation is a new stream; the clock goes on.
+                self.own.seq = 0;
                 self.next_send = now;
                 for (_, req) in std::mem::take(&mut self.inflight) {
                     self.done.push((
@@ -207,6 +199,7 @@ impl<R: Clone> ClientCore<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::smr::order::Entry;
 
     fn replicas() -> Vec<String> {
         vec!["r1".into(), "r2".into()]

@@ -80,6 +80,33 @@ impl Entry {
     }
 }
 
+/// A source's own end of its stream: its Lamport clock and the last seq
+/// it sent. Clients and replicas stamp their entries with it alike.
+#[derive(Clone, Debug, Default)]
+pub struct Outgoing {
+    pub clock: u64,
+    pub seq: u64,
+}
+
+impl Outgoing {
+    /// The next entry of `source`'s stream: clock and seq one past the last.
+    pub fn next(&mut self, source: &Source, body: Body) -> Entry {
+        self.clock += 1;
+        self.seq += 1;
+        Entry {
+            source: source.clone(),
+            seq: self.seq,
+            ts: self.clock,
+            body,
+        }
+    }
+
+    /// Raises the clock to a timestamp seen (Lamport).
+    pub fn observe(&mut self, ts: u64) {
+        self.clock = self.clock.max(ts);
+    }
+}
+
 /// Why an entry was not taken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {

@@ -11,7 +11,7 @@
 //! node runtime's `Core` interface.
 
 use super::db::{Db, DbError};
-use super::order::{Body, Entry, Order, Received, Source};
+use super::order::{Body, Entry, Order, Outgoing, Received, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,8 +83,7 @@ pub struct Replica {
     timing: Timing,
     order: Order,
     db: Db,
-    clock: u64,
-    seq: u64,
+    own: Outgoing,
     next_null: Time,
     /// When a source's stream last grew (clients and replicas).
     heard: BTreeMap<Source, Time>,
@@ -112,8 +111,7 @@ impl Replica {
             timing,
             order: Order::new(Source::new(me, 0), sources),
             db: Db::default(),
-            clock: 0,
-            seq: 0,
+            own: Outgoing::default(),
             next_null: now,
             heard: replicas
                 .iter()
@@ -160,14 +158,7 @@ impl Replica {
 
     /// Appends an entry to this replica's own stream and sends it.
     fn emit(&mut self, body: Body) {
-        self.clock += 1;
-        self.seq += 1;
-        let e = Entry {
-            source: self.me.clone(),
-            seq: self.seq,
-            ts: self.clock,
-            body,
-        };
+        let e = self.own.next(&self.me, body);
         let held = self.order.receive(e.clone());
         assert_eq!(held, Ok(Received::Held), "its own entry {e:?}");
         self.send_replicas(Msg::Entry(e));
@@ -226,7 +217,7 @@ impl Replica {
             tracing::warn!(from, source = %e.source, "an entry of another source from a client");
             return;
         }
-        self.clock = self.clock.max(e.ts);
+        self.own.observe(e.ts);
         let source = e.source.clone();
         let seq = e.seq;
         match self.order.receive(e) {
@@ -237,7 +228,7 @@ impl Replica {
                         from.to_string(),
                         Msg::Ack {
                             seq,
-                            clock: self.clock,
+                            clock: self.own.clock,
                         },
                     ));
                 }
