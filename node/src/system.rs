@@ -158,7 +158,7 @@ impl SystemInfo {
 }
 
 /// Every system this build runs, by cluster-file name.
-pub const SYSTEMS: &[&str] = &["tokens", "standby"];
+pub const SYSTEMS: &[&str] = &["tokens", "standby", "smr"];
 
 /// Runs `$body` with `$S` bound to the system named `$name`, or `$other`
 /// when no system has that name. The only `match` on a system's name.
@@ -172,6 +172,10 @@ macro_rules! with_system {
             }
             "standby" => {
                 type $S = $crate::protocol::standby::Standby;
+                $body
+            }
+            "smr" => {
+                type $S = $crate::protocol::smr::Smr;
                 $body
             }
             _ => $other,

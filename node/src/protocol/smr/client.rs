@@ -16,8 +16,12 @@ use std::collections::{BTreeMap, VecDeque};
 /// The outcome of one submitted command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The replicas' answer: the seed's output lines, or the input error.
-    Done(Result<Vec<String>, DbError>),
+    /// The replicas' answer, executed as entry `index` of the order: the
+    /// seed's output lines, or the input error.
+    Done {
+        index: u64,
+        result: Result<Vec<String>, DbError>,
+    },
     /// The client was expelled before an answer came: the command may or
     /// may not have been executed.
     Unknown(String),
@@ -37,8 +41,9 @@ pub struct ClientCore<R> {
     queue: VecDeque<(R, Command)>,
     inflight: BTreeMap<u64, R>,
     answered: BTreeMap<u64, (u64, Result<Vec<String>, DbError>)>,
-    /// Left with `quit`: says nothing more.
+    /// Left with `quit`: says nothing more until a new command comes.
     left: bool,
+    pub nulls_sent: u64,
     /// Later replies that differ from the first (each is a bug).
     pub mismatches: u64,
     pub out: Vec<(String, Msg)>,
@@ -59,6 +64,7 @@ impl<R: Clone> ClientCore<R> {
             inflight: BTreeMap::new(),
             answered: BTreeMap::new(),
             left: false,
+            nulls_sent: 0,
             mismatches: 0,
             out: Vec::new(),
             done: Vec::new(),
@@ -84,11 +90,48 @@ impl<R: Clone> ClientCore<R> {
         self.queue.len() + self.inflight.len()
     }
 
-    /// Queues `command`; bad input is refused here and never sent.
-    pub fn submit(&mut self, req: R, command: Command) -> Result<(), DbError> {
+    /// Queues `command`; bad input is refused here and never sent. After
+    /// a `quit`, a new command joins again as the next incarnation.
+    pub fn submit(&mut self, req: R, command: Command, now: Time) -> Result<(), DbError> {
         command.validate()?;
+        if self.left {
+            self.left = false;
+            self.new_incarnation(self.me.incarnation + 1, now);
+        }
         self.queue.push_back((req, command));
         Ok(())
+    }
+
+    /// Restarted (its records said it was `incarnation - 1`): a new source
+    /// that says hello before anything else.
+    pub fn restart_as(&mut self, incarnation: u64) {
+        assert!(
+            incarnation > self.me.incarnation,
+            "an incarnation is never reused"
+        );
+        self.new_incarnation(incarnation, 0);
+    }
+
+    fn new_incarnation(&mut self, incarnation: u64, now: Time) {
+        self.me.incarnation = incarnation;
+        self.member = false;
+        // A new incarnation is a new stream; the clock goes on.
+        self.own.seq = 0;
+        self.next_send = now;
+    }
+
+    /// Whether it left with `quit` (and has not come back).
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    pub fn clock(&self) -> u64 {
+        self.own.clock
+    }
+
+    /// The earliest time it wants `on_tick` (none after `quit`).
+    pub fn next_tick(&self) -> Option<Time> {
+        (!self.left).then_some(self.next_send)
     }
 
     fn send(&mut self, body: Body) {
@@ -139,6 +182,7 @@ impl<R: Clone> ClientCore<R> {
             self.next_send = now + self.null_period;
         } else if now >= self.next_send {
             self.send(Body::Null);
+            self.nulls_sent += 1;
             self.next_send = now + self.null_period;
         }
     }
@@ -174,16 +218,18 @@ impl<R: Clone> ClientCore<R> {
                         self.answered.pop_first();
                     }
                     if let Some(req) = self.inflight.remove(&op) {
-                        self.done.push((req, Outcome::Done(outcome)));
+                        self.done.push((
+                            req,
+                            Outcome::Done {
+                                index,
+                                result: outcome,
+                            },
+                        ));
                     }
                 }
             },
-            Msg::Expelled if self.member => {
-                self.member = false;
-                self.me.incarnation += 1;
-                // A new incarnation is a new stream; the clock goes on.
-                self.own.seq = 0;
-                self.next_send = now;
+            Msg::Expelled { source } if self.member && source == self.me => {
+                self.new_incarnation(self.me.incarnation + 1, now);
                 for (_, req) in std::mem::take(&mut self.inflight) {
                     self.done.push((
                         req,
@@ -208,7 +254,7 @@ mod tests {
     #[test]
     fn it_says_hello_until_welcomed_then_sends_to_every_replica() {
         let mut c: ClientCore<u32> = ClientCore::new("c1", &replicas(), 100, 0);
-        c.submit(7, Command::List).expect("list");
+        c.submit(7, Command::List, 0).expect("list");
         c.on_tick(0);
         assert!(c.out.iter().all(|(_, m)| matches!(m, Msg::Hello { .. })));
         assert_eq!(c.out.len(), 2);
@@ -232,7 +278,7 @@ mod tests {
     fn the_first_reply_answers_and_a_different_one_is_a_mismatch() {
         let mut c: ClientCore<u32> = ClientCore::new("c1", &replicas(), 100, 0);
         c.on_message(0, "r1", Msg::Welcome { ts: 1 });
-        c.submit(7, Command::List).expect("list");
+        c.submit(7, Command::List, 0).expect("list");
         c.on_tick(0);
         let ok = Ok(vec!["Availability,ZIP Code,Site Name".to_string()]);
         c.on_message(
@@ -244,7 +290,16 @@ mod tests {
                 outcome: ok.clone(),
             },
         );
-        assert_eq!(c.done, [(7, Outcome::Done(ok.clone()))]);
+        assert_eq!(
+            c.done,
+            [(
+                7,
+                Outcome::Done {
+                    index: 3,
+                    result: ok.clone()
+                }
+            )]
+        );
         c.on_message(
             6,
             "r1",
@@ -283,9 +338,15 @@ mod tests {
     fn expelled_it_rejoins_as_a_new_incarnation_and_in_flight_is_unknown() {
         let mut c: ClientCore<u32> = ClientCore::new("c1", &replicas(), 100, 0);
         c.on_message(0, "r1", Msg::Welcome { ts: 1 });
-        c.submit(7, Command::List).expect("list");
+        c.submit(7, Command::List, 0).expect("list");
         c.on_tick(0);
-        c.on_message(50, "r1", Msg::Expelled);
+        c.on_message(
+            50,
+            "r1",
+            Msg::Expelled {
+                source: Source::new("c1", 0),
+            },
+        );
         assert!(!c.is_member());
         assert_eq!(c.source().incarnation, 1);
         assert!(matches!(c.done.as_slice(), [(7, Outcome::Unknown(_))]));
@@ -306,7 +367,8 @@ mod tests {
                 Command::Add {
                     site: "A`B".into(),
                     zip: "1".into()
-                }
+                },
+                0
             )
             .is_err());
         assert_eq!(c.pending(), 0);

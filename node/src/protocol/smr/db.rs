@@ -72,8 +72,10 @@ pub struct Site {
 
 /// A command of the state machine (the seed's verbs but `quit`, which is
 /// an ordering event, not a database command).
+/// (Externally tagged: it crosses the wire and the log in postcard, which
+/// cannot read serde's internally tagged enums.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Every site, sorted by name.
     List,
@@ -92,7 +94,7 @@ pub enum Command {
 
 /// Bad input: said to the user, and nothing changes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum DbError {
     #[error("a site name cannot be empty")]
     EmptySite,
@@ -377,13 +379,20 @@ mod tests {
     }
 
     #[test]
-    fn commands_cross_the_wire_as_tagged_json() {
+    fn commands_cross_the_wire_and_the_log() {
         let c = edit("MIT", "true");
         let text = serde_json::to_string(&c).expect("json");
         assert_eq!(
             text,
-            r#"{"op":"edit","site":"MIT","availability":{"flag":true}}"#
+            r#"{"edit":{"site":"MIT","availability":{"flag":true}}}"#
         );
         assert_eq!(serde_json::from_str::<Command>(&text).expect("back"), c);
+        // The wire and the log are postcard, which needs externally
+        // tagged enums.
+        let bytes = postcard::to_allocvec(&c).expect("postcard");
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).expect("back"), c);
+        let e = DbError::BadZip("x".into());
+        let bytes = postcard::to_allocvec(&e).expect("postcard");
+        assert_eq!(postcard::from_bytes::<DbError>(&bytes).expect("back"), e);
     }
 }

@@ -47,8 +47,9 @@ impl std::fmt::Display for Source {
 pub type Position = (u64, Source);
 
 /// What an entry asks of the order.
+/// (Externally tagged, as everything the wire codec and the log carry.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Body {
     /// Moves the source's clock; orders nothing.
     Null,
@@ -127,7 +128,7 @@ pub enum OrderError {
 }
 
 /// One source's stream as this replica has it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Stream {
     /// Held messages not yet executed (or passed over, for nulls), by seq.
     /// Held means every seq before it has arrived too.
@@ -138,6 +139,9 @@ struct Stream {
     held_to: u64,
     /// The timestamp of message `held_to`.
     held_ts: u64,
+    /// The timestamp of the last held message that is not a null (what
+    /// the planted bug `ignore_nulls` wrongly reads instead of `held_ts`).
+    held_busy_ts: u64,
     /// Every seq up to this was executed or passed over.
     done_to: u64,
     /// Messages past this are never in the order (an executed `Expel` or
@@ -151,8 +155,10 @@ struct Stream {
     kept: BTreeMap<u64, Entry>,
 }
 
-/// The order as one replica has it.
-#[derive(Clone, Debug)]
+/// The order as one replica has it. It crosses the wire whole in a
+/// rejoining replica's snapshot (postcard: maps keyed by [`Source`] are fine
+/// there, unlike in JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     me: Source,
     /// Sources in the configuration, at the point this replica has executed to.
@@ -163,7 +169,8 @@ pub struct Order {
     streams: BTreeMap<Source, Stream>,
     /// What each other replica said it holds, per source.
     announced: BTreeMap<Source, BTreeMap<Source, u64>>,
-    suspected: BTreeSet<String>,
+    /// Replica sources this replica suspects of having crashed.
+    suspected: BTreeSet<Source>,
     /// Sources whose held `Expel` closes them at a cut (rule 1's exception).
     closing: BTreeMap<Source, u64>,
     /// This replica's own freezes (as coordinator): never announce past them.
@@ -173,6 +180,9 @@ pub struct Order {
     last: Option<Position>,
     /// Entries released (nulls not counted).
     pub executed: u64,
+    /// Planted bugs (never sent in a snapshot: each replica has its own).
+    #[serde(skip)]
+    pub bugs: super::Bugs,
 }
 
 /// What `receive` did.
@@ -206,7 +216,52 @@ impl Order {
             frozen: BTreeMap::new(),
             last: None,
             executed: 0,
+            bugs: super::Bugs::default(),
         }
+    }
+
+    /// The replica sources admitted and not expelled (rule 2 asks each one
+    /// not suspected).
+    pub fn replicas(&self) -> &BTreeSet<Source> {
+        &self.replicas
+    }
+
+    /// Whether replica source `r` has announced what it holds (it is in the
+    /// order, not waiting for a snapshot).
+    pub fn has_announced(&self, r: &Source) -> bool {
+        self.announced.contains_key(r)
+    }
+
+    /// This order as replica `me` takes it over from a snapshot: what the
+    /// sender froze as coordinator and whom it suspected are its own, not
+    /// the taker's.
+    pub fn adopt(mut self, me: Source, bugs: super::Bugs) -> Order {
+        self.me = me;
+        self.frozen.clear();
+        self.suspected.clear();
+        self.bugs = bugs;
+        self.streams.entry(self.me.clone()).or_default();
+        self.prune();
+        self
+    }
+
+    /// The largest timestamp held from any source (a snapshot's taker
+    /// raises its clock above it).
+    pub fn max_ts(&self) -> u64 {
+        self.streams
+            .values()
+            .map(|st| st.held_ts)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Held entries not yet executed, per source (nulls included).
+    pub fn pending(&self) -> BTreeMap<Source, usize> {
+        self.streams
+            .iter()
+            .filter(|(_, st)| !st.held.is_empty())
+            .map(|(s, st)| (s.clone(), st.held.len()))
+            .collect()
     }
 
     pub fn members(&self) -> &BTreeSet<Source> {
@@ -297,6 +352,9 @@ impl Order {
             }
             st.held_to = m.seq;
             st.held_ts = m.ts;
+            if m.body != Body::Null {
+                st.held_busy_ts = m.ts;
+            }
             if let Body::Expel { source, cut } = &m.body {
                 // Closing starts when the Expel is held, not executed.
                 self.closing
@@ -337,12 +395,14 @@ impl Order {
         self.prune();
     }
 
-    /// Whether this replica suspects node `node` (every incarnation).
-    pub fn suspect(&mut self, node: &str, suspected: bool) {
+    /// Whether this replica suspects replica source `source` (one
+    /// incarnation: a restarted replica is a new source, and hearing from
+    /// it says nothing of the old one).
+    pub fn suspect(&mut self, source: &Source, suspected: bool) {
         if suspected {
-            self.suspected.insert(node.to_string());
+            self.suspected.insert(source.clone());
         } else {
-            self.suspected.remove(node);
+            self.suspected.remove(source);
         }
         self.prune();
     }
@@ -400,7 +460,7 @@ impl Order {
         let others: Vec<&Source> = self
             .replicas
             .iter()
-            .filter(|r| **r != self.me && !self.suspected.contains(&r.node))
+            .filter(|r| **r != self.me && !self.suspected.contains(*r))
             .collect();
         for (s, st) in self.streams.iter_mut() {
             let everyone = others
@@ -458,11 +518,18 @@ impl Order {
     /// is closed.
     fn stable(&self, e: &Entry) -> bool {
         let pos = e.position();
+        if self.bugs.execute_before_stable && matches!(e.body, Body::Request { .. }) {
+            return true;
+        }
         self.members.iter().filter(|d| **d != e.source).all(|d| {
-            let after = self
-                .streams
-                .get(d)
-                .is_some_and(|st| st.held_to > 0 && (st.held_ts, d.clone()) > pos);
+            let after = self.streams.get(d).is_some_and(|st| {
+                let ts = if self.bugs.ignore_nulls {
+                    st.held_busy_ts
+                } else {
+                    st.held_ts
+                };
+                st.held_to > 0 && (ts, d.clone()) > pos
+            });
             after || self.closed(d)
         })
     }
@@ -471,7 +538,7 @@ impl Order {
     fn uniform(&self, e: &Entry) -> bool {
         self.replicas
             .iter()
-            .filter(|r| **r != self.me && !self.suspected.contains(&r.node))
+            .filter(|r| **r != self.me && !self.suspected.contains(*r))
             .all(|r| {
                 self.announced
                     .get(r)
@@ -530,6 +597,10 @@ impl Order {
             // its hellos) changes nothing: the first one executed is its
             // admission, on every replica.
             Body::Admit { source } if self.members.contains(source) => {}
+            // An incarnation that left the order never comes back (two
+            // coordinators admitted it, and it was expelled between).
+            Body::Admit { source }
+                if self.streams.get(source).is_some_and(|st| st.cut.is_some()) => {}
             Body::Admit { source } => {
                 self.members.insert(source.clone());
                 if self.is_replica_node(&source.node) {
@@ -560,6 +631,27 @@ impl Order {
                 self.closing.remove(source);
             }
         }
+    }
+
+    /// The planted bug `join_out_of_order`: applies a just-held `Admit` at
+    /// once, ahead of the entries before it in the order, instead of at its
+    /// position. Returns whether it did (then the caller logs it as
+    /// executed now; the order never releases it again).
+    pub fn admit_on_receipt(&mut self, source: &Source, seq: u64) -> Option<Entry> {
+        let st = self.streams.get_mut(source)?;
+        let e = st.held.get(&seq)?.clone();
+        let Body::Admit { source: joiner } = &e.body else {
+            return None;
+        };
+        if self.members.contains(joiner) {
+            return None;
+        }
+        st.held.remove(&seq);
+        st.kept.insert(seq, e.clone());
+        self.members.insert(joiner.clone());
+        self.streams.entry(joiner.clone()).or_default().floor = Some(e.position());
+        self.executed += 1;
+        Some(e)
     }
 
     fn is_replica_node(&self, node: &str) -> bool {
@@ -730,7 +822,7 @@ mod tests {
         o.receive(null("r2", 3, 12)).expect("r2");
         assert_eq!(drain(&mut o), []);
         // r2 suspected (crashed): rule 2 no longer asks it.
-        o.suspect("r2", true);
+        o.suspect(&src("r2"), true);
         assert_eq!(drain(&mut o), [("a".into(), 1)]);
     }
 
@@ -802,7 +894,7 @@ mod tests {
     #[test]
     fn two_expels_of_one_source_take_the_smaller_cut_everywhere() {
         let mut o = Order::new(src("r1"), [src("r1"), src("r2")]);
-        o.suspect("r2", true);
+        o.suspect(&src("r2"), true);
         o.receive(entry("r1", 1, 1, Body::Admit { source: src("a") }))
             .expect("admit");
         o.receive(null("r2", 1, 2)).expect("r2");
@@ -841,7 +933,7 @@ mod tests {
     #[test]
     fn a_second_admission_of_a_member_changes_nothing() {
         let mut o = Order::new(src("r1"), [src("r1"), src("r2")]);
-        o.suspect("r2", true);
+        o.suspect(&src("r2"), true);
         o.receive(entry("r2", 1, 1, Body::Admit { source: src("a") }))
             .expect("admit by r2");
         o.receive(entry("r1", 1, 4, Body::Admit { source: src("a") }))

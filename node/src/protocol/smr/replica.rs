@@ -1,26 +1,40 @@
 //! A replica of the vaccine database, sans IO: it keeps the Lamport clock,
 //! feeds the [`Order`] what arrives, announces what it holds (its nulls and
 //! holdings are also its heartbeat), suspects replicas it stops hearing,
-//! and, while it is the coordinator (the lowest-id replica it does not
-//! suspect), admits clients that say hello and expels sources that went
-//! silent. It executes what the order releases on its [`Db`] and answers
-//! each request's client. Time comes in with every call; every effect is a
-//! message in `out`.
+//! and, while it is the coordinator (the lowest-id admitted replica it does
+//! not suspect), admits clients and restarted replicas that say hello and
+//! expels sources that went silent. It executes what the order releases on
+//! its [`Db`] and answers each request's client.
 //!
-//! Not yet here (issue 8): the write-ahead log, rejoin by snapshot, the
-//! node runtime's `Core` interface.
+//! A replica that restarts is a new source (its incarnation one past the
+//! last it logged): it keeps its old log and database for the record, says
+//! hello, and once the coordinator has executed its `Admit` it takes the
+//! coordinator's snapshot (order, database, log tail) and goes on from
+//! there. Time comes in with every call; every effect is a message in
+//! `out` or a record in `records` (which the driver makes durable first).
 
 use super::db::{Db, DbError};
 use super::order::{Body, Entry, Order, Outgoing, Received, Source};
+use super::Bugs;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Microseconds on the driver's clock.
 pub type Time = u64;
 
-/// Everything replicas and clients say to each other.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "msg", rename_all = "snake_case")]
+/// Executed entries a snapshot carries (the newest), so a rejoined
+/// replica's log stays contiguous for the checks; bounded so a snapshot
+/// fits one frame.
+pub const SNAPSHOT_LOG: usize = 1_000;
+
+/// Everything replicas and clients say to each other; a message's kind is
+/// its variant's name in snake_case. (Externally tagged: the wire codec,
+/// postcard, cannot read serde's internally tagged enums.)
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Msg {
     /// A message of a source's stream: from the source, or relayed.
     Entry(Entry),
@@ -32,10 +46,12 @@ pub enum Msg {
     },
     /// (Replica to replica) Send me `source`'s messages from `from` on.
     Fetch { source: Source, from: u64 },
-    /// (Client to replicas) Admit me.
+    /// (Client or restarted replica to replicas) Admit me.
     Hello { source: Source },
     /// (Replica to client) You are a member from `ts`: send after it.
     Welcome { ts: u64 },
+    /// (Coordinator to an admitted replica) The state to go on from.
+    Snapshot(Box<Snapshot>),
     /// (Replica to client) Your entry `seq` is held here; the replica's clock.
     Ack { seq: u64, clock: u64 },
     /// (Replica to client) The outcome of request `op`, executed as the
@@ -45,8 +61,23 @@ pub enum Msg {
         index: u64,
         outcome: Result<Vec<String>, DbError>,
     },
-    /// (Replica to client) You were expelled; say hello again to rejoin.
-    Expelled,
+    /// (Replica to a client or a joining replica) `source` left the order
+    /// (expelled); say hello again as the next incarnation.
+    Expelled { source: Source },
+}
+
+/// A replica's state at a point of the order, for a replica that rejoins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The order at the sender, executed to `index`.
+    pub order: Order,
+    pub db: Db,
+    /// Entries executed (the index of the last one).
+    pub index: u64,
+    /// The sender's Lamport clock.
+    pub clock: u64,
+    /// The newest executed entries, oldest first, ending at `index`.
+    pub log: Vec<Executed>,
 }
 
 /// Timing of the protocol, from the cluster file.
@@ -77,27 +108,61 @@ pub struct Executed {
     pub entry: Entry,
 }
 
+/// What a replica makes durable: replaying its records rebuilds its
+/// database and log, and says which incarnation it was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplicaRecord {
+    /// This node's source is now this incarnation (written before it sends
+    /// anything as it).
+    Incarnation(u64),
+    Executed(Executed),
+    /// A snapshot installed (or the compaction of the log): database and
+    /// log tail at `index`.
+    Installed {
+        index: u64,
+        db: Db,
+        log: Vec<Executed>,
+    },
+}
+
 pub struct Replica {
     me: Source,
     replicas: Vec<String>,
     timing: Timing,
-    order: Order,
+    bugs: Bugs,
+    /// Waiting for the coordinator's snapshot after a restart.
+    joining: bool,
+    next_hello: Time,
+    /// The incarnation last written to `records`.
+    logged_incarnation: Option<u64>,
+    pub order: Order,
     db: Db,
     own: Outgoing,
     next_null: Time,
     /// When a source's stream last grew (clients and replicas).
     heard: BTreeMap<Source, Time>,
-    /// When each other replica node was last heard from at all.
-    heard_node: BTreeMap<String, Time>,
-    suspected: BTreeSet<String>,
+    /// When each admitted replica source was last heard from at all.
+    heard_replica: BTreeMap<Source, Time>,
+    suspected: BTreeSet<Source>,
     /// Sources this replica has expelled as coordinator (not again).
     expelling: BTreeSet<Source>,
-    /// Clients this replica has admitted as coordinator, not yet executed.
+    /// Sources this replica has admitted as coordinator, not yet executed.
     admitting: BTreeSet<Source>,
-    /// The executed sequence (kept whole for the checks; bounded by the
-    /// runs that build it).
-    pub log: Vec<Executed>,
+    /// When each request arrived, until it is executed or cut.
+    arrived: BTreeMap<(Source, u64), Time>,
+    /// Stability waits (arrival to execution, µs) not yet exported.
+    pub waits: RefCell<Vec<Time>>,
+    /// The index of the last executed entry.
+    pub index: u64,
+    /// The newest executed entries (at most `log_keep`), oldest first.
+    pub log: VecDeque<Executed>,
+    log_keep: usize,
+    pub nulls_sent: u64,
+    pub snapshots_sent: u64,
+    /// A snapshot whose log disagreed with this replica's own (a bug).
+    pub log_conflicts: u64,
     pub out: Vec<(String, Msg)>,
+    pub records: Vec<ReplicaRecord>,
 }
 
 impl Replica {
@@ -109,6 +174,10 @@ impl Replica {
             me: Source::new(me, 0),
             replicas: replicas.to_vec(),
             timing,
+            bugs: Bugs::default(),
+            joining: false,
+            next_hello: now,
+            logged_incarnation: None,
             order: Order::new(Source::new(me, 0), sources),
             db: Db::default(),
             own: Outgoing::default(),
@@ -117,35 +186,162 @@ impl Replica {
                 .iter()
                 .map(|r| (Source::new(r.clone(), 0), now))
                 .collect(),
-            heard_node: replicas.iter().map(|r| (r.clone(), now)).collect(),
+            heard_replica: replicas
+                .iter()
+                .map(|r| (Source::new(r.clone(), 0), now))
+                .collect(),
             suspected: BTreeSet::new(),
             expelling: BTreeSet::new(),
             admitting: BTreeSet::new(),
-            log: Vec::new(),
+            arrived: BTreeMap::new(),
+            waits: RefCell::new(Vec::new()),
+            index: 0,
+            log: VecDeque::new(),
+            log_keep: usize::MAX,
+            nulls_sent: 0,
+            snapshots_sent: 0,
+            log_conflicts: 0,
             out: Vec::new(),
+            records: Vec::new(),
         }
+    }
+
+    /// Switches on planted bugs (`join_out_of_order` only acts at the
+    /// last replica of the file).
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.order.bugs = bugs.clone();
+        self.bugs = bugs;
+        self
+    }
+
+    /// Keeps at most `keep` executed entries.
+    pub fn with_log_keep(mut self, keep: usize) -> Self {
+        assert!(keep > 0, "a replica keeps at least one entry");
+        self.log_keep = keep;
+        self
+    }
+
+    /// Rebuilds the database and log from this node's records; with any
+    /// record at all, the node restarted: it is the next incarnation and
+    /// rejoins (the records are written before it says anything).
+    pub fn recover(&mut self, records: Vec<ReplicaRecord>) {
+        assert!(
+            self.index == 0 && self.logged_incarnation.is_none(),
+            "recover comes before any other input"
+        );
+        let mut last = None;
+        for r in records {
+            match r {
+                ReplicaRecord::Incarnation(n) => last = Some(n.max(last.unwrap_or(0))),
+                ReplicaRecord::Executed(x) => {
+                    if x.index != self.index + 1 {
+                        tracing::error!(
+                            index = x.index,
+                            expected = self.index + 1,
+                            "the log skips; keeping what came before"
+                        );
+                        continue;
+                    }
+                    if let Body::Request { command, .. } = &x.entry.body {
+                        // The outcome was sent when it ran; only the state matters.
+                        let _ = self.db.apply(command);
+                    }
+                    self.push_log(x);
+                }
+                ReplicaRecord::Installed { index, db, log } => {
+                    self.db = db;
+                    self.index = index;
+                    self.log = log.into();
+                }
+            }
+        }
+        if let Some(n) = last {
+            self.rejoin(n + 1, 0);
+        }
+    }
+
+    /// Records equivalent to everything logged: the incarnation, and the
+    /// database with the log tail.
+    pub fn compact(&self) -> Vec<ReplicaRecord> {
+        let mut out = Vec::new();
+        if let Some(n) = self.logged_incarnation {
+            out.push(ReplicaRecord::Incarnation(n));
+        }
+        out.push(ReplicaRecord::Installed {
+            index: self.index,
+            db: self.db.clone(),
+            log: self.log.iter().cloned().collect(),
+        });
+        out
+    }
+
+    /// Becomes incarnation `incarnation` of this node, outside the order
+    /// until the coordinator admits it and sends a snapshot.
+    fn rejoin(&mut self, incarnation: u64, now: Time) {
+        assert!(
+            incarnation > self.me.incarnation || self.logged_incarnation.is_none(),
+            "{} rejoins as an incarnation it has been",
+            self.me
+        );
+        self.me = Source::new(self.me.node.clone(), incarnation);
+        self.joining = true;
+        self.next_hello = now;
+        self.own = Outgoing {
+            clock: self.own.clock,
+            seq: 0,
+        };
+        self.suspected.clear();
+        self.expelling.clear();
+        self.admitting.clear();
+        self.arrived.clear();
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
+    pub fn me(&self) -> &Source {
+        &self.me
+    }
+
+    pub fn is_joining(&self) -> bool {
+        self.joining
+    }
+
+    pub fn clock(&self) -> u64 {
+        self.own.clock
+    }
+
+    pub fn suspected(&self) -> &BTreeSet<Source> {
+        &self.suspected
+    }
+
     fn is_replica(&self, node: &str) -> bool {
         self.replicas.iter().any(|r| r == node)
     }
 
-    /// The lowest-id replica this one does not suspect.
+    /// The lowest-id admitted replica this one does not suspect and that
+    /// is in the order (a rejoining replica announces nothing until its
+    /// snapshot is installed, and cannot coordinate before).
     pub fn coordinator(&self) -> &str {
-        self.replicas
+        self.order
+            .replicas()
             .iter()
             .filter(|r| !self.suspected.contains(*r))
+            .filter(|r| {
+                if **r == self.me {
+                    !self.joining
+                } else {
+                    self.order.has_announced(r)
+                }
+            })
+            .map(|r| r.node.as_str())
             .min()
-            .map(String::as_str)
             .unwrap_or(self.me.node.as_str())
     }
 
     fn i_coordinate(&self) -> bool {
-        self.coordinator() == self.me.node
+        !self.joining && self.coordinator() == self.me.node
     }
 
     fn send_replicas(&mut self, msg: Msg) {
@@ -158,6 +354,7 @@ impl Replica {
 
     /// Appends an entry to this replica's own stream and sends it.
     fn emit(&mut self, body: Body) {
+        assert!(!self.joining, "{} sent before it was admitted", self.me);
         let e = self.own.next(&self.me, body);
         let held = self.order.receive(e.clone());
         assert_eq!(held, Ok(Received::Held), "its own entry {e:?}");
@@ -171,43 +368,180 @@ impl Replica {
         }
     }
 
-    pub fn on_message(&mut self, now: Time, from: &str, msg: Msg) {
-        if self.is_replica(from) {
-            self.heard_node.insert(from.to_string(), now);
-            if self.suspected.remove(from) {
-                self.order.suspect(from, false);
+    fn snapshot(&self) -> Snapshot {
+        let skip = self.log.len().saturating_sub(SNAPSHOT_LOG);
+        Snapshot {
+            order: self.order.clone(),
+            db: self.db.clone(),
+            index: self.index,
+            clock: self.own.clock,
+            log: self.log.iter().skip(skip).cloned().collect(),
+        }
+    }
+
+    /// A replica source was heard from: it is alive.
+    fn heard_from_replica(&mut self, now: Time, src: &Source) {
+        if self.order.replicas().contains(src) {
+            self.heard_replica.insert(src.clone(), now);
+            if self.suspected.remove(src) {
+                self.order.suspect(src, false);
             }
         }
+    }
+
+    pub fn on_message(&mut self, now: Time, from: &str, msg: Msg) {
+        if self.joining {
+            return self.on_message_joining(now, from, msg);
+        }
         match msg {
-            Msg::Entry(e) => self.on_entry(now, from, e),
+            Msg::Entry(e) => {
+                if e.source.node == from && self.is_replica(from) {
+                    let src = e.source.clone();
+                    self.heard_from_replica(now, &src);
+                }
+                self.on_entry(now, from, e)
+            }
             Msg::Holding { from: src, held } => {
                 if self.is_replica(&src.node) && src.node == from {
+                    self.heard_from_replica(now, &src);
                     self.order.announce(src, held.into_iter().collect());
                 }
             }
             Msg::Fetch { source, from: seq } => {
-                for e in self.order.held_from(&source, seq) {
-                    self.out.push((from.to_string(), Msg::Entry(e)));
-                }
-            }
-            Msg::Hello { source } => {
-                if source.node == from && !self.is_replica(from) && self.i_coordinate() {
-                    if let Some(ts) = self.order.admitted_at(&source) {
-                        // Admitted already; its welcome was lost (its
-                        // admitter may have crashed before sending it).
-                        self.out.push((from.to_string(), Msg::Welcome { ts }));
-                    } else if self.order.is_cut(&source, u64::MAX) {
-                        // This incarnation left the order: a new one joins.
-                        self.out.push((from.to_string(), Msg::Expelled));
-                    } else if self.admitting.insert(source.clone()) {
-                        self.emit(Body::Admit { source });
+                if self.is_replica(from) {
+                    for e in self.order.held_from(&source, seq) {
+                        self.out.push((from.to_string(), Msg::Entry(e)));
                     }
                 }
             }
-            // Replicas do not take what only clients are sent.
-            Msg::Welcome { .. } | Msg::Ack { .. } | Msg::Reply { .. } | Msg::Expelled => {}
+            Msg::Hello { source } => {
+                if source.node == from && self.is_replica(from) {
+                    // A joining replica's hellos are its heartbeat: it
+                    // must not be expelled while its snapshot is on its way.
+                    self.heard_from_replica(now, &source);
+                    if self.order.is_member(&source) {
+                        self.heard.insert(source.clone(), now);
+                    }
+                }
+                if source.node == from && self.i_coordinate() {
+                    self.on_hello(from, source);
+                }
+            }
+            // Replicas do not take what only clients are sent; a snapshot
+            // is for a replica that is joining.
+            Msg::Welcome { .. }
+            | Msg::Ack { .. }
+            | Msg::Reply { .. }
+            | Msg::Expelled { .. }
+            | Msg::Snapshot(_) => {}
         }
         self.execute(now);
+    }
+
+    /// (Coordinator) A client or a restarted replica asks to be admitted.
+    fn on_hello(&mut self, from: &str, source: Source) {
+        if self.is_replica(from) {
+            if self.order.replicas().contains(&source) {
+                // Admitted already; the snapshot was lost (its sender
+                // may have crashed before sending it): send one as of now.
+                self.snapshots_sent += 1;
+                self.out
+                    .push((from.to_string(), Msg::Snapshot(Box::new(self.snapshot()))));
+            } else if self.order.is_cut(&source, u64::MAX) {
+                // This incarnation was expelled before its snapshot came.
+                self.out.push((from.to_string(), Msg::Expelled { source }));
+            } else if self
+                .order
+                .replicas()
+                .iter()
+                .all(|r| r.node != source.node || r.incarnation < source.incarnation)
+                && self.admitting.insert(source.clone())
+            {
+                self.emit(Body::Admit { source });
+            }
+            return;
+        }
+        if let Some(ts) = self.order.admitted_at(&source) {
+            // Admitted already; its welcome was lost (its admitter may
+            // have crashed before sending it).
+            self.out.push((from.to_string(), Msg::Welcome { ts }));
+        } else if self.order.is_cut(&source, u64::MAX) {
+            // This incarnation left the order: a new one joins.
+            self.out.push((from.to_string(), Msg::Expelled { source }));
+        } else if self.admitting.insert(source.clone()) {
+            self.emit(Body::Admit { source });
+        }
+    }
+
+    /// A restarted replica takes only its snapshot; the rest it will fetch.
+    fn on_message_joining(&mut self, now: Time, from: &str, msg: Msg) {
+        let snap = match msg {
+            Msg::Snapshot(snap) => snap,
+            Msg::Expelled { source } if source == self.me && self.is_replica(from) => {
+                let next = self.me.incarnation + 1;
+                tracing::warn!(me = %self.me, "expelled before its snapshot came; rejoining as incarnation {next}");
+                return self.rejoin(next, now);
+            }
+            _ => return,
+        };
+        if !self.is_replica(from) || !snap.order.replicas().contains(&self.me) {
+            tracing::warn!(from, me = %self.me, "a snapshot from before this replica was admitted; ignored");
+            return;
+        }
+        let snap = *snap;
+        // The log goes on from the snapshot's tail; where the two overlap
+        // they must agree (they are prefixes of one order).
+        let tail_start = snap.log.first().map_or(snap.index + 1, |x| x.index);
+        for x in &snap.log {
+            if let Some(mine) = self.records_lookup(x.index) {
+                if mine != x.entry {
+                    self.log_conflicts += 1;
+                    tracing::error!(index = x.index, ?mine, theirs = ?x.entry, "a snapshot's log disagrees with this replica's");
+                }
+            }
+        }
+        let mut log: VecDeque<Executed> = std::mem::take(&mut self.log)
+            .into_iter()
+            .filter(|x| x.index < tail_start)
+            .collect();
+        if log.back().is_some_and(|x| x.index + 1 != tail_start) {
+            log.clear();
+        }
+        log.extend(snap.log.iter().cloned());
+        self.log = log;
+        while self.log.len() > self.log_keep {
+            self.log.pop_front();
+        }
+        self.order = snap.order.adopt(self.me.clone(), self.bugs.clone());
+        self.db = snap.db;
+        self.index = snap.index;
+        self.own.observe(snap.clock.max(self.order.max_ts()));
+        for m in self.order.members().clone() {
+            self.heard.insert(m, now);
+        }
+        self.heard_replica = self
+            .order
+            .replicas()
+            .iter()
+            .map(|r| (r.clone(), now))
+            .collect();
+        self.joining = false;
+        self.next_null = now;
+        self.records.push(ReplicaRecord::Installed {
+            index: self.index,
+            db: self.db.clone(),
+            log: self.log.iter().cloned().collect(),
+        });
+        tracing::info!(me = %self.me, index = self.index, "rejoined from a snapshot");
+        self.execute(now);
+    }
+
+    /// This replica's own executed entry at `index`, if it still keeps it.
+    fn records_lookup(&self, index: u64) -> Option<Entry> {
+        let first = self.log.front()?.index;
+        let x = self.log.get(index.checked_sub(first)? as usize)?;
+        debug_assert_eq!(x.index, index, "the log is contiguous");
+        Some(x.entry.clone())
     }
 
     fn on_entry(&mut self, now: Time, from: &str, e: Entry) {
@@ -220,8 +554,40 @@ impl Replica {
         self.own.observe(e.ts);
         let source = e.source.clone();
         let seq = e.seq;
+        let is_request = matches!(e.body, Body::Request { .. });
+        let is_admit = matches!(e.body, Body::Admit { .. });
         match self.order.receive(e) {
-            Ok(Received::Held) => {
+            Ok(received) => {
+                if is_request && received != Received::Ignored {
+                    self.arrived.entry((source.clone(), seq)).or_insert(now);
+                }
+                self.on_received(now, from, direct, &source, seq, received);
+                if is_admit
+                    && self.bugs.join_out_of_order
+                    && self.replicas.last() == Some(&self.me.node)
+                {
+                    if let Some(e) = self.order.admit_on_receipt(&source, seq) {
+                        self.log_executed(e);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(from, error = %e, "entry refused");
+            }
+        }
+    }
+
+    fn on_received(
+        &mut self,
+        now: Time,
+        from: &str,
+        direct: bool,
+        source: &Source,
+        seq: u64,
+        received: Received,
+    ) {
+        match received {
+            Received::Held => {
                 self.heard.insert(source.clone(), now);
                 if direct && !self.is_replica(from) {
                     self.out.push((
@@ -233,7 +599,7 @@ impl Replica {
                     ));
                 }
             }
-            Ok(Received::Gap { from: gap, .. }) => {
+            Received::Gap { from: gap, .. } => {
                 // Ask a replica that may hold it: the one that relayed
                 // this, or the coordinator.
                 let ask = if self.is_replica(from) && from != self.me.node {
@@ -242,37 +608,71 @@ impl Replica {
                     self.coordinator().to_string()
                 };
                 if ask != self.me.node {
-                    self.out.push((ask, Msg::Fetch { source, from: gap }));
+                    self.out.push((
+                        ask,
+                        Msg::Fetch {
+                            source: source.clone(),
+                            from: gap,
+                        },
+                    ));
                 }
             }
-            Ok(Received::Ignored) => {
+            Received::Ignored => {
                 // A client still sending after it left the order did not
                 // hear that it was expelled: tell it again.
-                if direct && !self.is_replica(from) && self.order.is_cut(&source, seq) {
-                    self.out.push((from.to_string(), Msg::Expelled));
+                if direct && !self.is_replica(from) && self.order.is_cut(source, seq) {
+                    self.out.push((
+                        from.to_string(),
+                        Msg::Expelled {
+                            source: source.clone(),
+                        },
+                    ));
                 }
-            }
-            Err(e) => {
-                tracing::warn!(from, error = %e, "entry refused");
             }
         }
     }
 
+    /// The earliest time this replica wants `on_tick`.
+    pub fn next_tick(&self) -> Time {
+        if self.joining {
+            self.next_hello
+        } else {
+            // Suspicions and expulsions are checked at every null period.
+            self.next_null
+        }
+    }
+
     /// Nulls and holdings on time, suspicion, and the coordinator's
-    /// expulsions.
+    /// expulsions; hellos while joining.
     pub fn on_tick(&mut self, now: Time) {
+        if self.logged_incarnation != Some(self.me.incarnation) {
+            self.logged_incarnation = Some(self.me.incarnation);
+            self.records
+                .push(ReplicaRecord::Incarnation(self.me.incarnation));
+        }
+        if self.joining {
+            if now >= self.next_hello {
+                let hello = Msg::Hello {
+                    source: self.me.clone(),
+                };
+                self.send_replicas(hello);
+                self.next_hello = now + 3 * self.timing.null_period;
+            }
+            return;
+        }
         if now >= self.next_null {
             self.emit(Body::Null);
+            self.nulls_sent += 1;
             let h = self.holding();
             self.send_replicas(h);
             self.next_null = now + self.timing.null_period;
             // What is known to be missing is asked of every replica not
             // suspected, once a period: whoever keeps it relays it.
             for (source, from) in self.order.missing() {
-                for r in self.replicas.clone() {
-                    if r != self.me.node && !self.suspected.contains(&r) {
+                for r in self.order.replicas().clone() {
+                    if r != self.me && !self.suspected.contains(&r) {
                         self.out.push((
-                            r,
+                            r.node.clone(),
                             Msg::Fetch {
                                 source: source.clone(),
                                 from,
@@ -282,11 +682,11 @@ impl Replica {
                 }
             }
         }
-        for r in self.replicas.clone() {
-            if r == self.me.node || self.suspected.contains(&r) {
+        for r in self.order.replicas().clone() {
+            if r == self.me || self.suspected.contains(&r) {
                 continue;
             }
-            let heard = self.heard_node.get(&r).copied().unwrap_or(0);
+            let heard = *self.heard_replica.entry(r.clone()).or_insert(now);
             if now.saturating_sub(heard) > self.timing.replica_timeout {
                 self.suspected.insert(r.clone());
                 self.order.suspect(&r, true);
@@ -318,14 +718,37 @@ impl Replica {
         self.execute(now);
     }
 
+    fn push_log(&mut self, x: Executed) {
+        assert_eq!(x.index, self.index + 1, "the log is contiguous");
+        self.index = x.index;
+        self.log.push_back(x);
+        while self.log.len() > self.log_keep {
+            self.log.pop_front();
+        }
+    }
+
+    /// Logs `e` as the next executed entry, durably.
+    fn log_executed(&mut self, e: Entry) -> u64 {
+        let x = Executed {
+            index: self.index + 1,
+            entry: e,
+        };
+        self.records.push(ReplicaRecord::Executed(x.clone()));
+        self.push_log(x);
+        self.index
+    }
+
     /// Executes what the order releases.
     fn execute(&mut self, now: Time) {
         // Bounded by the entries held: each call releases one or stops.
         while let Some(e) = self.order.release_next() {
-            let index = self.log.len() as u64 + 1;
             match &e.body {
                 Body::Request { op, command } => {
+                    if let Some(t) = self.arrived.remove(&(e.source.clone(), e.seq)) {
+                        self.waits.borrow_mut().push(now.saturating_sub(t));
+                    }
                     let outcome = self.db.apply(command);
+                    let index = self.index + 1;
                     self.out.push((
                         e.source.node.clone(),
                         Msg::Reply {
@@ -337,21 +760,55 @@ impl Replica {
                 }
                 Body::Admit { source } => {
                     self.admitting.remove(source);
-                    if e.source == self.me {
+                    if e.source == self.me && self.order.is_member(source) {
+                        if self.is_replica(&source.node) {
+                            self.snapshots_sent += 1;
+                            // As of just after the Admit (logged below first).
+                            let index = self.log_executed(e.clone());
+                            self.out.push((
+                                source.node.clone(),
+                                Msg::Snapshot(Box::new(self.snapshot())),
+                            ));
+                            self.heard.insert(source.clone(), now);
+                            self.heard_replica.insert(source.clone(), now);
+                            debug_assert_eq!(index, self.index);
+                            continue;
+                        }
                         self.out
                             .push((source.node.clone(), Msg::Welcome { ts: e.ts }));
                     }
                     // Its silence is measured from its admission.
                     self.heard.insert(source.clone(), now);
-                }
-                Body::Expel { source, .. } => {
-                    if e.source == self.me && !self.is_replica(&source.node) {
-                        self.out.push((source.node.clone(), Msg::Expelled));
+                    if self.is_replica(&source.node) {
+                        self.heard_replica.insert(source.clone(), now);
                     }
                 }
-                Body::Null | Body::Quit => {}
+                Body::Expel { source, .. } => {
+                    if e.source == self.me && source.node != self.me.node {
+                        self.out.push((
+                            source.node.clone(),
+                            Msg::Expelled {
+                                source: source.clone(),
+                            },
+                        ));
+                    }
+                    self.arrived.retain(|(s, _), _| s != source);
+                    if *source == self.me {
+                        // Suspected wrongly (outside the model): this
+                        // source is gone from the order; a new one joins.
+                        self.log_executed(e.clone());
+                        let next = self.me.incarnation + 1;
+                        tracing::warn!(me = %self.me, "expelled from the order; rejoining as incarnation {next}");
+                        self.rejoin(next, now);
+                        return;
+                    }
+                }
+                Body::Quit => {
+                    self.arrived.retain(|(s, _), _| *s != e.source);
+                }
+                Body::Null => {}
             }
-            self.log.push(Executed { index, entry: e });
+            self.log_executed(e);
         }
     }
 }
@@ -391,7 +848,9 @@ mod tests {
             if !self.waiting && self.core.is_member() {
                 if let Some(c) = self.todo.pop_front() {
                     self.next_req += 1;
-                    self.core.submit(self.next_req, c).expect("valid command");
+                    self.core
+                        .submit(self.next_req, c, now)
+                        .expect("valid command");
                     self.waiting = true;
                 }
             }
@@ -435,7 +894,7 @@ mod tests {
     /// silent, one quitting when done), random delays on FIFO links, up to
     /// two replicas crashing; a node that crashes loses about half of its
     /// messages in flight.
-    fn run(seed: u64) -> (Vec<Replica>, Vec<Client>, Vec<usize>) {
+    fn run(seed: u64) -> (Vec<Replica>, Vec<Client>, Vec<usize>, Vec<usize>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let names: Vec<String> = ["r1", "r2", "r3"].iter().map(|s| s.to_string()).collect();
         let mut reps: Vec<Replica> = names
@@ -453,6 +912,21 @@ mod tests {
                 ((first + 1) % 3, rng.random_range(500_000..6_000_000)),
             ],
         };
+        // Half the crashed replicas restart 0.2 to 3 s later from their
+        // records, and must rejoin.
+        let crashes: Vec<(usize, Time, Option<Time>)> = crashes
+            .into_iter()
+            .map(|(i, t)| {
+                (
+                    i,
+                    t,
+                    rng.random_bool(0.5)
+                        .then(|| t + rng.random_range(200_000..3_000_000)),
+                )
+            })
+            .collect();
+        let mut durable: Vec<Vec<ReplicaRecord>> = vec![Vec::new(); names.len()];
+        let mut restarted = vec![false; names.len()];
         let mut clients: Vec<Client> = (1..=5)
             .map(|i| Client {
                 core: ClientCore::new(
@@ -496,9 +970,22 @@ mod tests {
         let mut n = 0u64;
         let end: Time = 12_000_000;
         let mut now: Time = 0;
-        let dead = |i: usize, now: Time| crashes.iter().any(|(c, t)| *c == i && now >= *t);
+        let dead = |i: usize, now: Time| {
+            crashes
+                .iter()
+                .any(|(c, t, back)| *c == i && now >= *t && back.is_none_or(|b| now < b))
+        };
         // Bounded: simulated time advances 10 ms per step to `end`.
         while now < end {
+            for (i, _, back) in &crashes {
+                if back.is_some_and(|b| now >= b) && !restarted[*i] {
+                    restarted[*i] = true;
+                    let mut r = Replica::new(&names[*i], &names, Timing::default(), now);
+                    r.recover(durable[*i].clone());
+                    assert!(r.is_joining(), "seed {seed}: a restarted replica rejoins");
+                    reps[*i] = r;
+                }
+            }
             for (i, r) in reps.iter_mut().enumerate() {
                 if !dead(i, now) {
                     r.on_tick(now);
@@ -512,6 +999,11 @@ mod tests {
             let mut outs: Vec<(String, String, Msg)> = Vec::new();
             for (i, r) in reps.iter_mut().enumerate() {
                 let from = names[i].clone();
+                // Records are durable before the sends they go with leave.
+                let records: Vec<ReplicaRecord> = r.records.drain(..).collect();
+                if !dead(i, now) {
+                    durable[i].extend(records);
+                }
                 for (to, m) in r.out.drain(..) {
                     if !dead(i, now) {
                         outs.push((from.clone(), to, m));
@@ -564,20 +1056,59 @@ mod tests {
             }
             now = step_end;
         }
-        (reps, clients, crashes.iter().map(|(i, _)| *i).collect())
+        let down = crashes
+            .iter()
+            .filter(|(_, _, back)| back.is_none())
+            .map(|(i, _, _)| *i)
+            .collect();
+        let back = crashes
+            .iter()
+            .filter(|(_, _, back)| back.is_some())
+            .map(|(i, _, _)| *i)
+            .collect();
+        (reps, clients, down, back)
     }
 
     #[test]
     fn replicas_execute_one_sequence_and_silent_clients_do_not_stop_it() {
         let (mut expelled_clients, mut expelled_replicas, mut two_crashed) = (0, 0, 0);
+        let mut rejoined = 0;
         // Bounded: 500 seeds of 12 simulated seconds.
         for seed in 0..500 {
-            let (reps, clients, crashed) = run(seed);
+            let (reps, clients, crashed, back) = run(seed);
             assert_prefixes(seed, &reps);
+            // A replica that came back is in the order again as its next
+            // incarnation, its old one out of every live configuration.
+            for b in &back {
+                let r = &reps[*b];
+                assert!(
+                    !r.is_joining(),
+                    "seed {seed}: {} restarted and never got its snapshot; crashed {crashed:?} back {back:?}; views {:?}",
+                    r.me,
+                    reps.iter().map(|x| (x.me.to_string(), x.coordinator().to_string(), x.order.replicas().iter().map(|m| m.to_string()).collect::<Vec<_>>(), x.suspected.iter().map(|m| m.to_string()).collect::<Vec<_>>(), x.index)).collect::<Vec<_>>()
+                );
+                assert!(r.me.incarnation >= 1, "seed {seed}: {}", r.me);
+                for other in reps
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !crashed.contains(i))
+                {
+                    assert!(
+                        !other.1.order.is_member(&Source::new(r.me.node.clone(), 0)),
+                        "seed {seed}: {} still has {}#0 as a member",
+                        other.1.me,
+                        r.me.node
+                    );
+                }
+                rejoined += 1;
+            }
+            let down = crashed.clone();
+            let mut crashed = crashed;
+            crashed.extend(back.iter().copied());
             // The silent client and a crashed replica are out of every
             // live replica's configuration by the end.
             for (i, r) in reps.iter().enumerate() {
-                if crashed.contains(&i) {
+                if down.contains(&i) {
                     continue;
                 }
                 for gone in ["c3", "c4"] {
@@ -587,7 +1118,7 @@ mod tests {
                         r.me
                     );
                 }
-                for c in &crashed {
+                for c in &down {
                     assert!(
                         !r.order.is_member(&reps[*c].me),
                         "seed {seed}: {} still has the crashed {} as a member",
@@ -649,6 +1180,7 @@ mod tests {
             "only {two_crashed} runs lost two replicas"
         );
         assert_eq!(expelled_clients, 500);
+        assert!(rejoined >= 100, "only {rejoined} replicas rejoined");
     }
 
     #[test]
