@@ -178,6 +178,83 @@ pub(crate) fn outcome(
     }
 }
 
+/// What a partitioned linearizability search said, as a check: invalid
+/// with its counter-example, valid, or unknown when the search stopped or
+/// operations were not kept (`truncated`) or not readable (`unreadable`).
+/// `objects` names a partition's kind in the summary ("accounts",
+/// "sites"); `hint` follows an invalid summary.
+pub(crate) struct LinSummary<'a> {
+    pub name: &'a str,
+    pub objects: &'a str,
+    pub hint: &'a str,
+    pub operations: usize,
+    pub truncated: u64,
+    pub unreadable: usize,
+}
+
+pub(crate) fn linearizability_outcome(
+    s: LinSummary<'_>,
+    result: Result<crate::check::CheckResult, crate::check::CheckError>,
+    base: serde_json::Value,
+) -> CheckOutcome {
+    use crate::check::Verdict;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return outcome(
+                s.name,
+                Valid::Unknown,
+                format!("the history could not be checked: {e}"),
+                base,
+            )
+        }
+    };
+    let caveat = (s.truncated > 0 || s.unreadable > 0).then(|| {
+        format!(
+            "{} operations not kept and {} unreadable",
+            s.truncated, s.unreadable
+        )
+    });
+    match (result.verdict, result.counterexample) {
+        (Verdict::Invalid, Some(cx)) => {
+            let summary = format!(
+                "{}: no order of its {} operations explains every answer ({})",
+                cx.partition, cx.partition_ops, s.hint
+            );
+            let mut evidence = base;
+            evidence["counterexample"] = serde_json::to_value(&cx).unwrap_or_default();
+            match caveat {
+                None => outcome(s.name, Valid::False, summary, evidence),
+                Some(c) => outcome(
+                    s.name,
+                    Valid::Unknown,
+                    format!("{summary}; but {c}"),
+                    evidence,
+                ),
+            }
+        }
+        (Verdict::Valid, _) => {
+            let summary = format!(
+                "{} operations on {} {} are linearizable",
+                s.operations, result.partitions_total, s.objects
+            );
+            match caveat {
+                None => outcome(s.name, Valid::True, summary, base),
+                Some(c) => outcome(s.name, Valid::Unknown, format!("{summary}, but {c}"), base),
+            }
+        }
+        _ => outcome(
+            s.name,
+            Valid::Unknown,
+            format!(
+                "search stopped with {} of {} {} checked and none invalid",
+                result.partitions_checked, result.partitions_total, s.objects
+            ),
+            base,
+        ),
+    }
+}
+
 /// Runs one check and records how long it took, so that a slow judgement
 /// names its check (`took_ms`, printed when it is over a second).
 pub fn timed(check: impl FnOnce() -> CheckOutcome) -> CheckOutcome {

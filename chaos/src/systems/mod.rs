@@ -5,6 +5,7 @@
 //! `systems/<system>/`; the runner, the nemesis and the judge only call the
 //! trait, and [`with_chaos_system!`] is the only `match` on a system's name.
 
+pub mod smr;
 pub mod standby;
 pub mod tokens;
 
@@ -151,6 +152,10 @@ macro_rules! with_chaos_system {
             }
             "standby" => {
                 type $S = $crate::systems::standby::StandbyChaos;
+                $body
+            }
+            "smr" => {
+                type $S = $crate::systems::smr::SmrChaos;
                 $body
             }
             _ => $other,

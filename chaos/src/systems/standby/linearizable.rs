@@ -5,8 +5,8 @@
 
 use super::model::BankModel;
 use super::{bank_ops, StandbyMeta};
-use crate::check::{check_parallel, CheckOptions, Operation, Verdict};
-use crate::judge::outcome;
+use crate::check::{check_parallel, CheckOptions, Operation};
+use crate::judge::{linearizability_outcome, outcome, LinSummary};
 use crate::results::{CheckOutcome, Valid};
 use crate::systems::Judging;
 use faultline_node::api::Outcome as ApiOutcome;
@@ -45,6 +45,7 @@ pub(super) fn check(run: &Judging<'_>) -> CheckOutcome {
         }
     }
     let truncated: u64 = run.record.histories.values().map(|h| h.truncated).sum();
+    let meta_accounts = meta.accounts.len();
     let model = BankModel {
         accounts: meta.accounts,
     };
@@ -63,56 +64,16 @@ pub(super) fn check(run: &Judging<'_>) -> CheckOutcome {
         "unreadable": unreadable,
         "truncated": truncated,
     });
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            return outcome(
-                NAME,
-                Valid::Unknown,
-                format!("the history could not be checked: {e}"),
-                base,
-            )
-        }
-    };
-    let caveat = (truncated > 0 || unreadable > 0)
-        .then(|| format!("{truncated} operations not kept and {unreadable} unreadable"));
-    match (result.verdict, result.counterexample) {
-        (Verdict::Invalid, Some(cx)) => {
-            let summary = format!(
-                "{}: no order of its {} operations explains every answer (first invalid account of {})",
-                cx.partition, cx.partition_ops, result.partitions_total
-            );
-            let mut evidence = base;
-            evidence["counterexample"] = serde_json::to_value(&cx).unwrap_or_default();
-            match caveat {
-                None => outcome(NAME, Valid::False, summary, evidence),
-                Some(c) => outcome(
-                    NAME,
-                    Valid::Unknown,
-                    format!("{summary}; but {c}"),
-                    evidence,
-                ),
-            }
-        }
-        (Verdict::Valid, _) => {
-            let summary = format!(
-                "{} operations on {} accounts are linearizable",
-                history.len(),
-                result.partitions_total
-            );
-            match caveat {
-                None => outcome(NAME, Valid::True, summary, base),
-                Some(c) => outcome(NAME, Valid::Unknown, format!("{summary}, but {c}"), base),
-            }
-        }
-        _ => outcome(
-            NAME,
-            Valid::Unknown,
-            format!(
-                "search stopped with {} of {} accounts checked and none invalid",
-                result.partitions_checked, result.partitions_total
-            ),
-            base,
-        ),
-    }
+    linearizability_outcome(
+        LinSummary {
+            name: NAME,
+            objects: "accounts",
+            hint: &format!("the first invalid account of {}", meta_accounts),
+            operations: history.len(),
+            truncated,
+            unreadable,
+        },
+        result,
+        base,
+    )
 }

@@ -21,7 +21,7 @@ pub const MAX_ZIP_DIGITS: usize = 10;
 pub const MAX_COUNT: u64 = 1_000_000_000_000;
 
 /// A site's availability: a count of doses, or the seed's yes/no.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     Count(u64),
@@ -74,7 +74,7 @@ pub struct Site {
 /// an ordering event, not a database command).
 /// (Externally tagged: it crosses the wire and the log in postcard, which
 /// cannot read serde's internally tagged enums.)
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Every site, sorted by name.
