@@ -1,8 +1,13 @@
 //! The database's checks, read from the replicas' final `/state` (their
 //! executed logs and databases) and the clients' histories:
-//! - `prefix`: every two replicas' logs agree wherever both have an index
-//!   (each is a prefix of the longer), and replicas at the same index hold
-//!   the same database; the first divergence is reported with both entries.
+//! - `prefix`: at every scrape, replicas that published a checkpoint at
+//!   the same index published the same digest of their logs to it (this
+//!   sees a divergence even if the replica later rejoins and takes a
+//!   snapshot over it); at the end, every two replicas' logs agree
+//!   wherever both have an index (each is a prefix of the longer), and
+//!   replicas at the same index hold the same database. The first
+//!   divergence is reported (index, and both entries when the logs have
+//!   them).
 //! - `replay`: a sequential replay of the longest log, on the model written
 //!   apart from the replicas' code, gives every reply a client received at
 //!   the index the reply names, and ends in the database the replicas hold.
@@ -14,7 +19,7 @@
 use super::model::{step, SiteOp, SiteValue, SitesModel};
 use super::{smr_ops, SmrOp};
 use crate::check::{check_parallel, CheckOptions, Operation};
-use crate::judge::{linearizability_outcome, outcome, LinSummary};
+use crate::judge::{linearizability_outcome, outcome, rel_ms_json, LinSummary};
 use crate::results::{CheckOutcome, Valid};
 use crate::systems::Judging;
 use faultline_node::api::{NodeState, Outcome as ApiOutcome};
@@ -49,8 +54,61 @@ fn same(a: &Executed, b: &Executed) -> bool {
     a.entry.source == b.entry.source && a.entry.seq == b.entry.seq && a.entry.body == b.entry.body
 }
 
+/// Checkpoints published at the scrapes: index, then digest and the first
+/// replica (and time) that published it. The first disagreement, if any.
+fn scraped_checkpoints(run: &Judging<'_>) -> (usize, Option<CheckOutcome>) {
+    let mut seen: BTreeMap<u64, (u64, String, u64)> = BTreeMap::new();
+    for target in run.scrapes.targets() {
+        for scrape in run.scrapes.ok(target) {
+            let value = |name: &str| {
+                scrape
+                    .samples
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.value as u64)
+            };
+            let (Some(index), Some(digest)) = (
+                value("faultline_smr_checkpoint_index"),
+                value("faultline_smr_checkpoint_digest"),
+            ) else {
+                continue;
+            };
+            if index == 0 {
+                continue;
+            }
+            match seen.get(&index) {
+                None => {
+                    seen.insert(index, (digest, target.to_string(), scrape.t_us));
+                }
+                Some((d, other, t)) if *d != digest => {
+                    let at = |t: u64| rel_ms_json(t, run.record.meta.start_us);
+                    return (
+                        seen.len(),
+                        Some(outcome(
+                            "prefix",
+                            Valid::False,
+                            format!(
+                                "{other} (at {} ms) and {target} (at {} ms) published different digests of their logs up to index {index}: they executed different sequences",
+                                at(*t),
+                                at(scrape.t_us)
+                            ),
+                            json!({"index": index, "replicas": [other, target], "digests": [d, digest], "t_ms": [at(*t), at(scrape.t_us)]}),
+                        )),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    (seen.len(), None)
+}
+
 pub(super) fn prefix(run: &Judging<'_>) -> CheckOutcome {
     const NAME: &str = "prefix";
+    let (checkpoints, diverged) = scraped_checkpoints(run);
+    if let Some(o) = diverged {
+        return o;
+    }
     let reps = replica_states(run);
     if reps.is_empty() {
         return outcome(
@@ -112,7 +170,7 @@ pub(super) fn prefix(run: &Judging<'_>) -> CheckOutcome {
         NAME,
         Valid::True,
         format!(
-            "{} replicas' logs are prefixes of one another ({compared} index pairs compared; executed {})",
+            "{} replicas' logs are prefixes of one another ({compared} index pairs at the end and {checkpoints} checkpoints at the scrapes compared; executed {})",
             reps.len(),
             indexes
                 .iter()
@@ -120,7 +178,7 @@ pub(super) fn prefix(run: &Judging<'_>) -> CheckOutcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        json!({"executed": indexes, "pairs_compared": compared}),
+        json!({"executed": indexes, "pairs_compared": compared, "checkpoints_compared": checkpoints}),
     )
 }
 

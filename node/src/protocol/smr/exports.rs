@@ -29,6 +29,8 @@ pub struct SmrGauges {
     nulls_sent: IntGauge,
     mismatches: IntGauge,
     log_conflicts: IntGauge,
+    checkpoint_index: IntGauge,
+    checkpoint_digest: IntGauge,
     stability_wait: Histogram,
 }
 
@@ -151,6 +153,14 @@ impl System for Smr {
                 "faultline_smr_log_conflicts",
                 "Replica: snapshots whose log disagreed with its own (a counter; each is a bug).",
             )?,
+            checkpoint_index: one(
+                "faultline_smr_checkpoint_index",
+                "Replica: the index of its last checkpoint (a multiple of 32, or a snapshot's index).",
+            )?,
+            checkpoint_digest: one(
+                "faultline_smr_checkpoint_digest",
+                "Replica: the digest (52-bit FNV-1a) of its log up to the checkpoint index; replicas at one index must agree.",
+            )?,
             stability_wait,
         })
     }
@@ -166,6 +176,8 @@ impl System for Smr {
                 g.members.set(r.order.members().len() as i64);
                 g.suspected.set(r.suspected().len() as i64);
                 g.log_conflicts.set(r.log_conflicts as i64);
+                g.checkpoint_index.set(r.checkpoint.0 as i64);
+                g.checkpoint_digest.set(r.checkpoint.1 as i64);
                 // Sources come and go (incarnations): only the live ones.
                 g.held.reset();
                 for (source, n) in r.order.pending() {

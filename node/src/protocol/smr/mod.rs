@@ -38,9 +38,9 @@ pub struct Bugs {
     /// executes the smallest request it holds although a smaller one may
     /// still arrive. Replicas diverge (prefix, replay, linearizability).
     pub execute_before_stable: bool,
-    /// The last replica applies an `Admit` when it receives it, not at its
-    /// position in the order: its log differs from the others' (the seed's
-    /// non-atomic join).
+    /// One replica (the middle one of the file: r2 of three) applies an
+    /// `Admit` when it receives it, not at its position in the order: its
+    /// log differs from the others' (the seed's non-atomic join).
     pub join_out_of_order: bool,
     /// Nulls do not count in rule 1 (the seed's stability set under load):
     /// every replica stalls while a member source is idle (liveness).

@@ -28,6 +28,19 @@ pub type Time = u64;
 /// fits one frame.
 pub const SNAPSHOT_LOG: usize = 1_000;
 
+/// Every this many executed entries a replica publishes the digest of its
+/// log so far (`faultline_smr_checkpoint_digest`), so the controller can
+/// compare replicas at every scrape, not only at the end.
+pub const CHECKPOINT_EVERY: u64 = 32;
+
+/// The digest of a log: FNV-1a over each executed entry's encoding, in
+/// order, cut to 52 bits so that a Prometheus sample (an f64) holds it
+/// exactly.
+pub fn extend_digest(digest: u64, x: &Executed) -> u64 {
+    let bytes = postcard::to_allocvec(x).unwrap_or_default();
+    crate::hash::fnv1a_from(digest, bytes) & ((1 << 52) - 1)
+}
+
 /// Everything replicas and clients say to each other; a message's kind is
 /// its variant's name in snake_case. (Externally tagged: the wire codec,
 /// postcard, cannot read serde's internally tagged enums.)
@@ -78,6 +91,8 @@ pub struct Snapshot {
     pub clock: u64,
     /// The newest executed entries, oldest first, ending at `index`.
     pub log: Vec<Executed>,
+    /// The digest of the whole log to `index`.
+    pub digest: u64,
 }
 
 /// Timing of the protocol, from the cluster file.
@@ -122,6 +137,7 @@ pub enum ReplicaRecord {
         index: u64,
         db: Db,
         log: Vec<Executed>,
+        digest: u64,
     },
 }
 
@@ -154,6 +170,11 @@ pub struct Replica {
     pub waits: RefCell<Vec<Time>>,
     /// The index of the last executed entry.
     pub index: u64,
+    /// The digest of the log to `index` ([`extend_digest`]).
+    pub digest: u64,
+    /// The last checkpoint: an index that is a multiple of
+    /// [`CHECKPOINT_EVERY`] (or a snapshot's), and the digest there.
+    pub checkpoint: (u64, u64),
     /// The newest executed entries (at most `log_keep`), oldest first.
     pub log: VecDeque<Executed>,
     log_keep: usize,
@@ -196,6 +217,8 @@ impl Replica {
             arrived: BTreeMap::new(),
             waits: RefCell::new(Vec::new()),
             index: 0,
+            digest: crate::hash::FNV_OFFSET & ((1 << 52) - 1),
+            checkpoint: (0, crate::hash::FNV_OFFSET & ((1 << 52) - 1)),
             log: VecDeque::new(),
             log_keep: usize::MAX,
             nulls_sent: 0,
@@ -207,7 +230,7 @@ impl Replica {
     }
 
     /// Switches on planted bugs (`join_out_of_order` only acts at the
-    /// last replica of the file).
+    /// middle replica of the file: r2 of three).
     pub fn with_bugs(mut self, bugs: Bugs) -> Self {
         self.order.bugs = bugs.clone();
         self.bugs = bugs;
@@ -248,10 +271,17 @@ impl Replica {
                     }
                     self.push_log(x);
                 }
-                ReplicaRecord::Installed { index, db, log } => {
+                ReplicaRecord::Installed {
+                    index,
+                    db,
+                    log,
+                    digest,
+                } => {
                     self.db = db;
                     self.index = index;
                     self.log = log.into();
+                    self.digest = digest;
+                    self.checkpoint = (index, digest);
                 }
             }
         }
@@ -271,6 +301,7 @@ impl Replica {
             index: self.index,
             db: self.db.clone(),
             log: self.log.iter().cloned().collect(),
+            digest: self.digest,
         });
         out
     }
@@ -376,6 +407,7 @@ impl Replica {
             index: self.index,
             clock: self.own.clock,
             log: self.log.iter().skip(skip).cloned().collect(),
+            digest: self.digest,
         }
     }
 
@@ -527,10 +559,13 @@ impl Replica {
             .collect();
         self.joining = false;
         self.next_null = now;
+        self.digest = snap.digest;
+        self.checkpoint = (self.index, self.digest);
         self.records.push(ReplicaRecord::Installed {
             index: self.index,
             db: self.db.clone(),
             log: self.log.iter().cloned().collect(),
+            digest: self.digest,
         });
         tracing::info!(me = %self.me, index = self.index, "rejoined from a snapshot");
         self.execute(now);
@@ -564,7 +599,7 @@ impl Replica {
                 self.on_received(now, from, direct, &source, seq, received);
                 if is_admit
                     && self.bugs.join_out_of_order
-                    && self.replicas.last() == Some(&self.me.node)
+                    && self.replicas.get(self.replicas.len() / 2) == Some(&self.me.node)
                 {
                     if let Some(e) = self.order.admit_on_receipt(&source, seq) {
                         self.log_executed(e);
@@ -721,6 +756,10 @@ impl Replica {
     fn push_log(&mut self, x: Executed) {
         assert_eq!(x.index, self.index + 1, "the log is contiguous");
         self.index = x.index;
+        self.digest = extend_digest(self.digest, &x);
+        if self.index % CHECKPOINT_EVERY == 0 {
+            self.checkpoint = (self.index, self.digest);
+        }
         self.log.push_back(x);
         while self.log.len() > self.log_keep {
             self.log.pop_front();
