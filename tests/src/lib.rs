@@ -123,12 +123,24 @@ impl TestCluster {
         clients: usize,
         extra: &str,
     ) -> Self {
+        Self::of_roles(
+            name,
+            system,
+            &[("server", "s", servers), ("client", "c", clients)],
+            extra,
+        )
+    }
+
+    /// A cluster file of `system` with, for each `(role, prefix, count)`,
+    /// nodes `<prefix>1..` of that role, plus `extra` YAML (top-level
+    /// keys), and its certificates.
+    pub fn of_roles(name: &str, system: &str, roles: &[(&str, &str, usize)], extra: &str) -> Self {
         let dir = scratch(name);
-        let n = servers + clients;
+        let n: usize = roles.iter().map(|r| r.2).sum();
         let mut ports = free_ports(2 * n + 2 * n * n).into_iter();
         let mut port = move || ports.next().expect("port batch");
         let mut nodes = Vec::new();
-        for (role, n, p) in [("server", servers, "s"), ("client", clients, "c")] {
+        for &(role, p, n) in roles {
             for i in 1..=n {
                 nodes.push(NodeSpec {
                     id: format!("{p}{i}"),
