@@ -44,6 +44,7 @@ test:
 bench: release
 	$(RELEASE)/bench-tokens
 	$(RELEASE)/bench-standby
+	$(RELEASE)/bench-smr
 	$(CARGO) run --release -q -p faultline-chaos --example proxy_bench
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
 	scripts/run-dir-bench.sh $(RELEASE)/faultline-chaos

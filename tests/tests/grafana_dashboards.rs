@@ -207,6 +207,11 @@ fn load_verbs(system: &str) -> Vec<Vec<&'static str>> {
             vec!["lookup", "1"],
             vec!["withdraw", "1", "2"],
         ],
+        "smr" => vec![
+            vec!["edit", "Harvard", "University", "5"],
+            vec!["view", "Harvard", "University"],
+            vec!["list"],
+        ],
         _ => vec![vec!["gettokens"], vec!["pay", "0", "c2"]],
     }
 }
@@ -275,14 +280,24 @@ fn cluster_source(dir: &Path, system: &str) -> Source {
         targets.join(", ")
     );
     // A message fault, a packet fault and a partition (the last node
-    // cut off), all outliving the test.
+    // cut off), all outliving the test, on the cluster's first servers.
+    let servers = c.servers();
+    let (first, second) = (&servers[0], &servers[1 % servers.len()]);
     chaos(
         &local,
-        &["fault", "drop", "s1", "--p", "0.3", "--for", "120s"],
+        &["fault", "drop", first, "--p", "0.3", "--for", "120s"],
     );
     chaos(
         &local,
-        &["fault", "packet-loss", "s2", "--p", "0.3", "--for", "120s"],
+        &[
+            "fault",
+            "packet-loss",
+            second,
+            "--p",
+            "0.3",
+            "--for",
+            "120s",
+        ],
     );
     let last = c.ids().last().cloned().expect("a node");
     chaos(&local, &["fault", "isolate", &last, "--for", "120s"]);

@@ -19,6 +19,7 @@ mod loadgen;
 mod node;
 pub mod order;
 pub mod replica;
+pub mod simulation;
 mod verbs;
 
 pub use api::{SiteRow, SmrState, SourceCount};
