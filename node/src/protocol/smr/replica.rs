@@ -1263,7 +1263,7 @@ mod rejoin_tests {
         for _ in 0..100 {
             let mut msgs = Vec::new();
             for (i, r) in reps.iter_mut().enumerate() {
-                durable[i].extend(r.records.drain(..));
+                durable[i].append(&mut r.records);
                 let from = r.me.node.clone();
                 msgs.extend(r.out.drain(..).map(|(to, m)| (from.clone(), to, m)));
             }

@@ -47,13 +47,16 @@ pub fn params(bugs: Bugs) -> Params {
     p
 }
 
+/// A request's client, command and answer at its index of the replay.
+type Answer = (String, Command, Result<Vec<String>, DbError>);
+
 /// The order's replay so far: the database after the first `upto` entries
 /// of the (agreed) order, and what each request answered there.
 #[derive(Default)]
 struct Replay {
     db: Db,
     upto: u64,
-    answers: BTreeMap<u64, (String, Command, Result<Vec<String>, DbError>)>,
+    answers: BTreeMap<u64, Answer>,
 }
 
 impl Replay {
@@ -144,10 +147,12 @@ impl Checker {
             match self.replay.answers.get(index) {
                 Some((client, c, Ok(want)))
                     if *client == op.node && c == command && want == lines => {}
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "{} got {lines:?} for {command:?} at index {index}; the replay has {other:?}",
                     op.node
-                )),
+                ))
+                }
             }
         }
         Ok(())
