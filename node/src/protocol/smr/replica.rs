@@ -464,6 +464,14 @@ impl Replica {
                     self.on_hello(from, source);
                 }
             }
+            // This source left the order (it was expelled while it was
+            // away, or started after the others gave up on it): it joins
+            // again as the next incarnation.
+            Msg::Expelled { source } if source == self.me && self.is_replica(from) => {
+                let next = self.me.incarnation + 1;
+                tracing::warn!(me = %self.me, "told it was expelled; rejoining as incarnation {next}");
+                return self.rejoin(next, now);
+            }
             // Replicas do not take what only clients are sent; a snapshot
             // is for a replica that is joining.
             Msg::Welcome { .. }
@@ -658,9 +666,10 @@ impl Replica {
                 }
             }
             Received::Ignored => {
-                // A client still sending after it left the order did not
-                // hear that it was expelled: tell it again.
-                if direct && !self.is_replica(from) && self.order.is_cut(source, seq) {
+                // A source still sending after it left the order did not
+                // hear that it was expelled (a client cut off for a while,
+                // a replica started long after the others): tell it again.
+                if direct && from != self.me.node && self.order.is_cut(source, seq) {
                     self.out.push((
                         from.to_string(),
                         Msg::Expelled {
@@ -1357,5 +1366,40 @@ mod rejoin_tests {
         assert_eq!((again.index, again.digest), (r1.index, r1.digest));
         assert_eq!(again.me, Source::new("r1", 2));
         assert_eq!(again.db(), r1.db());
+    }
+
+    #[test]
+    fn a_replica_started_after_the_others_gave_up_on_it_joins_as_the_next_incarnation() {
+        let names: Vec<String> = vec!["r1".into(), "r2".into(), "r3".into()];
+        let mut reps = vec![
+            Replica::new("r1", &names, Timing::default(), 0),
+            Replica::new("r2", &names, Timing::default(), 0),
+        ];
+        let mut durable = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut now = 0;
+        // Bounded: 100 ms steps to 8 s; r3 starts at 3 s, long after the
+        // others suspected and expelled r3#0.
+        while now <= 8_000_000 {
+            if now == 3_000_000 {
+                assert!(reps[0].order.is_cut(&Source::new("r3", 0), u64::MAX));
+                reps.push(Replica::new("r3", &names, Timing::default(), now));
+            }
+            for r in reps.iter_mut() {
+                r.on_tick(now);
+            }
+            exchange(&mut reps, &mut durable, now);
+            now += 100_000;
+        }
+        let r3 = &reps[2];
+        assert_eq!(r3.me, Source::new("r3", 1), "told it was expelled, it rejoined");
+        assert!(!r3.is_joining());
+        assert!(reps[0].order.replicas().contains(&Source::new("r3", 1)));
+        assert_eq!((r3.index, r3.digest), (reps[0].index, reps[0].digest));
+        assert_eq!(
+            durable[2].first(),
+            Some(&ReplicaRecord::Incarnation(0)),
+            "r3#0 wrote its incarnation before it spoke"
+        );
+        assert!(durable[2].contains(&ReplicaRecord::Incarnation(1)));
     }
 }
