@@ -40,6 +40,39 @@ pub struct OpContext<'a, P> {
     pub params: &'a Arc<P>,
 }
 
+/// One recorded operation read back as a system's typed request and reply
+/// (`reply` is `None` when there was none or it does not read as `Rp`).
+pub(crate) struct TypedOp<'a, Rq, Rp> {
+    pub src: &'a HistoryOp,
+    pub request: Rq,
+    pub reply: Option<Rp>,
+}
+
+/// The recorded operations whose requests read as `Rq`, and how many did
+/// not (a checker reports them instead of guessing).
+pub(crate) fn typed_ops<'a, Rq, Rp>(ops: &[&'a HistoryOp]) -> (Vec<TypedOp<'a, Rq, Rp>>, usize)
+where
+    Rq: serde::de::DeserializeOwned,
+    Rp: serde::de::DeserializeOwned,
+{
+    let mut out = Vec::new();
+    let mut unreadable = 0;
+    for op in ops {
+        match serde_json::from_value::<Rq>(op.request.clone()) {
+            Ok(request) => out.push(TypedOp {
+                src: op,
+                request,
+                reply: op
+                    .reply
+                    .as_ref()
+                    .and_then(|r| serde_json::from_value(r.clone()).ok()),
+            }),
+            Err(_) => unreadable += 1,
+        }
+    }
+    (out, unreadable)
+}
+
 /// A recorded run as the checks see it.
 pub struct Judging<'a> {
     pub record: &'a RunRecord,

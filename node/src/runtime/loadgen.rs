@@ -25,6 +25,49 @@ pub async fn call<S: System>(h: &Handle<S>, record: bool, request: S::Request) -
     Some(reply)
 }
 
+/// A closed-loop load run: `spec.concurrency` workers, each with its own
+/// RNG (seeded by its number), keep one operation from `next` in flight
+/// until `spec.duration_ms` has passed; `tally` counts their outcomes.
+/// Returns the seconds it ran. A worker stops early when the node shuts
+/// down.
+pub async fn closed_loop<S, F>(
+    h: &std::sync::Arc<Handle<S>>,
+    spec: &crate::api::LoadSpec,
+    tally: &std::sync::Arc<std::sync::Mutex<Tally>>,
+    next: F,
+) -> f64
+where
+    S: System,
+    F: Fn(&mut rand_chacha::ChaCha8Rng) -> S::Request + Clone + Send + 'static,
+{
+    let start = std::time::Instant::now();
+    let end = start + Duration::from_millis(spec.duration_ms);
+    let mut tasks = Vec::new();
+    for w in 0..spec.concurrency {
+        let (h, tally, next) = (h.clone(), tally.clone(), next.clone());
+        let record = spec.record;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(w as u64);
+            while std::time::Instant::now() < end {
+                let request = next(&mut rng);
+                let t0 = std::time::Instant::now();
+                let Some(reply) = call(&h, record, request).await else {
+                    return;
+                };
+                let latency = t0.elapsed();
+                let Ok(mut t) = tally.lock() else { return };
+                t.add(S::outcome(&reply), latency);
+            }
+        }));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            tracing::warn!(error = %e, "a load worker ended abnormally");
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
 /// Outcomes and latencies of one load run's measured operation.
 pub struct Tally {
     pub ok: u64,

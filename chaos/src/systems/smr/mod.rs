@@ -39,30 +39,11 @@ pub struct SmrMeta {
 }
 
 /// One recorded operation read back as smr's typed request and reply.
-pub(crate) struct SmrOp<'a> {
-    pub src: &'a HistoryOp,
-    pub request: Request,
-    pub reply: Option<Reply>,
-}
+pub(crate) type SmrOp<'a> = super::TypedOp<'a, Request, Reply>;
 
 /// The recorded operations that read as smr's, and how many did not.
 pub(crate) fn smr_ops<'a>(ops: &[&'a HistoryOp]) -> (Vec<SmrOp<'a>>, usize) {
-    let mut out = Vec::new();
-    let mut unreadable = 0;
-    for op in ops {
-        match serde_json::from_value::<Request>(op.request.clone()) {
-            Ok(request) => out.push(SmrOp {
-                src: op,
-                request,
-                reply: op
-                    .reply
-                    .as_ref()
-                    .and_then(|r| serde_json::from_value(r.clone()).ok()),
-            }),
-            Err(_) => unreadable += 1,
-        }
-    }
-    (out, unreadable)
+    super::typed_ops(ops)
 }
 
 fn any_site(rng: &mut ChaCha8Rng) -> String {

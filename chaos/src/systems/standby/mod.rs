@@ -41,30 +41,11 @@ impl StandbyMeta {
 }
 
 /// One recorded operation read back as the bank's typed request and reply.
-pub(crate) struct BankOp<'a> {
-    pub src: &'a HistoryOp,
-    pub request: Request,
-    pub reply: Option<Reply>,
-}
+pub(crate) type BankOp<'a> = super::TypedOp<'a, Request, Reply>;
 
 /// The recorded operations that read as the bank's, and how many did not.
 pub(crate) fn bank_ops<'a>(ops: &[&'a HistoryOp]) -> (Vec<BankOp<'a>>, usize) {
-    let mut out = Vec::new();
-    let mut unreadable = 0;
-    for op in ops {
-        match serde_json::from_value::<Request>(op.request.clone()) {
-            Ok(request) => out.push(BankOp {
-                src: op,
-                request,
-                reply: op
-                    .reply
-                    .as_ref()
-                    .and_then(|r| serde_json::from_value(r.clone()).ok()),
-            }),
-            Err(_) => unreadable += 1,
-        }
-    }
-    (out, unreadable)
+    super::typed_ops(ops)
 }
 
 impl ChaosSystem for StandbyChaos {

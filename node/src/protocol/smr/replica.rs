@@ -1391,7 +1391,11 @@ mod rejoin_tests {
             now += 100_000;
         }
         let r3 = &reps[2];
-        assert_eq!(r3.me, Source::new("r3", 1), "told it was expelled, it rejoined");
+        assert_eq!(
+            r3.me,
+            Source::new("r3", 1),
+            "told it was expelled, it rejoined"
+        );
         assert!(!r3.is_joining());
         assert!(reps[0].order.replicas().contains(&Source::new("r3", 1)));
         assert_eq!((r3.index, r3.digest), (reps[0].index, reps[0].digest));
