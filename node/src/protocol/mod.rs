@@ -8,6 +8,7 @@
 //! exactly.
 
 pub mod smr;
+pub mod snapshot;
 pub mod standby;
 pub mod tokens;
 
