@@ -45,8 +45,8 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// fsync the log before every acknowledgement (survives power loss;
-        /// slower). Default: the system's choice (on for standby, off for
-        /// tokens); `--fsync` or `--fsync=false` overrides it.
+        /// slower). Default: the system's choice (on for smr and standby,
+        /// off for tokens); `--fsync` or `--fsync=false` overrides it.
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         fsync: Option<bool>,
     },

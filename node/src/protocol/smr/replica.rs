@@ -846,6 +846,12 @@ impl Replica {
                         ));
                     }
                     self.arrived.retain(|(s, _), _| s != source);
+                    // An expelled replica is never heard from again: it is
+                    // no longer suspected, it is gone.
+                    if self.suspected.remove(source) {
+                        self.order.suspect(source, false);
+                    }
+                    self.heard_replica.remove(source);
                     if *source == self.me {
                         // Suspected wrongly (outside the model): this
                         // source is gone from the order; a new one joins.
@@ -1353,6 +1359,11 @@ mod rejoin_tests {
         );
         assert_eq!(r1.coordinator(), "r1");
         assert_eq!(r2.coordinator(), "r1", "r1#1 coordinates once it is in");
+        assert!(
+            r2.suspected().is_empty(),
+            "the expelled r1#0 is gone, not suspected for ever: {:?}",
+            r2.suspected()
+        );
         assert_eq!(r1.log, r2.log);
         assert_eq!((r1.index, r1.digest), (r2.index, r2.digest));
         assert_eq!(r1.db(), r2.db());
