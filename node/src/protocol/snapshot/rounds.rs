@@ -71,6 +71,11 @@ impl Rounds {
         r
     }
 
+    /// This master's id (the region's name).
+    pub fn master(&self) -> &str {
+        &self.me
+    }
+
     fn is_complete(&self) -> bool {
         self.everyone.iter().all(|n| self.known.contains_key(n))
     }
@@ -191,6 +196,7 @@ mod tests {
                 masters.get_mut(&to).expect("master").on_round(&from, m);
             }
             for (id, r) in &masters {
+                assert_eq!(r.master(), id);
                 assert!(r.complete, "seed {seed}: {id} knows {:?}", r.known.keys());
                 assert_eq!(r.known.len(), 8);
                 assert!(r.round <= 4, "seed {seed}: {id} took {} rounds", r.round);
