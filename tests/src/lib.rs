@@ -254,6 +254,24 @@ impl TestCluster {
     }
 
     /// POST with the cluster secret; returns (status, body).
+    /// Runs the load generator (`POST /load`) on every client of the
+    /// cluster at once; the stats of those that answered.
+    pub async fn load_clients(
+        &self,
+        spec: &faultline_node::api::LoadSpec,
+    ) -> Vec<faultline_node::api::LoadStats> {
+        let body = serde_json::to_value(spec).expect("plain data");
+        let runs = self.ids("client").into_iter().map(|id| {
+            let body = body.clone();
+            async move { self.post(&id, "/load", &body).await }
+        });
+        futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_value(v).ok())
+            .collect()
+    }
+
     pub async fn post(&self, id: &str, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, id, path, Some(body), Some(SECRET))
             .await

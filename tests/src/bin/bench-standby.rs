@@ -77,17 +77,7 @@ async fn main() {
         concurrency: workers,
         record: false,
     };
-    let body = serde_json::to_value(&spec).expect("plain data");
-    let runs = c.ids("client").into_iter().map(|id| {
-        let body = body.clone();
-        let c = &c;
-        async move { c.post(&id, "/load", &body).await }
-    });
-    let stats: Vec<LoadStats> = futures::future::join_all(runs)
-        .await
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_value(v).ok())
-        .collect();
+    let stats: Vec<LoadStats> = c.load_clients(&spec).await;
     let ops: f64 = stats.iter().map(|s| s.ok_per_second).sum();
     let mut p50s: Vec<f64> = stats.iter().map(|s| s.p50_ms).collect();
     p50s.sort_by(f64::total_cmp);
