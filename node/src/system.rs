@@ -158,7 +158,7 @@ impl SystemInfo {
 }
 
 /// Every system this build runs, by cluster-file name.
-pub const SYSTEMS: &[&str] = &["tokens", "standby", "smr"];
+pub const SYSTEMS: &[&str] = &["tokens", "standby", "smr", "snapshot"];
 
 /// Runs `$body` with `$S` bound to the system named `$name`, or `$other`
 /// when no system has that name. The only `match` on a system's name.
@@ -176,6 +176,10 @@ macro_rules! with_system {
             }
             "smr" => {
                 type $S = $crate::protocol::smr::Smr;
+                $body
+            }
+            "snapshot" => {
+                type $S = $crate::protocol::snapshot::Snapshot;
                 $body
             }
             _ => $other,

@@ -162,6 +162,14 @@ impl Graph {
         self.adj.values().map(|s| s.len()).sum::<usize>() / 2
     }
 
+    /// Undirected edges as `(a, b)` with `a < b`, sorted.
+    pub fn edge_list(&self) -> Vec<(NodeId, NodeId)> {
+        self.adj
+            .iter()
+            .flat_map(|(a, s)| s.iter().filter(move |b| a < *b).map(move |b| (a.clone(), b.clone())))
+            .collect()
+    }
+
     /// The neighbour `from` sends through to reach `to` on a shortest path;
     /// `None` if `from == to` or either is not in the graph.
     pub fn next_hop(&self, from: &str, to: &str) -> Option<&NodeId> {
@@ -189,6 +197,43 @@ pub fn seed_neighbours() -> BTreeMap<NodeId, Vec<NodeId>> {
                 nbs.iter().map(|m| format!("n{m}")).collect(),
             )
         })
+        .collect()
+}
+
+/// A connected graph of `n` nodes (`n0`..): a random spanning tree (each
+/// node joins one already in) plus `extra` random edges, for benchmarks and
+/// simulations of large networks. Deterministic for one `rng` state.
+pub fn random_neighbours(
+    n: usize,
+    extra: usize,
+    rng: &mut impl rand::Rng,
+) -> BTreeMap<NodeId, Vec<NodeId>> {
+    let name = |i: usize| format!("n{i}");
+    let mut adj: BTreeMap<usize, BTreeSet<usize>> = (0..n).map(|i| (i, BTreeSet::new())).collect();
+    let link = |adj: &mut BTreeMap<usize, BTreeSet<usize>>, a: usize, b: usize| {
+        if a != b {
+            adj.entry(a).or_default().insert(b);
+            adj.entry(b).or_default().insert(a);
+        }
+    };
+    for i in 1..n {
+        let j = rng.random_range(0..i);
+        link(&mut adj, i, j);
+    }
+    // Bounded: at most `extra` tries per wanted edge.
+    let mut added = 0;
+    for _ in 0..extra.saturating_mul(4) {
+        if added == extra || n < 2 {
+            break;
+        }
+        let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+        if a != b && !adj[&a].contains(&b) {
+            link(&mut adj, a, b);
+            added += 1;
+        }
+    }
+    adj.into_iter()
+        .map(|(a, s)| (name(a), s.into_iter().map(name).collect()))
         .collect()
 }
 

@@ -133,44 +133,85 @@ impl Recorded {
     }
 }
 
-/// One epoch's global snapshot, assembled from every node's [`Recorded`]
-/// (absolute, not differential).
+/// The money in transit on one directed channel at a snapshot. Signed: a
+/// negative amount is an inconsistent cut, which the checks report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub amount: i64,
+}
+
+/// One epoch's global snapshot: every node's recorded balance, every
+/// directed channel's money in transit, and their sum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Global {
     pub balances: BTreeMap<NodeId, Amount>,
-    /// In transit on each directed channel `(from, to)`: given by `from`
-    /// before its cut minus got by `to` before its cut. Signed: a negative
-    /// value is an inconsistent cut, which the checks report.
-    pub channels: BTreeMap<(NodeId, NodeId), i128>,
-    pub total: i128,
+    /// Both directions of every edge, sorted by `(from, to)`.
+    pub channels: Vec<Channel>,
+    pub total: i64,
 }
 
 impl Global {
-    /// Assembles the snapshot over `edges` (both directions of each);
-    /// `None` if a node of an edge has not recorded.
+    /// Assembles the snapshot over `edges` (both directions of each) from
+    /// every node's record. With `prev` (Li), the records' histories are
+    /// differential, since each node's previous cut, and each channel is
+    /// `prev`'s plus what was given minus what was got in between; without
+    /// it they are absolute. `None` if a node of an edge has not recorded.
     pub fn assemble(
+        prev: Option<&Global>,
         recorded: &BTreeMap<NodeId, Recorded>,
         edges: impl IntoIterator<Item = (NodeId, NodeId)>,
     ) -> Option<Global> {
-        let mut channels = BTreeMap::new();
+        let mut channels = Vec::new();
         for (a, b) in edges {
             for (from, to) in [(&a, &b), (&b, &a)] {
                 let given = recorded.get(from)?.given.get(to).copied().unwrap_or(0);
                 let got = recorded.get(to)?.got.get(from).copied().unwrap_or(0);
-                channels.insert((from.clone(), to.clone()), given as i128 - got as i128);
+                let before = prev.map_or(0, |p| p.channel(from, to));
+                channels.push(Channel {
+                    from: from.clone(),
+                    to: to.clone(),
+                    amount: before + given as i64 - got as i64,
+                });
             }
         }
+        channels.sort_by(|x, y| (&x.from, &x.to).cmp(&(&y.from, &y.to)));
         let balances: BTreeMap<NodeId, Amount> = recorded
             .iter()
             .map(|(n, r)| (n.clone(), r.balance))
             .collect();
-        let total =
-            balances.values().map(|b| *b as i128).sum::<i128>() + channels.values().sum::<i128>();
+        let total = balances.values().map(|b| *b as i64).sum::<i64>()
+            + channels.iter().map(|c| c.amount).sum::<i64>();
         Some(Global {
             balances,
             channels,
             total,
         })
+    }
+
+    /// In transit from `from` to `to` (0 if not a channel).
+    pub fn channel(&self, from: &str, to: &str) -> i64 {
+        self.channels
+            .binary_search_by(|c| (c.from.as_str(), c.to.as_str()).cmp(&(from, to)))
+            .map_or(0, |i| self.channels[i].amount)
+    }
+
+    /// The seed's output: each node's recorded amount, every non-empty
+    /// channel, and the system's total.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (n, b) in &self.balances {
+            s.push_str(&format!("Recorded bitcake amount for {n}: {b}\n"));
+        }
+        for c in self.channels.iter().filter(|c| c.amount != 0) {
+            s.push_str(&format!(
+                "Unreceived bitcake amount: {} from {} to {}\n",
+                c.amount, c.from, c.to
+            ));
+        }
+        s.push_str(&format!("System bitcake count: {}\n", self.total));
+        s
     }
 }
 
@@ -213,10 +254,10 @@ mod tests {
         b.give("a", 7).expect("in flight at the cut");
         let cut: BTreeMap<NodeId, Recorded> =
             [("a".to_string(), a.record()), ("b".to_string(), b.record())].into();
-        let g =
-            Global::assemble(&cut, [("a".to_string(), "b".to_string())]).expect("both recorded");
-        assert_eq!(g.channels[&("a".into(), "b".into())], 5);
-        assert_eq!(g.channels[&("b".into(), "a".into())], 7);
+        let edge = || [("a".to_string(), "b".to_string())];
+        let g = Global::assemble(None, &cut, edge()).expect("both recorded");
+        assert_eq!(g.channel("a", "b"), 5);
+        assert_eq!(g.channel("b", "a"), 7);
         assert_eq!(g.total, 200);
         // Later: the flights land; Li's second snapshot sends only deltas.
         b.get("a", 5).expect("lands");
@@ -225,8 +266,16 @@ mod tests {
         assert_eq!(delta.got.get("a"), Some(&5));
         assert_eq!(delta.given.get("a"), None, "nothing new given");
         assert_eq!(cut["b"].plus(&delta), b.record());
+        let deltas: BTreeMap<NodeId, Recorded> = [
+            ("a".to_string(), a.record().since(&cut["a"])),
+            ("b".to_string(), delta),
+        ]
+        .into();
+        let g2 = Global::assemble(Some(&g), &deltas, edge()).expect("both recorded");
+        assert_eq!((g2.channel("a", "b"), g2.channel("b", "a")), (0, 0));
+        assert_eq!(g2.total, 200);
         // A node that has not recorded leaves the snapshot incomplete.
         let one: BTreeMap<NodeId, Recorded> = [("a".to_string(), a.record())].into();
-        assert!(Global::assemble(&one, [("a".to_string(), "b".to_string())]).is_none());
+        assert!(Global::assemble(None, &one, edge()).is_none());
     }
 }

@@ -1,0 +1,750 @@
+//! A bitcake node behind the one [`Core`] contract the drivers run: its
+//! money ([`Ledger`]) and the wire messages that move it, its part in each
+//! snapshot ([`Wave`], and [`Rounds`] as a master), Li's differential
+//! records, its script, and the requests and replies `/ops` speaks.
+//!
+//! The invariant everything rests on (Lai-Yang): a node records epoch `e`
+//! before it handles any message that carries `e` (see `docs/snapshot.md`).
+//! A new epoch starts only at an initiator that knows the previous epoch's
+//! global snapshot, so every node records every epoch, in order, and a
+//! master always holds the global its differential records add to.
+
+use super::api::{Collected, Event, SnapshotState};
+use super::graph::NodeId;
+use super::ledger::{Amount, Global, Ledger, LedgerError, Recorded};
+use super::rounds::{RoundMsg, Rounds};
+use super::script::Command;
+use super::wave::{Epoch, Out, Wave};
+use super::Params;
+use crate::protocol::{Core, MessageKind, Outbox, ReqId, Time};
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Round messages a master keeps for rounds it has not begun (its region
+/// is still converging); beyond it they are dropped and logged.
+const EARLY_ROUNDS_LIMIT: usize = 10_000;
+
+/// A wire message between bitcake nodes.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Msg {
+    /// `amount` bitcakes for the receiver, or to pass on towards `dest`.
+    /// `epoch` and `region` are the sender's recorded epoch and its region
+    /// there (Lai-Yang's colour): the receiver records first if `epoch` is
+    /// above its own.
+    Transaction {
+        seq: u64,
+        amount: Amount,
+        dest: NodeId,
+        epoch: Epoch,
+        region: Option<NodeId>,
+    },
+    Marker {
+        epoch: Epoch,
+        region: NodeId,
+    },
+    Answer {
+        epoch: Epoch,
+        child: bool,
+        region: NodeId,
+    },
+    /// A subtree's records (differential) and the borders it saw.
+    Up {
+        epoch: Epoch,
+        records: BTreeMap<NodeId, Recorded>,
+        borders: BTreeSet<(NodeId, NodeId)>,
+    },
+    /// One round of the masters' exchange.
+    Round {
+        epoch: Epoch,
+        round: u64,
+        records: BTreeMap<NodeId, Recorded>,
+        done: bool,
+    },
+    /// A master's global snapshot, to every other initiator (an initiator
+    /// starts the next epoch only knowing this one).
+    Collected {
+        epoch: Epoch,
+        master: NodeId,
+        global: Global,
+    },
+}
+
+impl MessageKind for Msg {
+    const KINDS: &'static [&'static str] = <Msg as strum::VariantNames>::VARIANTS;
+    fn kind(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reply {
+    /// The transfer left as transaction `seq` to neighbour `via`.
+    Sent { seq: u64, via: NodeId },
+    /// A burst sent `sent` transactions; `skipped` found too little money.
+    Burst { sent: u64, skipped: u64 },
+    /// The snapshot of `epoch` started here.
+    Started { epoch: Epoch },
+    Info {
+        balance: Amount,
+        epoch: Epoch,
+        region: Option<NodeId>,
+        parent: Option<NodeId>,
+    },
+    /// Nothing changed.
+    Refused { error: String },
+}
+
+impl Reply {
+    pub fn outcome(&self) -> crate::api::Outcome {
+        match self {
+            Reply::Refused { .. } => crate::api::Outcome::Failed,
+            _ => crate::api::Outcome::Ok,
+        }
+    }
+}
+
+type Out2 = Outbox<SnapNode>;
+
+pub struct SnapNode {
+    me: NodeId,
+    params: Arc<Params>,
+    ledger: Ledger,
+    /// Li: this node's absolute record at its last cut; the next record
+    /// is differential against it.
+    base: Recorded,
+    wave: Wave,
+    /// A master's rounds, per epoch it is master of, until complete.
+    rounds: BTreeMap<Epoch, Rounds>,
+    early: Vec<(NodeId, RoundMsg)>,
+    /// The last epoch whose region (as master) began its rounds.
+    last_region_done: Epoch,
+    collected: BTreeMap<Epoch, Collected>,
+    /// Epochs started here, and when.
+    started: BTreeMap<Epoch, Time>,
+    seq: u64,
+    seen: HashMap<NodeId, HashSet<u64>>,
+    events: VecDeque<Event>,
+    events_dropped: u64,
+    script: VecDeque<Command>,
+    wake: Time,
+    messages: BTreeMap<Epoch, BTreeMap<String, u64>>,
+    transactions_sent: u64,
+    transactions_got: u64,
+    duplicates: u64,
+    refused: u64,
+}
+
+impl SnapNode {
+    pub fn new(id: &str, params: &Arc<Params>) -> Self {
+        SnapNode {
+            me: id.to_string(),
+            params: params.clone(),
+            ledger: Ledger::new(params.initial),
+            base: Recorded::default(),
+            wave: Wave::new(id, params.graph.neighbours(id).cloned()),
+            rounds: BTreeMap::new(),
+            early: Vec::new(),
+            last_region_done: 0,
+            collected: BTreeMap::new(),
+            started: BTreeMap::new(),
+            seq: 0,
+            seen: HashMap::new(),
+            events: VecDeque::new(),
+            events_dropped: 0,
+            script: params.scripts.get(id).cloned().unwrap_or_default().into(),
+            wake: 0,
+            messages: BTreeMap::new(),
+            transactions_sent: 0,
+            transactions_got: 0,
+            duplicates: 0,
+            refused: 0,
+        }
+    }
+
+    pub fn balance(&self) -> Amount {
+        self.ledger.balance
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.wave.epoch
+    }
+
+    pub fn collected(&self) -> &BTreeMap<Epoch, Collected> {
+        &self.collected
+    }
+
+    /// Protocol messages sent, by kind, over every epoch.
+    pub fn message_totals(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for kinds in self.messages.values() {
+            for (k, n) in kinds {
+                *out.entry(k.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
+        (
+            self.transactions_sent,
+            self.transactions_got,
+            self.duplicates,
+            self.refused,
+        )
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= self.params.events_keep {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    /// Sends `amount` to neighbour `to` on its way to `dest`.
+    fn give(
+        &mut self,
+        now: Time,
+        to: &str,
+        amount: Amount,
+        dest: &str,
+        out: &mut Out2,
+    ) -> Result<u64, LedgerError> {
+        assert!(
+            self.params.graph.are_neighbours(&self.me, to),
+            "{} gives to {to}, not a neighbour",
+            self.me
+        );
+        if self.params.bugs.red_sender_mints && self.wave.epoch > 0 {
+            // The seed's bug: a red node's transaction is sent, but not
+            // debited nor recorded as given.
+            if amount == 0 || amount > self.ledger.balance {
+                return Err(LedgerError::Insufficient {
+                    balance: self.ledger.balance,
+                    amount,
+                });
+            }
+        } else {
+            self.ledger.give(to, amount)?;
+        }
+        self.seq += 1;
+        self.transactions_sent += 1;
+        let seq = self.seq;
+        self.event(Event {
+            sent: true,
+            peer: to.to_string(),
+            seq,
+            amount,
+            epoch: self.wave.epoch,
+            at_us: now,
+        });
+        out.sends.push((
+            to.to_string(),
+            Msg::Transaction {
+                seq,
+                amount,
+                dest: dest.to_string(),
+                epoch: self.wave.epoch,
+                region: self.wave.region.clone(),
+            },
+        ));
+        Ok(seq)
+    }
+
+    /// This node's record at a cut: absolute balance, histories since the
+    /// previous cut (Li), which becomes the new base.
+    fn cut(&mut self) -> Recorded {
+        let abs = self.ledger.record();
+        let delta = abs.since(&self.base);
+        let old = std::mem::replace(&mut self.base, abs);
+        if self.params.bugs.stale_differential {
+            // The history of the first neighbour is never reset.
+            if let Some(nb) = self.params.graph.neighbours(&self.me).next() {
+                let kept = old.got.get(nb).copied().unwrap_or(0);
+                self.base.got.insert(nb.clone(), kept);
+            }
+        }
+        delta
+    }
+
+    /// Records epoch `epoch` in `region` on a message from `from`.
+    fn record(&mut self, epoch: Epoch, region: &str, from: &str) {
+        let rec = self.cut();
+        self.wave.record(epoch, region, from, rec);
+        tracing::info!(
+            node = %self.me, epoch, region, parent = from,
+            "recorded: joins {region}'s region, parent {from}"
+        );
+    }
+
+    /// Whether a message carrying `epoch` may be handled: never skipping
+    /// an epoch (no honest node sends one), so garbage cannot.
+    fn epoch_ok(&self, from: &str, epoch: Epoch) -> bool {
+        if epoch > self.wave.epoch + 1 {
+            tracing::warn!(
+                node = %self.me, from, epoch, mine = self.wave.epoch,
+                "a message skips an epoch: dropped"
+            );
+            return false;
+        }
+        true
+    }
+
+    fn count(&mut self, epoch: Epoch, kind: &str) {
+        *self
+            .messages
+            .entry(epoch)
+            .or_default()
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
+
+    /// Moves the wave's and the rounds' messages out, starts a master's
+    /// rounds when its region is done, and assembles the global snapshot
+    /// when they complete.
+    fn drive(&mut self, now: Time, out: &mut Out2) {
+        for o in std::mem::take(&mut self.wave.out) {
+            let (to, msg) = match o {
+                Out::Marker { to, epoch, region } => (to, Msg::Marker { epoch, region }),
+                Out::Answer {
+                    to,
+                    epoch,
+                    child,
+                    region,
+                } => (
+                    to,
+                    Msg::Answer {
+                        epoch,
+                        child,
+                        region,
+                    },
+                ),
+                Out::Up {
+                    to,
+                    epoch,
+                    records,
+                    borders,
+                } => (
+                    to,
+                    Msg::Up {
+                        epoch,
+                        records,
+                        borders,
+                    },
+                ),
+            };
+            let epoch = msg_epoch(&msg);
+            self.count(epoch, msg.kind());
+            out.sends.push((to, msg));
+        }
+        let region_done = self
+            .wave
+            .done
+            .clone()
+            .filter(|d| d.epoch > self.last_region_done);
+        if let Some(done) = region_done {
+            self.last_region_done = done.epoch;
+            assert_eq!(
+                self.wave.region.as_deref(),
+                Some(self.me.as_str()),
+                "only a master completes a region"
+            );
+            tracing::info!(
+                node = %self.me, epoch = done.epoch, nodes = done.records.len(),
+                bordering = ?done.neighbour_regions,
+                "region collected; exchanging with the bordering masters"
+            );
+            let r = Rounds::new(
+                &self.me,
+                done.epoch,
+                done.records,
+                done.neighbour_regions,
+                self.params.graph.nodes().cloned().collect(),
+            );
+            self.rounds.insert(done.epoch, r);
+            for (from, m) in std::mem::take(&mut self.early) {
+                match self.rounds.get_mut(&m.epoch) {
+                    Some(r) => r.on_round(&from, m),
+                    None => self.early.push((from, m)),
+                }
+            }
+        }
+        let epochs: Vec<Epoch> = self.rounds.keys().copied().collect();
+        for epoch in epochs {
+            let Some(r) = self.rounds.get_mut(&epoch) else {
+                continue;
+            };
+            let sends = std::mem::take(&mut r.out);
+            let complete = r.complete;
+            for m in sends {
+                self.count(epoch, "round");
+                out.sends.push((
+                    m.to.clone(),
+                    Msg::Round {
+                        epoch: m.epoch,
+                        round: m.round,
+                        records: m.records,
+                        done: m.done,
+                    },
+                ));
+            }
+            if complete {
+                if let Some(r) = self.rounds.remove(&epoch) {
+                    self.complete(now, epoch, r, out);
+                }
+            }
+        }
+    }
+
+    /// A master's rounds are complete: the global snapshot of `epoch`.
+    fn complete(&mut self, now: Time, epoch: Epoch, r: Rounds, out: &mut Out2) {
+        let prev = match epoch {
+            1 => None,
+            e => {
+                let p = self.collected.get(&(e - 1));
+                assert!(
+                    p.is_some(),
+                    "{} is master of epoch {e} without the global of {}",
+                    self.me,
+                    e - 1
+                );
+                p.map(|c| &c.global)
+            }
+        };
+        let Some(global) = Global::assemble(prev, &r.known, self.params.graph.edge_list()) else {
+            panic!("{}'s rounds of {epoch} complete without every record", self.me);
+        };
+        tracing::info!(
+            node = %self.me, epoch, total = global.total, rounds = ?r.log,
+            "snapshot {epoch} collected:\n{}", global.text()
+        );
+        for (round, known) in &r.log {
+            tracing::info!(node = %self.me, epoch, round, known, "round {round}: {known} records known");
+        }
+        let c = Collected {
+            epoch,
+            master: self.me.clone(),
+            global: global.clone(),
+            rounds: r.log.clone(),
+            neighbour_regions: Vec::new(),
+            took_us: self.started.get(&epoch).map(|s| now.saturating_sub(*s)),
+        };
+        self.collected.insert(epoch, c);
+        for i in self.params.initiators.clone() {
+            if i != self.me {
+                self.count(epoch, "collected");
+                out.sends.push((
+                    i,
+                    Msg::Collected {
+                        epoch,
+                        master: self.me.clone(),
+                        global: global.clone(),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn refuse(&mut self, error: String) -> Reply {
+        tracing::warn!(node = %self.me, "refused: {error}");
+        self.refused += 1;
+        Reply::Refused { error }
+    }
+
+    /// Runs one command (from `/ops` or the script).
+    fn command(&mut self, now: Time, c: Command, rng: &mut dyn RngCore, out: &mut Out2) -> Reply {
+        match c {
+            Command::Transfer { to, amount } => {
+                if to == self.me {
+                    return self.refuse(format!("{to} cannot transfer to itself"));
+                }
+                let Some(via) = self.params.graph.next_hop(&self.me, &to).cloned() else {
+                    return self.refuse(format!("{to} is not a node of the network"));
+                };
+                match self.give(now, &via, amount, &to, out) {
+                    Ok(seq) => Reply::Sent { seq, via },
+                    Err(e) => self.refuse(e.to_string()),
+                }
+            }
+            Command::Burst => {
+                let neighbours: Vec<NodeId> =
+                    self.params.graph.neighbours(&self.me).cloned().collect();
+                let (mut sent, mut skipped) = (0, 0);
+                for _ in 0..self.params.burst {
+                    for nb in &neighbours {
+                        let amount = rng.random_range(1..=self.params.burst_max.max(1));
+                        match self.give(now, nb, amount, nb, out) {
+                            Ok(_) => sent += 1,
+                            Err(_) => skipped += 1,
+                        }
+                    }
+                }
+                Reply::Burst { sent, skipped }
+            }
+            Command::Snapshot => self.start(now),
+            Command::Info => Reply::Info {
+                balance: self.ledger.balance,
+                epoch: self.wave.epoch,
+                region: self.wave.region.clone(),
+                parent: self.wave.parent.clone(),
+            },
+            Command::Pause { .. } => self.refuse("pause is a script line, not a command".into()),
+        }
+    }
+
+    /// An initiator starts the next epoch (the seed's errors otherwise).
+    fn start(&mut self, now: Time) -> Reply {
+        if !self.params.is_initiator(&self.me) {
+            return self.refuse(format!(
+                "{} is not an initiator (the initiators are {})",
+                self.me,
+                self.params.initiators.join(", ")
+            ));
+        }
+        let last = self.wave.epoch;
+        if last > 0 && !self.collected.contains_key(&last) {
+            return self.refuse(format!(
+                "tried to start collecting before finished with previous: snapshot {last} is still being collected"
+            ));
+        }
+        let rec = self.cut();
+        let epoch = last + 1;
+        assert!(self.wave.start(epoch, rec), "epoch {epoch} starts once");
+        self.started.insert(epoch, now);
+        tracing::info!(node = %self.me, epoch, "snapshot {epoch} started, master of its region");
+        Reply::Started { epoch }
+    }
+
+    fn on_transaction(
+        &mut self,
+        now: Time,
+        from: &str,
+        seq: u64,
+        amount: Amount,
+        dest: NodeId,
+        out: &mut Out2,
+    ) {
+        if !self.seen.entry(from.to_string()).or_default().insert(seq) {
+            self.duplicates += 1;
+            return;
+        }
+        if let Err(e) = self.ledger.get(from, amount) {
+            tracing::error!(node = %self.me, from, seq, "transaction refused: {e}");
+            return;
+        }
+        self.transactions_got += 1;
+        self.event(Event {
+            sent: false,
+            peer: from.to_string(),
+            seq,
+            amount,
+            epoch: self.wave.epoch,
+            at_us: now,
+        });
+        if dest != self.me {
+            let Some(via) = self.params.graph.next_hop(&self.me, &dest).cloned() else {
+                tracing::error!(node = %self.me, from, %dest, "a transaction for no node: kept");
+                return;
+            };
+            if let Err(e) = self.give(now, &via, amount, &dest, out) {
+                tracing::error!(node = %self.me, %dest, "cannot pass a transaction on: {e}");
+            }
+        }
+    }
+}
+
+fn msg_epoch(m: &Msg) -> Epoch {
+    match m {
+        Msg::Transaction { epoch, .. }
+        | Msg::Marker { epoch, .. }
+        | Msg::Answer { epoch, .. }
+        | Msg::Up { epoch, .. }
+        | Msg::Round { epoch, .. }
+        | Msg::Collected { epoch, .. } => *epoch,
+    }
+}
+
+impl Core for SnapNode {
+    type Msg = Msg;
+    type Request = Command;
+    type Reply = Reply;
+    /// Nothing is durable: the algorithms assume processes that do not
+    /// crash (see docs/snapshot.md).
+    type Record = ();
+    type State = SnapshotState;
+
+    fn id(&self) -> &NodeId {
+        &self.me
+    }
+
+    fn on_message(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        msg: Msg,
+        _rng: &mut dyn RngCore,
+        out: &mut Out2,
+    ) {
+        let neighbour = self.params.graph.are_neighbours(&self.me, from);
+        let initiator = self.params.is_initiator(from);
+        let from_master = matches!(msg, Msg::Round { .. } | Msg::Collected { .. });
+        if (from_master && !initiator) || (!from_master && !neighbour) {
+            tracing::warn!(node = %self.me, from, kind = msg.kind(), "a message from a node that may not send it: dropped");
+            return;
+        }
+        match msg {
+            Msg::Transaction {
+                seq,
+                amount,
+                dest,
+                epoch,
+                region,
+            } => {
+                if !self.epoch_ok(from, epoch) {
+                    return;
+                }
+                match (self.wave.must_record(epoch), region) {
+                    (false, _) => self.on_transaction(now, from, seq, amount, dest, out),
+                    (true, Some(region)) if self.params.bugs.record_after_handling => {
+                        self.on_transaction(now, from, seq, amount, dest, out);
+                        self.record(epoch, &region, from);
+                    }
+                    (true, Some(region)) => {
+                        self.record(epoch, &region, from);
+                        self.on_transaction(now, from, seq, amount, dest, out);
+                    }
+                    (true, None) => {
+                        tracing::warn!(node = %self.me, from, epoch, "a transaction of an epoch without a region: dropped");
+                        return;
+                    }
+                }
+            }
+            Msg::Marker { epoch, region } => {
+                if !self.epoch_ok(from, epoch) || epoch == 0 {
+                    return;
+                }
+                if self.wave.must_record(epoch) {
+                    self.record(epoch, &region, from);
+                }
+                self.wave.on_marker(from, epoch, &region);
+            }
+            Msg::Answer {
+                epoch,
+                child,
+                region,
+            } => self.wave.on_answer(from, epoch, child, &region),
+            Msg::Up {
+                epoch,
+                records,
+                borders,
+            } => self.wave.on_up(from, epoch, records, borders),
+            Msg::Round {
+                epoch,
+                round,
+                records,
+                done,
+            } => {
+                let m = RoundMsg {
+                    to: self.me.clone(),
+                    epoch,
+                    round,
+                    records,
+                    done,
+                };
+                match self.rounds.get_mut(&epoch) {
+                    Some(r) => r.on_round(from, m),
+                    None if self.collected.contains_key(&epoch) => {}
+                    None if self.early.len() < EARLY_ROUNDS_LIMIT => {
+                        self.early.push((from.clone(), m))
+                    }
+                    None => tracing::warn!(node = %self.me, from, epoch, "too many early rounds: dropped"),
+                }
+            }
+            Msg::Collected {
+                epoch,
+                master,
+                global,
+            } => {
+                self.collected.entry(epoch).or_insert_with(|| {
+                    tracing::info!(node = %self.me, epoch, %master, "told snapshot {epoch} is collected");
+                    Collected {
+                        epoch,
+                        master,
+                        global,
+                        rounds: Vec::new(),
+                        neighbour_regions: Vec::new(),
+                        took_us: None,
+                    }
+                });
+            }
+        }
+        self.drive(now, out);
+    }
+
+    fn on_request(
+        &mut self,
+        now: Time,
+        req: ReqId,
+        request: Command,
+        rng: &mut dyn RngCore,
+        out: &mut Out2,
+    ) {
+        let reply = self.command(now, request, rng, out);
+        out.replies.push((req, reply));
+        self.drive(now, out);
+    }
+
+    /// Runs the script's lines that are due.
+    fn on_tick(&mut self, now: Time, rng: &mut dyn RngCore, out: &mut Out2) {
+        // Bounded by the script's length.
+        while self.wake <= now {
+            let Some(c) = self.script.pop_front() else {
+                break;
+            };
+            if let Command::Pause { ms } = c {
+                self.wake = now + ms * 1_000;
+                continue;
+            }
+            let kind = c.kind();
+            let reply = self.command(now, c, rng, out);
+            tracing::info!(node = %self.me, command = kind, ?reply, "script");
+        }
+        self.drive(now, out);
+    }
+
+    fn next_tick(&self) -> Option<Time> {
+        (!self.script.is_empty()).then_some(self.wake)
+    }
+
+    fn recover(&mut self, _records: Vec<()>) {}
+
+    fn compact(&self) -> Vec<()> {
+        Vec::new()
+    }
+
+    fn state(&self) -> SnapshotState {
+        SnapshotState {
+            balance: self.ledger.balance,
+            initiator: self.params.is_initiator(&self.me),
+            epoch: self.wave.epoch,
+            region: self.wave.region.clone(),
+            parent: self.wave.parent.clone(),
+            started: self.started.keys().copied().collect(),
+            collected: self.collected.values().cloned().collect(),
+            messages: self.messages.clone(),
+            transactions_sent: self.transactions_sent,
+            transactions_got: self.transactions_got,
+            duplicates: self.duplicates,
+            refused: self.refused,
+            events_dropped: self.events_dropped,
+            events: self.events.iter().cloned().collect(),
+        }
+    }
+}
