@@ -640,6 +640,19 @@ async fn drive<S: ChaosSystem, P: Platform>(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // The system's own work in flight (snapshot waves, delayed messages)
+    // settles before the evidence is read, within the quiescence bound.
+    if !cut_short() {
+        let t0 = Instant::now();
+        // Bounded by the quiescence bound.
+        while t0.elapsed() < quiet_for && !cut_short() {
+            let states = read_states(&http, cluster, &ids, Duration::from_secs(2)).await;
+            if S::is_quiet(&states) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     // One more round of scrapes after the heal, so every fault window has a
     // measurement on both sides.
     if !cut_short() {
@@ -656,18 +669,8 @@ async fn drive<S: ChaosSystem, P: Platform>(
     let _ = scraper.await;
 
     // Evidence: states, histories (ours, and each node's own for reference).
-    let mut states = BTreeMap::new();
+    let states = read_states(&http, cluster, &ids, ask).await;
     for id in &ids {
-        if let Ok(r) = http
-            .get(format!("{}/state", cluster.admin_url(id)))
-            .timeout(ask)
-            .send()
-            .await
-        {
-            if let Ok(v) = r.json::<Value>().await {
-                states.insert(id.clone(), v);
-            }
-        }
         if let Ok(r) = http
             .get(format!("{}/history", cluster.admin_url(id)))
             .timeout(ask)
@@ -736,6 +739,29 @@ async fn learn_roles<P: Platform>(
             }
         }
     }
+}
+
+/// Every node's `/state` JSON that answered within `ask`, by node.
+async fn read_states<P: Platform>(
+    http: &reqwest::Client,
+    cluster: &P,
+    ids: &[String],
+    ask: Duration,
+) -> BTreeMap<String, Value> {
+    let mut states = BTreeMap::new();
+    for id in ids {
+        if let Ok(r) = http
+            .get(format!("{}/state", cluster.admin_url(id)))
+            .timeout(ask)
+            .send()
+            .await
+        {
+            if let Ok(v) = r.json::<Value>().await {
+                states.insert(id.clone(), v);
+            }
+        }
+    }
+    states
 }
 
 /// Judges a recorded run directory and writes its report.

@@ -33,7 +33,10 @@ fn five_hundred_seeds_every_snapshot_matches_the_truth() {
     eprintln!(
         "500 seeds: {snapshots} snapshots ({concurrent} with two masters), {transactions} transactions, all checked"
     );
-    assert!(concurrent > 50, "concurrent initiators too rare: {concurrent}");
+    assert!(
+        concurrent > 50,
+        "concurrent initiators too rare: {concurrent}"
+    );
 }
 
 /// Seeds (of `seeds`) whose run fails a check; the total must not be the

@@ -6,6 +6,7 @@
 //! trait, and [`with_chaos_system!`] is the only `match` on a system's name.
 
 pub mod smr;
+pub mod snapshot;
 pub mod standby;
 pub mod tokens;
 
@@ -140,6 +141,15 @@ pub trait ChaosSystem: Send + Sync + 'static {
     /// ones (liveness, faults-applied) beside them.
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome>;
 
+    /// Whether the cluster is quiet (no work of the system in flight),
+    /// from the nodes' `/state` JSON by node. After the workload the runner
+    /// polls the states until it is, for up to the scenario's quiescence
+    /// bound, so the quiescent checks see a settled system.
+    fn is_quiet(states: &BTreeMap<String, serde_json::Value>) -> bool {
+        let _ = states;
+        true
+    }
+
     /// The node that is primary now, from the states of the nodes that
     /// answered; the `primary` selector resolves to it when its fault
     /// applies. Only systems with [`ChaosSystem::HAS_PRIMARY`] need it.
@@ -189,6 +199,10 @@ macro_rules! with_chaos_system {
             }
             "smr" => {
                 type $S = $crate::systems::smr::SmrChaos;
+                $body
+            }
+            "snapshot" => {
+                type $S = $crate::systems::snapshot::SnapshotChaos;
                 $body
             }
             _ => $other,

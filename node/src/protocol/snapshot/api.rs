@@ -64,8 +64,10 @@ pub struct SnapshotState {
     /// The snapshots this node knows, by epoch.
     pub collected: Vec<Collected>,
     /// Protocol messages this node sent per epoch, by kind (`marker`,
-    /// `answer`, `up`, `round`, `collected`).
-    pub messages: BTreeMap<Epoch, BTreeMap<String, u64>>,
+    /// `answer`, `up`, `round`, `collected`). A list, not a map: `/state`
+    /// flattens this struct, and serde cannot read integer map keys back
+    /// through a flatten.
+    pub messages: Vec<(Epoch, BTreeMap<String, u64>)>,
     pub transactions_sent: u64,
     pub transactions_got: u64,
     /// Transactions received twice (the fault layer duplicates): ignored.

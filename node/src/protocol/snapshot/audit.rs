@@ -169,7 +169,11 @@ pub fn audit(
     } else if !missing.is_empty() {
         Some(format!(
             "no final state of {}",
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     } else {
         None
@@ -326,7 +330,11 @@ pub fn audit(
     for s in states.values() {
         for (e, kinds) in &s.messages {
             for (k, c) in kinds {
-                *per_epoch.entry(*e).or_default().entry(k.as_str()).or_default() += c;
+                *per_epoch
+                    .entry(*e)
+                    .or_default()
+                    .entry(k.as_str())
+                    .or_default() += c;
             }
         }
     }
@@ -349,20 +357,24 @@ pub fn audit(
             messages.fail(format!("snapshot {e}: {} ups, more than n - 1", get("up")));
         }
     }
-    messages.summary = per_epoch
-        .iter()
-        .map(|(e, k)| {
-            format!(
-                "snapshot {e}: {} (2e + 2(n-1) = {})",
-                k.iter()
-                    .map(|(kind, c)| format!("{c} {kind}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                e2 + 2 * (n as u64 - 1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let most = |kind: &str| {
+        per_epoch
+            .values()
+            .map(|k| k.get(kind).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    };
+    let all: u64 = per_epoch.values().flat_map(|k| k.values()).sum();
+    messages.summary = format!(
+        "{} snapshots, {:.1} messages each on average; at most {} markers, {} answers, {} ups, {} rounds in one (2e = {e2}, 2e + 2(n-1) = {})",
+        per_epoch.len(),
+        all as f64 / per_epoch.len().max(1) as f64,
+        most("marker"),
+        most("answer"),
+        most("up"),
+        most("round"),
+        e2 + 2 * (n as u64 - 1)
+    );
 
     vec![totals, channels, cut, conservation, messages]
 }

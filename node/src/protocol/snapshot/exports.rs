@@ -2,7 +2,9 @@
 //! (`node`), non-FIFO channels, metrics, and the entry points of its
 //! cluster-file section, load generator and client verbs.
 
-use super::{config, loadgen, verbs, Bugs, Params, Reply, Request, SnapNode, SnapshotSection, SnapshotState};
+use super::{
+    config, loadgen, verbs, Bugs, Params, Reply, Request, SnapNode, SnapshotSection, SnapshotState,
+};
 use crate::api::{LoadSpec, LoadStats, NodeState, Outcome};
 use crate::cli::{Client, Output};
 use crate::config::{Cluster, ConfigError, Ctx};

@@ -166,7 +166,11 @@ impl Graph {
     pub fn edge_list(&self) -> Vec<(NodeId, NodeId)> {
         self.adj
             .iter()
-            .flat_map(|(a, s)| s.iter().filter(move |b| a < *b).map(move |b| (a.clone(), b.clone())))
+            .flat_map(|(a, s)| {
+                s.iter()
+                    .filter(move |b| a < *b)
+                    .map(move |b| (a.clone(), b.clone()))
+            })
             .collect()
     }
 

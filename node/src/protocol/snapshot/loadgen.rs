@@ -10,7 +10,13 @@ use rand::Rng;
 use std::sync::{Arc, Mutex};
 
 pub(super) async fn run(h: Arc<Handle<Snapshot>>, spec: LoadSpec) -> LoadStats {
-    let others: Vec<String> = h.params.graph.nodes().filter(|n| **n != h.id).cloned().collect();
+    let others: Vec<String> = h
+        .params
+        .graph
+        .nodes()
+        .filter(|n| **n != h.id)
+        .cloned()
+        .collect();
     if others.is_empty() {
         return LoadStats::default();
     }

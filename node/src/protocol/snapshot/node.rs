@@ -419,7 +419,10 @@ impl SnapNode {
             }
         };
         let Some(global) = Global::assemble(prev, &r.known, self.params.graph.edge_list()) else {
-            panic!("{}'s rounds of {epoch} complete without every record", self.me);
+            panic!(
+                "{}'s rounds of {epoch} complete without every record",
+                self.me
+            );
         };
         tracing::info!(
             node = %self.me, epoch, total = global.total, rounds = ?r.log,
@@ -664,7 +667,9 @@ impl Core for SnapNode {
                     None if self.early.len() < EARLY_ROUNDS_LIMIT => {
                         self.early.push((from.clone(), m))
                     }
-                    None => tracing::warn!(node = %self.me, from, epoch, "too many early rounds: dropped"),
+                    None => {
+                        tracing::warn!(node = %self.me, from, epoch, "too many early rounds: dropped")
+                    }
                 }
             }
             Msg::Collected {
@@ -738,7 +743,7 @@ impl Core for SnapNode {
             parent: self.wave.parent.clone(),
             started: self.started.keys().copied().collect(),
             collected: self.collected.values().cloned().collect(),
-            messages: self.messages.clone(),
+            messages: self.messages.iter().map(|(e, k)| (*e, k.clone())).collect(),
             transactions_sent: self.transactions_sent,
             transactions_got: self.transactions_got,
             duplicates: self.duplicates,

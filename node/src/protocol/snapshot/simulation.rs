@@ -131,7 +131,12 @@ pub fn run(seed: u64, setup: &Setup) -> Result<Outcome, String> {
     let end = sim.now;
     let states: BTreeMap<NodeId, _> = sim
         .nodes()
-        .map(|n| (crate::protocol::Core::id(n).clone(), crate::protocol::Core::state(n)))
+        .map(|n| {
+            (
+                crate::protocol::Core::id(n).clone(),
+                crate::protocol::Core::state(n),
+            )
+        })
         .collect();
     let edges = graph.edge_list();
     let checks = audit(
@@ -154,7 +159,7 @@ pub fn run(seed: u64, setup: &Setup) -> Result<Outcome, String> {
     for s in states.values() {
         out.transactions += s.transactions_sent;
         out.refused += s.refused;
-        for kinds in s.messages.values() {
+        for (_, kinds) in &s.messages {
             for (k, n) in kinds {
                 *out.messages.entry(k.clone()).or_default() += n;
             }
