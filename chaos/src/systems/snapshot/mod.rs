@@ -44,16 +44,21 @@ pub fn states(states: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, 
         .collect()
 }
 
-/// Whether the network is quiet: every transaction sent has arrived, and
-/// every snapshot started is collected at its master.
+/// Whether the network is quiet: every transaction sent has arrived,
+/// every snapshot started is collected at its master, and every initiator
+/// knows the global snapshot of the epoch it recorded last (so none is
+/// told late, and each may start the next).
 pub fn is_quiet(states: &BTreeMap<String, SnapshotState>) -> bool {
     let sent: u64 = states.values().map(|s| s.transactions_sent).sum();
     let got: u64 = states.values().map(|s| s.transactions_got).sum();
+    let knows = |s: &SnapshotState, e: u64| s.collected.iter().any(|c| c.epoch == e);
     sent == got
         && states.iter().all(|(id, s)| {
-            s.started
+            let mine = s
+                .started
                 .iter()
-                .all(|e| s.collected.iter().any(|c| c.epoch == *e && c.master == *id))
+                .all(|e| s.collected.iter().any(|c| c.epoch == *e && c.master == *id));
+            mine && (!s.initiator || s.epoch == 0 || knows(s, s.epoch))
         })
 }
 
