@@ -23,6 +23,7 @@ case "$SYSTEM" in
   tokens) BUGS=(none errors_as_acks read_without_write_back skip_owner_check stale_tag_cache) ;;
   standby) BUGS=(none no_dedup_on_failover takeover_on_missed_heartbeat ack_before_standby) ;;
   smr) BUGS=(none execute_before_stable join_out_of_order ignore_nulls) ;;
+  snapshot) BUGS=(none red_sender_mints record_after_handling stale_differential) ;;
   *) echo "no planted bugs known for system $SYSTEM" >&2; exit 2 ;;
 esac
 # ONLY=bug1,bug2 measures those alone (`none` for false alarms).

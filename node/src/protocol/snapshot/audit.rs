@@ -81,23 +81,28 @@ pub struct Network<'a> {
     pub initial: u64,
 }
 
-/// Every transaction, its two ends joined.
+/// Every transaction, its two ends joined, indexed for the questions the
+/// checks ask per epoch.
 struct Truth {
     /// (sender, seq) -> (receiver, amount, sender's epoch).
     sent: BTreeMap<(NodeId, u64), (NodeId, u64, Epoch)>,
     /// (sender, seq) -> (receiver, receiver's epoch).
     got: BTreeMap<(NodeId, u64), (NodeId, Epoch)>,
+    /// Per node: (epoch, signed amount) of every transaction it sent (-)
+    /// and got (+), by the epoch of its own end.
+    moves: BTreeMap<NodeId, Vec<(Epoch, i64)>>,
+    /// Per directed channel: (sender's epoch, receiver's epoch if got,
+    /// amount).
+    links: BTreeMap<(NodeId, NodeId), Vec<(Epoch, Option<Epoch>, u64)>>,
 }
 
 impl Truth {
     fn of(states: &BTreeMap<NodeId, SnapshotState>) -> Truth {
-        let mut t = Truth {
-            sent: BTreeMap::new(),
-            got: BTreeMap::new(),
-        };
+        let mut sent = BTreeMap::new();
+        let mut got = BTreeMap::new();
         for (id, s) in states {
             for Event {
-                sent,
+                sent: is_sent,
                 peer,
                 seq,
                 amount,
@@ -105,42 +110,64 @@ impl Truth {
                 ..
             } in &s.events
             {
-                if *sent {
-                    t.sent
-                        .insert((id.clone(), *seq), (peer.clone(), *amount, *epoch));
+                if *is_sent {
+                    sent.insert((id.clone(), *seq), (peer.clone(), *amount, *epoch));
                 } else {
-                    t.got.insert((peer.clone(), *seq), (id.clone(), *epoch));
+                    got.insert((peer.clone(), *seq), (id.clone(), *epoch));
                 }
             }
         }
-        t
+        let mut moves: BTreeMap<NodeId, Vec<(Epoch, i64)>> = BTreeMap::new();
+        let mut links: BTreeMap<(NodeId, NodeId), Vec<(Epoch, Option<Epoch>, u64)>> =
+            BTreeMap::new();
+        for ((from, seq), (to, amount, se)) in &sent {
+            moves
+                .entry(from.clone())
+                .or_default()
+                .push((*se, -(*amount as i64)));
+            let re = got.get(&(from.clone(), *seq)).map(|(_, re)| *re);
+            if let Some(re) = re {
+                moves
+                    .entry(to.clone())
+                    .or_default()
+                    .push((re, *amount as i64));
+            }
+            links
+                .entry((from.clone(), to.clone()))
+                .or_default()
+                .push((*se, re, *amount));
+        }
+        Truth {
+            sent,
+            got,
+            moves,
+            links,
+        }
     }
 
+    /// `node`'s balance from its transactions: all of them, or those
+    /// before its cut of epoch `before`.
     fn balance(&self, node: &str, initial: u64, before: Option<Epoch>) -> i64 {
-        let counts = |ep: Epoch| before.is_none_or(|e| ep < e);
-        let out: u64 = self
-            .sent
-            .iter()
-            .filter(|((s, _), (_, _, ep))| s == node && counts(*ep))
-            .map(|(_, (_, a, _))| a)
+        let moved: i64 = self
+            .moves
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|(ep, _)| before.is_none_or(|e| *ep < e))
+            .map(|(_, a)| a)
             .sum();
-        let inn: u64 = self
-            .got
-            .iter()
-            .filter(|(_, (r, ep))| r == node && counts(*ep))
-            .filter_map(|(k, _)| self.sent.get(k).map(|(_, a, _)| a))
-            .sum();
-        initial as i64 - out as i64 + inn as i64
+        initial as i64 + moved
     }
 
     /// Sent by `from` to `to` before `from`'s cut of `e`, not got before
     /// `to`'s.
     fn in_transit(&self, from: &str, to: &str, e: Epoch) -> i64 {
-        self.sent
-            .iter()
-            .filter(|((s, _), (r, _, ep))| s == from && r == to && *ep < e)
-            .filter(|(k, _)| self.got.get(*k).is_none_or(|(_, rep)| *rep >= e))
-            .map(|(_, (_, a, _))| *a as i64)
+        self.links
+            .get(&(from.to_string(), to.to_string()))
+            .into_iter()
+            .flatten()
+            .filter(|(se, re, _)| *se < e && re.is_none_or(|r| r >= e))
+            .map(|(_, _, a)| *a as i64)
             .sum()
     }
 }

@@ -206,12 +206,10 @@ pub fn seed_neighbours() -> BTreeMap<NodeId, Vec<NodeId>> {
 
 /// A connected graph of `n` nodes (`n0`..): a random spanning tree (each
 /// node joins one already in) plus `extra` random edges, for benchmarks and
-/// simulations of large networks. Deterministic for one `rng` state.
-pub fn random_neighbours(
-    n: usize,
-    extra: usize,
-    rng: &mut impl rand::Rng,
-) -> BTreeMap<NodeId, Vec<NodeId>> {
+/// simulations of large networks; the same `seed` gives the same graph.
+pub fn random_neighbours(n: usize, extra: usize, seed: u64) -> BTreeMap<NodeId, Vec<NodeId>> {
+    use rand::{Rng, SeedableRng};
+    let rng = &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let name = |i: usize| format!("n{i}");
     let mut adj: BTreeMap<usize, BTreeSet<usize>> = (0..n).map(|i| (i, BTreeSet::new())).collect();
     let link = |adj: &mut BTreeMap<usize, BTreeSet<usize>>, a: usize, b: usize| {
