@@ -81,6 +81,10 @@ pub struct Network<'a> {
     pub initial: u64,
 }
 
+/// A transaction on one channel: the sender's epoch, the receiver's (if
+/// it arrived), the amount.
+type Crossing = (Epoch, Option<Epoch>, u64);
+
 /// Every transaction, its two ends joined, indexed for the questions the
 /// checks ask per epoch.
 struct Truth {
@@ -93,7 +97,7 @@ struct Truth {
     moves: BTreeMap<NodeId, Vec<(Epoch, i64)>>,
     /// Per directed channel: (sender's epoch, receiver's epoch if got,
     /// amount).
-    links: BTreeMap<(NodeId, NodeId), Vec<(Epoch, Option<Epoch>, u64)>>,
+    links: BTreeMap<(NodeId, NodeId), Vec<Crossing>>,
 }
 
 impl Truth {
@@ -118,8 +122,7 @@ impl Truth {
             }
         }
         let mut moves: BTreeMap<NodeId, Vec<(Epoch, i64)>> = BTreeMap::new();
-        let mut links: BTreeMap<(NodeId, NodeId), Vec<(Epoch, Option<Epoch>, u64)>> =
-            BTreeMap::new();
+        let mut links: BTreeMap<(NodeId, NodeId), Vec<Crossing>> = BTreeMap::new();
         for ((from, seq), (to, amount, se)) in &sent {
             moves
                 .entry(from.clone())

@@ -200,3 +200,92 @@ pub(super) fn describe(p: &Params) -> String {
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Params;
+    use crate::config::{parse, Certs};
+
+    fn file(snapshot: &str) -> String {
+        format!(
+            "system: snapshot\nsecret: a-long-enough-secret\ntls:\n  dir: certs\ndata_dir: data\nsnapshot:\n{snapshot}nodes:\n  - {{ id: a, role: node, listen: 127.0.0.1:1, admin: 127.0.0.1:2 }}\n  - {{ id: b, role: node, listen: 127.0.0.1:3, admin: 127.0.0.1:4 }}\n  - {{ id: c, role: node, listen: 127.0.0.1:5, admin: 127.0.0.1:6 }}\n"
+        )
+    }
+
+    fn params(dir: &std::path::Path, snapshot: &str) -> Result<std::sync::Arc<Params>, String> {
+        let path = dir.join("cluster.yaml");
+        let cluster = parse(&path, &file(snapshot), Certs::NotYet).map_err(|e| e.to_string())?;
+        cluster
+            .params::<Params>()
+            .ok_or_else(|| "no snapshot parameters".to_string())
+    }
+
+    const LINE: &str = "  initiators: [a]\n  neighbours: { a: [b], b: [a, c], c: [b] }\n";
+
+    #[test]
+    fn a_bad_graph_is_refused_naming_the_edge() {
+        let dir = std::env::temp_dir().join(format!("fl-snap-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch");
+        let p = params(&dir, LINE).expect("a line of three");
+        assert_eq!((p.graph.len(), p.graph.edges()), (3, 2));
+        assert_eq!(p.graph.next_hop("a", "c").map(String::as_str), Some("b"));
+        for (bad, want) in [
+            (
+                "  initiators: [a]\n  neighbours: { a: [b], b: [c], c: [b] }\n",
+                "edge a -> b has no edge b -> a",
+            ),
+            (
+                "  initiators: [a]\n  neighbours: { a: [a, b], b: [a, c], c: [b] }\n",
+                "edge a -> a",
+            ),
+            (
+                "  initiators: [a]\n  neighbours: { a: [b], b: [a], c: [] }\n",
+                "not connected",
+            ),
+            (
+                "  initiators: [a]\n  neighbours: { a: [b], b: [a, c] }\n",
+                "node c has no neighbour list",
+            ),
+            (
+                "  initiators: [z]\n  neighbours: { a: [b], b: [a, c], c: [b] }\n",
+                "initiator z",
+            ),
+            (
+                "  neighbours: { a: [b], b: [a, c], c: [b] }\n",
+                "no initiator",
+            ),
+            (&format!("{LINE}  initial: 0\n"), "snapshot.initial"),
+        ] {
+            let e = params(&dir, bad).expect_err(bad);
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn scripts_come_from_files_beside_the_cluster_file_or_from_lines() {
+        let dir = std::env::temp_dir().join(format!("fl-snap-script-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("s")).expect("scratch");
+        std::fs::write(dir.join("s/a.txt"), "pause 100\nbitcake_info\n").expect("script");
+        let p = params(
+            &dir,
+            &format!("{LINE}  scripts: {{ a: s/a.txt, b: [burst, \"transfer a 5\"] }}\n"),
+        )
+        .expect("scripts");
+        assert_eq!(p.scripts["a"].len(), 2);
+        assert_eq!(p.scripts["b"].len(), 2);
+        std::fs::write(dir.join("s/a.txt"), "pause 100\nstop\n").expect("script");
+        let e = params(&dir, &format!("{LINE}  scripts: {{ a: s/a.txt }}\n")).expect_err("stop");
+        assert!(e.contains("line 2") && e.contains("not a command"), "{e}");
+        let e =
+            params(&dir, &format!("{LINE}  scripts: {{ a: s/none.txt }}\n")).expect_err("missing");
+        assert!(e.contains("cannot read script"), "{e}");
+        let e = params(
+            &dir,
+            &format!("{LINE}  scripts: {{ a: [\"transfer a 5\"] }}\n"),
+        )
+        .expect_err("to itself");
+        assert!(e.contains("transfers to a"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -753,3 +753,239 @@ impl Core for SnapNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::snapshot::graph::Graph;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// a - b - c, a line; `a` the initiator.
+    fn params() -> Arc<Params> {
+        let g = Graph::new(
+            &[
+                ("a".to_string(), vec!["b".to_string()]),
+                ("b".to_string(), vec!["a".to_string(), "c".to_string()]),
+                ("c".to_string(), vec!["b".to_string()]),
+            ]
+            .into(),
+        )
+        .expect("a line");
+        Arc::new(Params::new(g, vec!["a".into()]))
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(1)
+    }
+
+    fn request(n: &mut SnapNode, c: Command) -> (Reply, Out2) {
+        let mut out = Out2::default();
+        n.on_request(0, 1, c, &mut rng(), &mut out);
+        let reply = out.replies.pop().expect("a reply").1;
+        (reply, out)
+    }
+
+    fn deliver(n: &mut SnapNode, from: &str, m: Msg) -> Out2 {
+        let mut out = Out2::default();
+        n.on_message(0, &from.to_string(), m, &mut rng(), &mut out);
+        out
+    }
+
+    fn tx(seq: u64, amount: Amount, dest: &str, epoch: Epoch, region: Option<&str>) -> Msg {
+        Msg::Transaction {
+            seq,
+            amount,
+            dest: dest.into(),
+            epoch,
+            region: region.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_transfer_to_a_non_neighbour_is_routed_and_passed_on() {
+        let p = params();
+        let mut a = SnapNode::new("a", &p);
+        let (reply, out) = request(
+            &mut a,
+            Command::Transfer {
+                to: "c".into(),
+                amount: 30,
+            },
+        );
+        assert_eq!(
+            reply,
+            Reply::Sent {
+                seq: 1,
+                via: "b".into()
+            }
+        );
+        assert_eq!(a.balance(), 970);
+        let (to, m) = out.sends[0].clone();
+        assert_eq!(to, "b");
+        let mut b = SnapNode::new("b", &p);
+        let out = deliver(&mut b, "a", m);
+        assert_eq!(b.balance(), 1000, "b credits and passes it on");
+        assert_eq!(out.sends, vec![("c".to_string(), tx(1, 30, "c", 0, None))]);
+        // Each hop is a transaction in both ends' histories.
+        assert_eq!(b.state().events.len(), 2);
+    }
+
+    #[test]
+    fn bad_commands_are_refused_and_change_nothing() {
+        let p = params();
+        let mut b = SnapNode::new("b", &p);
+        for c in [
+            Command::Transfer {
+                to: "b".into(),
+                amount: 1,
+            },
+            Command::Transfer {
+                to: "z".into(),
+                amount: 1,
+            },
+            Command::Transfer {
+                to: "a".into(),
+                amount: 0,
+            },
+            Command::Transfer {
+                to: "a".into(),
+                amount: 1001,
+            },
+            Command::Snapshot,
+            Command::Pause { ms: 1 },
+        ] {
+            let (reply, out) = request(&mut b, c.clone());
+            assert!(matches!(reply, Reply::Refused { .. }), "{c:?}: {reply:?}");
+            assert!(out.sends.is_empty(), "{c:?}");
+        }
+        assert_eq!(b.balance(), 1000);
+        assert_eq!(b.state().refused, 6);
+        let (Reply::Refused { error }, _) = request(&mut b, Command::Snapshot) else {
+            panic!("refused");
+        };
+        assert!(
+            error.contains("b is not an initiator (the initiators are a)"),
+            "{error}"
+        );
+    }
+
+    /// Lai-Yang: the first message of a newer epoch makes the node record
+    /// before it handles it, so that message is after the cut.
+    #[test]
+    fn a_newer_transaction_is_handled_after_the_cut() {
+        let p = params();
+        let mut b = SnapNode::new("b", &p);
+        let out = deliver(&mut b, "a", tx(1, 40, "b", 1, Some("a")));
+        assert_eq!(b.epoch(), 1);
+        assert_eq!(b.balance(), 1040);
+        let s = b.state();
+        assert_eq!(
+            (s.region.as_deref(), s.parent.as_deref()),
+            (Some("a"), Some("a"))
+        );
+        assert_eq!(s.events[0].epoch, 1, "handled after recording 1");
+        // A marker to every neighbour but its parent, none yet up.
+        assert_eq!(
+            out.sends,
+            vec![(
+                "c".to_string(),
+                Msg::Marker {
+                    epoch: 1,
+                    region: "a".into()
+                }
+            )]
+        );
+        // a's marker comes later (non-FIFO): b answers as a's child.
+        let out = deliver(
+            &mut b,
+            "a",
+            Msg::Marker {
+                epoch: 1,
+                region: "a".into(),
+            },
+        );
+        assert_eq!(
+            out.sends,
+            vec![(
+                "a".to_string(),
+                Msg::Answer {
+                    epoch: 1,
+                    child: true,
+                    region: "a".into()
+                }
+            )]
+        );
+        // c answers not-child; b has no children: its record goes up, and
+        // it holds its balance before the 40 (1000).
+        let out = deliver(
+            &mut b,
+            "c",
+            Msg::Answer {
+                epoch: 1,
+                child: false,
+                region: "a".into(),
+            },
+        );
+        let [(to, Msg::Up { records, .. })] = &out.sends[..] else {
+            panic!("{:?}", out.sends);
+        };
+        assert_eq!(to, "a");
+        assert_eq!(records["b"].balance, 1000);
+    }
+
+    #[test]
+    fn duplicates_strangers_and_skipped_epochs_change_nothing() {
+        let p = params();
+        let mut a = SnapNode::new("a", &p);
+        deliver(&mut a, "b", tx(7, 5, "a", 0, None));
+        deliver(&mut a, "b", tx(7, 5, "a", 0, None));
+        assert_eq!((a.balance(), a.state().duplicates), (1005, 1));
+        // c is not a's neighbour; b's message skips an epoch.
+        let out = deliver(&mut a, "c", tx(1, 5, "a", 0, None));
+        assert!(out.sends.is_empty());
+        let out = deliver(&mut a, "b", tx(8, 5, "a", 2, Some("b")));
+        assert!(out.sends.is_empty());
+        assert_eq!((a.balance(), a.epoch()), (1005, 0));
+    }
+
+    /// The seed's error: an initiator refuses a new snapshot until it
+    /// knows the previous one's result; a whole snapshot of the line.
+    #[test]
+    fn an_initiator_starts_the_next_snapshot_only_after_collecting() {
+        let p = params();
+        let mut nodes: BTreeMap<NodeId, SnapNode> = ["a", "b", "c"]
+            .iter()
+            .map(|id| (id.to_string(), SnapNode::new(id, &p)))
+            .collect();
+        let a = nodes.get_mut("a").expect("a");
+        let (reply, out) = request(a, Command::Snapshot);
+        assert_eq!(reply, Reply::Started { epoch: 1 });
+        let (reply, _) = request(a, Command::Snapshot);
+        assert!(
+            matches!(reply, Reply::Refused { ref error } if error.contains("before finished with previous"))
+        );
+        // Deliver everything, in order (bounded by the messages a snapshot
+        // of three nodes sends).
+        let mut flight: VecDeque<(NodeId, NodeId, Msg)> = out
+            .sends
+            .into_iter()
+            .map(|(to, m)| ("a".to_string(), to, m))
+            .collect();
+        for _ in 0..100 {
+            let Some((from, to, m)) = flight.pop_front() else {
+                break;
+            };
+            let n = nodes.get_mut(&to).expect("node");
+            let out = deliver(n, &from, m);
+            flight.extend(out.sends.into_iter().map(|(t, m)| (to.clone(), t, m)));
+        }
+        assert!(flight.is_empty());
+        let a = nodes.get_mut("a").expect("a");
+        let c = &a.collected()[&1];
+        assert_eq!(c.global.total, 3000);
+        assert_eq!(c.rounds, vec![(1, 3)], "one region: complete at once");
+        let (reply, _) = request(a, Command::Snapshot);
+        assert_eq!(reply, Reply::Started { epoch: 2 });
+    }
+}

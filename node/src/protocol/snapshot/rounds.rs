@@ -68,6 +68,10 @@ impl Rounds {
             log: Vec::new(),
         };
         r.next_round();
+        if r.complete {
+            // One region: complete in its first round.
+            r.log.push((r.round, r.known.len()));
+        }
         r
     }
 
