@@ -212,6 +212,7 @@ fn load_verbs(system: &str) -> Vec<Vec<&'static str>> {
             vec!["view", "Harvard", "University"],
             vec!["list"],
         ],
+        "snapshot" => vec![vec!["transfer", "n4", "1"], vec!["info"]],
         _ => vec![vec!["gettokens"], vec!["pay", "0", "c2"]],
     }
 }
@@ -281,7 +282,13 @@ fn cluster_source(dir: &Path, system: &str) -> Source {
     );
     // A message fault, a packet fault and a partition (the last node
     // cut off), all outliving the test, on the cluster's first servers.
-    let servers = c.servers();
+    // Every node of a system with no server role (the bitcake network)
+    // takes commands; the faults then go to its first nodes.
+    let servers = if c.servers().is_empty() {
+        c.ids()
+    } else {
+        c.servers()
+    };
     let (first, second) = (&servers[0], &servers[1 % servers.len()]);
     chaos(
         &local,
