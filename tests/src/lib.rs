@@ -368,6 +368,20 @@ impl TestCluster {
             .output()
             .expect("run client")
     }
+
+    /// Runs a client verb as node `id`: whether it succeeded, and its
+    /// standard output then standard error, trimmed.
+    pub fn verb(&self, id: &str, args: &[&str]) -> (bool, String) {
+        let out = self.cli(&[&["--id", id][..], args].concat());
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )
+    }
 }
 
 impl Drop for TestCluster {

@@ -13,21 +13,9 @@ use std::time::{Duration, Instant};
 const EXTRA: &str =
     "smr:\n  null_period_ms: 100\n  replica_timeout_ms: 800\n  op_deadline_ms: 10000\n";
 
-fn cli(c: &TestCluster, id: &str, args: &[&str]) -> (bool, String) {
-    let out = c.cli(&[&["--id", id][..], args].concat());
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    )
-}
-
 /// Runs a verb that must succeed and returns its lines.
 fn ok(c: &TestCluster, id: &str, args: &[&str]) -> Vec<String> {
-    let (success, text) = cli(c, id, args);
+    let (success, text) = c.verb(id, args);
     assert!(success, "{id} {args:?} failed: {text}");
     text.lines().map(String::from).collect()
 }
@@ -142,7 +130,7 @@ async fn the_seeds_seventeen_steps_line_for_line() {
         (&["edit", "MIT", "lots"][..], "whole number"),
         (&["view", "a`b"][..], "backtick"),
     ] {
-        let (success, text) = cli(&c, "c5", args);
+        let (success, text) = c.verb("c5", args);
         assert!(!success, "{args:?} should fail: {text}");
         assert!(text.contains(says), "{args:?}: {text}");
     }

@@ -7,6 +7,7 @@
 //! same code run over QUIC and in a simulator where a failing seed replays
 //! exactly.
 
+pub mod replication;
 pub mod smr;
 pub mod snapshot;
 pub mod standby;

@@ -110,7 +110,8 @@ impl Reply {
     }
 }
 
-type Out2 = Outbox<SnapNode>;
+/// What one call into the node produces.
+type Effects = Outbox<SnapNode>;
 
 pub struct SnapNode {
     me: NodeId,
@@ -215,7 +216,7 @@ impl SnapNode {
         to: &str,
         amount: Amount,
         dest: &str,
-        out: &mut Out2,
+        out: &mut Effects,
     ) -> Result<u64, LedgerError> {
         assert!(
             self.params.graph.are_neighbours(&self.me, to),
@@ -309,7 +310,7 @@ impl SnapNode {
     /// Moves the wave's and the rounds' messages out, starts a master's
     /// rounds when its region is done, and assembles the global snapshot
     /// when they complete.
-    fn drive(&mut self, now: Time, out: &mut Out2) {
+    fn drive(&mut self, now: Time, out: &mut Effects) {
         for o in std::mem::take(&mut self.wave.out) {
             let (to, msg) = match o {
                 Out::Marker { to, epoch, region } => (to, Msg::Marker { epoch, region }),
@@ -404,7 +405,7 @@ impl SnapNode {
     }
 
     /// A master's rounds are complete: the global snapshot of `epoch`.
-    fn complete(&mut self, now: Time, epoch: Epoch, r: Rounds, out: &mut Out2) {
+    fn complete(&mut self, now: Time, epoch: Epoch, r: Rounds, out: &mut Effects) {
         let prev = match epoch {
             1 => None,
             e => {
@@ -462,7 +463,13 @@ impl SnapNode {
     }
 
     /// Runs one command (from `/ops` or the script).
-    fn command(&mut self, now: Time, c: Command, rng: &mut dyn RngCore, out: &mut Out2) -> Reply {
+    fn command(
+        &mut self,
+        now: Time,
+        c: Command,
+        rng: &mut dyn RngCore,
+        out: &mut Effects,
+    ) -> Reply {
         match c {
             Command::Transfer { to, amount } => {
                 if to == self.me {
@@ -532,7 +539,7 @@ impl SnapNode {
         seq: u64,
         amount: Amount,
         dest: NodeId,
-        out: &mut Out2,
+        out: &mut Effects,
     ) {
         if !self.seen.entry(from.to_string()).or_default().insert(seq) {
             self.duplicates += 1;
@@ -593,7 +600,7 @@ impl Core for SnapNode {
         from: &NodeId,
         msg: Msg,
         _rng: &mut dyn RngCore,
-        out: &mut Out2,
+        out: &mut Effects,
     ) {
         let neighbour = self.params.graph.are_neighbours(&self.me, from);
         let initiator = self.params.is_initiator(from);
@@ -699,7 +706,7 @@ impl Core for SnapNode {
         req: ReqId,
         request: Command,
         rng: &mut dyn RngCore,
-        out: &mut Out2,
+        out: &mut Effects,
     ) {
         let reply = self.command(now, request, rng, out);
         out.replies.push((req, reply));
@@ -707,7 +714,7 @@ impl Core for SnapNode {
     }
 
     /// Runs the script's lines that are due.
-    fn on_tick(&mut self, now: Time, rng: &mut dyn RngCore, out: &mut Out2) {
+    fn on_tick(&mut self, now: Time, rng: &mut dyn RngCore, out: &mut Effects) {
         // Bounded by the script's length.
         while self.wake <= now {
             let Some(c) = self.script.pop_front() else {
@@ -779,15 +786,15 @@ mod tests {
         ChaCha8Rng::seed_from_u64(1)
     }
 
-    fn request(n: &mut SnapNode, c: Command) -> (Reply, Out2) {
-        let mut out = Out2::default();
+    fn request(n: &mut SnapNode, c: Command) -> (Reply, Effects) {
+        let mut out = Effects::default();
         n.on_request(0, 1, c, &mut rng(), &mut out);
         let reply = out.replies.pop().expect("a reply").1;
         (reply, out)
     }
 
-    fn deliver(n: &mut SnapNode, from: &str, m: Msg) -> Out2 {
-        let mut out = Out2::default();
+    fn deliver(n: &mut SnapNode, from: &str, m: Msg) -> Effects {
+        let mut out = Effects::default();
         n.on_message(0, &from.to_string(), m, &mut rng(), &mut out);
         out
     }

@@ -1,0 +1,9 @@
+//! Active and passive replication with fault detectors and a replication
+//! manager (seed 002), being built to the design in `docs/replication.md`
+//! (issue 10). Built so far: detection ([`detect`]: the LFD's heartbeats
+//! with a timeout that fires, the GFD's membership that drops a silent
+//! LFD) and views ([`view`]: the RM's numbered views, never reused). Not
+//! yet a system: it is not in the registry.
+
+pub mod detect;
+pub mod view;
