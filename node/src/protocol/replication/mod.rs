@@ -2,8 +2,11 @@
 //! manager (seed 002), being built to the design in `docs/replication.md`
 //! (issue 10). Built so far: detection ([`detect`]: the LFD's heartbeats
 //! with a timeout that fires, the GFD's membership that drops a silent
-//! LFD) and views ([`view`]: the RM's numbered views, never reused). Not
-//! yet a system: it is not in the registry.
+//! LFD) views ([`view`]: the RM's numbered views, never reused), the keyed
+//! store with its outcome table ([`store`]) and passive mode's replica
+//! ([`passive`]). Not yet a system: it is not in the registry.
 
 pub mod detect;
+pub mod passive;
+pub mod store;
 pub mod view;

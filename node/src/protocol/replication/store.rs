@@ -1,0 +1,165 @@
+//! The replicated application (seed 002, generalised): a keyed store that
+//! any number of clients update, with counters (`add KEY N` returns the
+//! new value) and registers (`put KEY V`, `get KEY`), so the order of
+//! operations matters (the seed's per-client counters commuted, which hid
+//! its missing total order). Also the per-client table of outcomes that
+//! makes a retried request answer its first outcome (exactly once).
+
+use crate::protocol::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Outcomes kept per client for deduplication (a client has at most this
+/// many requests in flight).
+pub const DEDUP_WINDOW: usize = 1024;
+
+/// One operation on the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Adds `n` (may be negative) to counter `key` (0 if new).
+    Add { key: String, n: i64 },
+    /// Sets register `key`.
+    Put { key: String, value: String },
+    /// Reads register `key`.
+    Get { key: String },
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Add { .. } => "add",
+            Op::Put { .. } => "put",
+            Op::Get { .. } => "get",
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Add { key, .. } | Op::Put { key, .. } | Op::Get { key } => key,
+        }
+    }
+}
+
+/// What an operation answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The counter's new value.
+    Counter(i64),
+    /// `put`: done; `get`: the register's value (none if never put).
+    Register(Option<String>),
+    /// Refused, nothing changed (a counter would overflow).
+    Refused(String),
+}
+
+/// A request's identity, chosen by its client and kept across retries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: NodeId,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.client, self.seq)
+    }
+}
+
+/// The store and its deduplication table: what a checkpoint carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Store {
+    pub counters: BTreeMap<String, i64>,
+    pub registers: BTreeMap<String, String>,
+    /// Per client: its newest outcomes by request number.
+    pub outcomes: BTreeMap<NodeId, BTreeMap<u64, Answer>>,
+    /// Requests applied (not counting answers repeated from the table).
+    pub applied: u64,
+}
+
+impl Store {
+    /// The outcome of `id` if it was applied.
+    pub fn outcome(&self, id: &RequestId) -> Option<&Answer> {
+        self.outcomes.get(&id.client)?.get(&id.seq)
+    }
+
+    /// Applies `op` for `id` once: a request already applied answers its
+    /// first outcome and changes nothing. `dedup: false` is the planted
+    /// bug that applies it again.
+    pub fn apply(&mut self, id: &RequestId, op: &Op, dedup: bool) -> Answer {
+        if dedup {
+            if let Some(a) = self.outcome(id) {
+                return a.clone();
+            }
+        }
+        let answer = match op {
+            Op::Add { key, n } => {
+                let v = self.counters.get(key).copied().unwrap_or(0);
+                match v.checked_add(*n) {
+                    Some(v) => {
+                        self.counters.insert(key.clone(), v);
+                        Answer::Counter(v)
+                    }
+                    None => Answer::Refused(format!("counter {key} would overflow")),
+                }
+            }
+            Op::Put { key, value } => {
+                self.registers.insert(key.clone(), value.clone());
+                Answer::Register(Some(value.clone()))
+            }
+            Op::Get { key } => Answer::Register(self.registers.get(key).cloned()),
+        };
+        self.applied += 1;
+        let table = self.outcomes.entry(id.client.clone()).or_default();
+        table.insert(id.seq, answer.clone());
+        // Bounded: one removal per insertion past the window.
+        while table.len() > DEDUP_WINDOW {
+            table.pop_first();
+        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> RequestId {
+        RequestId {
+            client: "c1".into(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_retried_request_answers_its_first_outcome() {
+        let mut s = Store::default();
+        let add = Op::Add {
+            key: "x".into(),
+            n: 5,
+        };
+        assert_eq!(s.apply(&id(1), &add, true), Answer::Counter(5));
+        assert_eq!(
+            s.apply(&id(1), &add, true),
+            Answer::Counter(5),
+            "deduplicated"
+        );
+        assert_eq!(s.counters["x"], 5);
+        assert_eq!(s.apply(&id(1), &add, false), Answer::Counter(10), "the bug");
+        let put = Op::Put {
+            key: "r".into(),
+            value: "v".into(),
+        };
+        s.apply(&id(2), &put, true);
+        assert_eq!(
+            s.apply(&id(3), &Op::Get { key: "r".into() }, true),
+            Answer::Register(Some("v".into()))
+        );
+        let big = Op::Add {
+            key: "x".into(),
+            n: i64::MAX,
+        };
+        assert!(matches!(s.apply(&id(4), &big, true), Answer::Refused(_)));
+        assert_eq!(s.counters["x"], 10, "a refusal changes nothing");
+    }
+}
