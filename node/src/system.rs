@@ -158,7 +158,7 @@ impl SystemInfo {
 }
 
 /// Every system this build runs, by cluster-file name.
-pub const SYSTEMS: &[&str] = &["tokens", "standby", "smr", "snapshot"];
+pub const SYSTEMS: &[&str] = &["tokens", "standby", "smr", "snapshot", "replication"];
 
 /// Runs `$body` with `$S` bound to the system named `$name`, or `$other`
 /// when no system has that name. The only `match` on a system's name.
@@ -180,6 +180,10 @@ macro_rules! with_system {
             }
             "snapshot" => {
                 type $S = $crate::protocol::snapshot::Snapshot;
+                $body
+            }
+            "replication" => {
+                type $S = $crate::protocol::replication::Replication;
                 $body
             }
             _ => $other,

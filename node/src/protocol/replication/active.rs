@@ -106,6 +106,9 @@ pub struct Active {
     declared: u64,
     /// Sequencer during a view change: the syncs received.
     syncs: Option<BTreeMap<NodeId, AMsg>>,
+    /// Syncs of a view this member has not heard of yet (the RM's view
+    /// and a member's sync come on different links).
+    early: Vec<(NodeId, AMsg)>,
     pub bugs: ActiveBugs,
     pub out: Vec<(NodeId, AMsg)>,
     /// Requests this member applied, in order (exactly-once check).
@@ -127,10 +130,16 @@ impl Active {
             acks: BTreeMap::new(),
             declared: 0,
             syncs: None,
+            early: Vec::new(),
             bugs: ActiveBugs::default(),
             out: Vec::new(),
             applied: Vec::new(),
         }
+    }
+
+    /// The log's (index, view) pairs, for debugging.
+    pub fn debug_log(&self) -> Vec<(u64, u64)> {
+        self.log.values().map(|e| (e.index, e.view)).collect()
     }
 
     pub fn sequencer(&self) -> Option<&NodeId> {
@@ -185,6 +194,14 @@ impl Active {
                 .collect(),
         };
         self.out.push((seq, sync));
+        let number = self.view.number;
+        let early: Vec<(NodeId, AMsg)> = std::mem::take(&mut self.early)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, AMsg::Sync { view, .. } if *view >= number))
+            .collect();
+        for (from, m) in early {
+            self.on_sync(&from, m);
+        }
     }
 
     /// A client's request (sent to every member).
@@ -308,6 +325,13 @@ impl Active {
         let AMsg::Sync { view, .. } = &m else {
             return;
         };
+        if *view > self.view.number {
+            // Bounded: a member sends one sync per view.
+            if self.early.len() < 1_000 {
+                self.early.push((from.to_string(), m));
+            }
+            return;
+        }
         if *view != self.view.number || !self.view.members.iter().any(|x| x == from) {
             return;
         }

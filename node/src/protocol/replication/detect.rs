@@ -61,6 +61,11 @@ impl Lfd {
         self.next_beat
     }
 
+    /// Heartbeats sent.
+    pub fn sent(&self) -> u64 {
+        self.seq
+    }
+
     /// Sends the next heartbeat and reports when due; notices a replica
     /// silent past the timeout.
     pub fn on_tick(&mut self, now: Time) {

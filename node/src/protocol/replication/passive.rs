@@ -75,6 +75,10 @@ pub struct Passive {
     next: u64,
     checkpoint_every: Time,
     next_checkpoint: Time,
+    /// Forwards and checkpoints of a view this replica has not heard of
+    /// yet (the RM's view and the primary's messages come on different
+    /// links): handled once the view comes.
+    early: Vec<(NodeId, PMsg)>,
     pub bugs: PassiveBugs,
     pub out: Vec<(NodeId, PMsg)>,
     /// Requests this replica applied (not answers repeated from the
@@ -99,6 +103,7 @@ impl Passive {
             next: 0,
             checkpoint_every,
             next_checkpoint: 0,
+            early: Vec::new(),
             bugs: PassiveBugs::default(),
             out: Vec::new(),
             applied: Vec::new(),
@@ -158,6 +163,23 @@ impl Passive {
         let was_primary = self.is_primary();
         self.view = v;
         self.waiting.clear();
+        if !self.is_primary() {
+            let number = self.view.number;
+            for (from, m) in std::mem::take(&mut self.early) {
+                match m {
+                    PMsg::Forward {
+                        view,
+                        index,
+                        id,
+                        op,
+                    } if view >= number => self.on_forward(&from, view, index, id, op),
+                    PMsg::Checkpoint { view, index, store } if view >= number => {
+                        self.on_checkpoint(&from, view, index, store)
+                    }
+                    _ => {}
+                }
+            }
+        }
         if !self.is_primary() || !self.ready {
             return;
         }
@@ -283,6 +305,18 @@ impl Passive {
 
     /// A primary's forward.
     pub fn on_forward(&mut self, from: &str, view: u64, index: u64, id: RequestId, op: Op) {
+        if view > self.view.number && !self.bugs.unfenced_promotion {
+            self.hold(
+                from,
+                PMsg::Forward {
+                    view,
+                    index,
+                    id,
+                    op,
+                },
+            );
+            return;
+        }
         let from_primary = self.view.primary.as_deref() == Some(from);
         let fenced = view == self.view.number && from_primary;
         if !(fenced || self.bugs.unfenced_promotion) || !self.ready {
@@ -303,7 +337,19 @@ impl Passive {
     }
 
     /// A primary's checkpoint (or state transfer).
+    fn hold(&mut self, from: &str, m: PMsg) {
+        // Bounded: what one primary sends in one view before the RM's
+        // view arrives here.
+        if self.early.len() < 100_000 {
+            self.early.push((from.to_string(), m));
+        }
+    }
+
     pub fn on_checkpoint(&mut self, from: &str, view: u64, index: u64, store: Store) {
+        if view > self.view.number {
+            self.hold(from, PMsg::Checkpoint { view, index, store });
+            return;
+        }
         if view != self.view.number || self.view.primary.as_deref() != Some(from) {
             return;
         }

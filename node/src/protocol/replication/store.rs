@@ -75,6 +75,10 @@ pub struct Store {
     pub outcomes: BTreeMap<NodeId, BTreeMap<u64, Answer>>,
     /// Requests applied (not counting answers repeated from the table).
     pub applied: u64,
+    /// Every request applied to this state, in order: the replica's log
+    /// that the exactly-once check reads (it travels with checkpoints, so
+    /// a request applied before a transfer and again after shows twice).
+    pub history: Vec<RequestId>,
 }
 
 impl Store {
@@ -110,6 +114,7 @@ impl Store {
             Op::Get { key } => Answer::Register(self.registers.get(key).cloned()),
         };
         self.applied += 1;
+        self.history.push(id.clone());
         let table = self.outcomes.entry(id.client.clone()).or_default();
         table.insert(id.seq, answer.clone());
         // Bounded: one removal per insertion past the window.

@@ -1,0 +1,97 @@
+//! What a replication node shows at `/state`, per role: a replica's view,
+//! readiness, store and the requests it applied (the exactly-once and
+//! agreement checks read them); an LFD's health and missed heartbeats; the
+//! GFD's membership; the RM's view and when each view was made (detection
+//! times); a client's view, requests waiting and retries.
+
+use super::node::{Mode, ReplNode, ReplicationNode};
+use super::store::{RequestId, Store};
+use super::view::View;
+use crate::protocol::{NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LfdState {
+    pub replica: NodeId,
+    pub alive: bool,
+    pub missed: u64,
+    /// When it noticed each death, µs on its clock.
+    pub deaths: Vec<Time>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationState {
+    /// `passive` or `active`.
+    pub mode: String,
+    pub view: Option<View>,
+    /// Replica: has the state.
+    pub ready: bool,
+    /// Replica: the last entry applied.
+    pub executed: u64,
+    /// Replica: entries logged and not applied.
+    pub log_len: usize,
+    pub store: Option<Store>,
+    /// Replica: requests applied (not answered from the outcome table).
+    pub applied: Vec<RequestId>,
+    /// Replica (passive): log entries replayed at promotion.
+    pub replayed: u64,
+    /// GFD: replicas alive, in join order.
+    pub members: Vec<NodeId>,
+    pub lfd: Option<LfdState>,
+    /// RM: (view number, µs on its clock when made).
+    pub views_made: Vec<(u64, Time)>,
+    /// Client: requests waiting, and retries sent.
+    pub pending_ops: usize,
+    pub retries: u64,
+}
+
+pub(super) fn state(n: &ReplicationNode) -> ReplicationState {
+    let mode = if n.params().active {
+        "active"
+    } else {
+        "passive"
+    };
+    let mut s = ReplicationState {
+        mode: mode.into(),
+        ..ReplicationState::default()
+    };
+    match &n.role {
+        ReplNode::Replica { mode, .. } => match mode {
+            Mode::Passive(x) => {
+                s.view = Some(x.view.clone());
+                s.ready = x.ready;
+                s.executed = x.index;
+                s.log_len = x.log_len();
+                s.store = Some(x.store.clone());
+                s.applied = x.applied.clone();
+                s.replayed = x.replayed;
+            }
+            Mode::Active(a) => {
+                s.view = Some(a.view.clone());
+                s.ready = a.ready;
+                s.executed = a.executed;
+                s.store = Some(a.store.clone());
+                s.applied = a.applied.clone();
+            }
+        },
+        ReplNode::Lfd(l) => {
+            s.lfd = Some(LfdState {
+                replica: l.replica.clone(),
+                alive: l.alive,
+                missed: l.missed,
+                deaths: l.deaths.clone(),
+            })
+        }
+        ReplNode::Gfd { gfd, .. } => s.members = gfd.membership.members.clone(),
+        ReplNode::Rm { rm, .. } => {
+            s.view = Some(rm.view.clone());
+            s.views_made = rm.made.clone();
+        }
+        ReplNode::Client { client, .. } => {
+            s.view = Some(client.view.clone());
+            s.pending_ops = client.pending();
+            s.retries = client.retries;
+        }
+    }
+    s
+}
