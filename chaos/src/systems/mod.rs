@@ -5,6 +5,7 @@
 //! `systems/<system>/`; the runner, the nemesis and the judge only call the
 //! trait, and [`with_chaos_system!`] is the only `match` on a system's name.
 
+pub mod replication;
 pub mod smr;
 pub mod snapshot;
 pub mod standby;
@@ -203,6 +204,10 @@ macro_rules! with_chaos_system {
             }
             "snapshot" => {
                 type $S = $crate::systems::snapshot::SnapshotChaos;
+                $body
+            }
+            "replication" => {
+                type $S = $crate::systems::replication::ReplicationChaos;
                 $body
             }
             _ => $other,

@@ -19,18 +19,39 @@ pub struct LfdState {
     pub deaths: Vec<Time>,
 }
 
+/// A replica's store as `/state` shows it: the values and its log of
+/// applied requests (the outcome table stays inside: its integer keys
+/// cannot cross the flattened `/state` object).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreView {
+    pub counters: std::collections::BTreeMap<String, i64>,
+    pub registers: std::collections::BTreeMap<String, String>,
+    pub history: Vec<RequestId>,
+}
+
+impl From<&Store> for StoreView {
+    fn from(s: &Store) -> Self {
+        StoreView {
+            counters: s.counters.clone(),
+            registers: s.registers.clone(),
+            history: s.history.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationState {
     /// `passive` or `active`.
     pub mode: String,
     pub view: Option<View>,
-    /// Replica: has the state.
-    pub ready: bool,
+    /// Replica: has the state (a restarted one waits for a transfer).
+    /// Not `ready`: `/state` has that key already (ready for the workload).
+    pub has_state: bool,
     /// Replica: the last entry applied.
     pub executed: u64,
     /// Replica: entries logged and not applied.
     pub log_len: usize,
-    pub store: Option<Store>,
+    pub store: Option<StoreView>,
     /// Replica: requests applied (not answered from the outcome table).
     pub applied: Vec<RequestId>,
     /// Replica (passive): log entries replayed at promotion.
@@ -59,18 +80,18 @@ pub(super) fn state(n: &ReplicationNode) -> ReplicationState {
         ReplNode::Replica { mode, .. } => match mode {
             Mode::Passive(x) => {
                 s.view = Some(x.view.clone());
-                s.ready = x.ready;
+                s.has_state = x.ready;
                 s.executed = x.index;
                 s.log_len = x.log_len();
-                s.store = Some(x.store.clone());
+                s.store = Some((&x.store).into());
                 s.applied = x.applied.clone();
                 s.replayed = x.replayed;
             }
             Mode::Active(a) => {
                 s.view = Some(a.view.clone());
-                s.ready = a.ready;
+                s.has_state = a.ready;
                 s.executed = a.executed;
-                s.store = Some(a.store.clone());
+                s.store = Some((&a.store).into());
                 s.applied = a.applied.clone();
             }
         },

@@ -169,7 +169,7 @@ impl System for Replication {
         }
         match &core.role {
             ReplNode::Replica { .. } => {
-                g.ready.set(s.ready as i64);
+                g.ready.set(s.has_state as i64);
                 g.executed.set(s.executed as i64);
                 g.log_len.set(s.log_len as i64);
                 g.replayed.set(s.replayed as i64);
@@ -218,7 +218,7 @@ impl System for Replication {
                 "{} {view} executed {}{}",
                 st.mode,
                 st.executed,
-                if st.ready {
+                if st.has_state {
                     ""
                 } else {
                     " (waiting for the state)"

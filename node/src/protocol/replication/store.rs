@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 pub const DEDUP_WINDOW: usize = 1024;
 
 /// One operation on the store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Adds `n` (may be negative) to counter `key` (0 if new).
@@ -42,7 +42,7 @@ impl Op {
 }
 
 /// What an operation answered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     /// The counter's new value.
