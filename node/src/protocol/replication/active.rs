@@ -155,6 +155,58 @@ impl Active {
         self.syncs.is_some()
     }
 
+    /// Handles a message from a member or client.
+    pub fn handle(&mut self, from: &str, m: AMsg) {
+        match m {
+            AMsg::Request { id, op } => self.on_request(id, op),
+            AMsg::Order(e) => self.on_order(from, e),
+            AMsg::OrderAck { view, index } => self.on_order_ack(from, view, index),
+            AMsg::Commit { view, upto } => self.on_commit(from, view, upto),
+            s @ AMsg::Sync { .. } => self.on_sync(from, s),
+            AMsg::Install {
+                view,
+                executed,
+                store,
+                entries,
+            } => self.on_install(from, view, executed, store, entries),
+            AMsg::Reply { .. } => {}
+        }
+        self.flush_local();
+    }
+
+    /// Handles at once what this member sent itself (the transport has no
+    /// link to itself).
+    pub fn flush_local(&mut self) {
+        // Bounded: each pass handles what the previous produced, and a
+        // member's messages to itself end (an order, its ack, a commit).
+        for _ in 0..10_000 {
+            let me = self.me.clone();
+            let (local, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(|(to, _)| *to == me);
+            self.out = rest;
+            if local.is_empty() {
+                return;
+            }
+            for (_, m) in local {
+                match m {
+                    AMsg::Request { id, op } => self.on_request(id, op),
+                    AMsg::Order(e) => self.on_order(&me, e),
+                    AMsg::OrderAck { view, index } => self.on_order_ack(&me, view, index),
+                    AMsg::Commit { view, upto } => self.on_commit(&me, view, upto),
+                    s @ AMsg::Sync { .. } => self.on_sync(&me, s),
+                    AMsg::Install {
+                        view,
+                        executed,
+                        store,
+                        entries,
+                    } => self.on_install(&me, view, executed, store, entries),
+                    AMsg::Reply { .. } => {}
+                }
+            }
+        }
+    }
+
     fn send_all(&mut self, m: AMsg) {
         for to in self.view.members.clone() {
             self.out.push((to, m.clone()));

@@ -378,7 +378,10 @@ impl Core for ReplicationNode {
                 let number = v.number;
                 match mode {
                     Mode::Passive(x) => x.on_view(v),
-                    Mode::Active(a) => a.on_view(v),
+                    Mode::Active(a) => {
+                        a.on_view(v);
+                        a.flush_local();
+                    }
                 }
                 out.sends.push((from.clone(), Msg::ViewAck { number }));
             }
@@ -411,20 +414,7 @@ impl Core for ReplicationNode {
                     ..
                 },
                 Msg::A(m),
-            ) => match m {
-                AMsg::Request { id, op } => a.on_request(id, op),
-                AMsg::Order(e) => a.on_order(from, e),
-                AMsg::OrderAck { view, index } => a.on_order_ack(from, view, index),
-                AMsg::Commit { view, upto } => a.on_commit(from, view, upto),
-                s @ AMsg::Sync { .. } => a.on_sync(from, s),
-                AMsg::Install {
-                    view,
-                    executed,
-                    store,
-                    entries,
-                } => a.on_install(from, view, executed, store, entries),
-                AMsg::Reply { .. } => {}
-            },
+            ) => a.handle(from, m),
             (ReplNode::Lfd(l), Msg::Echo { seq }) if *from == l.replica => l.on_echo(now, seq),
             (
                 ReplNode::Gfd { gfd, .. },
