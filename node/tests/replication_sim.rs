@@ -2,7 +2,8 @@
 //! replica kills and restarts (the primary included), a false suspicion
 //! (a paused replica), the GFD and the RM killed and restarted; exactly
 //! once, agreement and durability of acknowledged writes at the end, and
-//! every late operation answered. Each planted bug must be caught.
+//! every late operation answered. The planted bugs `no_dedup_on_failover`
+//! and `arrival_order` must be caught.
 
 use faultline_node::protocol::replication::simulation::run_seed;
 use faultline_node::protocol::replication::Bugs;

@@ -899,6 +899,39 @@ fn snapshot_planted_bugs_are_caught() {
     }
 }
 
+/// The shipped replication scenarios (`scenarios/passive.yaml`,
+/// `scenarios/active.yaml`: the primary or sequencer killed, a replica
+/// paused past its timeout, a replica partitioned, replies lost).
+#[test]
+fn replication_scenarios_are_valid_and_live() {
+    for (scenario, seed) in [("passive", 3), ("active", 4)] {
+        let r = shipped_run(scenario, None, seed);
+        assert_valid(&r);
+        for name in [
+            "exactly-once",
+            "agreement",
+            "one-primary",
+            "linearizable",
+            "liveness",
+        ] {
+            assert_eq!(
+                check(&r, name)["valid"],
+                true,
+                "{scenario} {name}: {}",
+                check(&r, name)
+            );
+        }
+        let lin = check(&r, "linearizable");
+        assert!(lin["evidence"]["operations"].as_u64() > Some(300), "{lin}");
+    }
+}
+
+#[test]
+fn replication_planted_bugs_are_caught() {
+    caught_by("passive", "no_dedup_on_failover", "exactly-once", &[3, 4]);
+    caught_by("active", "arrival_order", "linearizable", &[4, 5]);
+}
+
 /// Reads a schedule's index.
 fn index_runs(results: &Path) -> Vec<Value> {
     std::fs::read_to_string(results.join("index.json"))

@@ -90,6 +90,28 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
         }
     }
 
+    // Replies lost now and then (every replica's fault layer): clients
+    // retry the same request number, at the new primary after a failover.
+    let drop_replies = crate::api::PutFaults {
+        rules: vec![crate::faults::FaultRule {
+            id: None,
+            from: "*".into(),
+            to: "*".into(),
+            kind: "reply".into(),
+            at: crate::faults::Side::Send,
+            drop: 0.2,
+            duplicate: 0.0,
+            delay_ms: 0.0,
+            jitter_ms: 0.0,
+            reorder: None,
+            cut: false,
+        }],
+        lease_ms: None,
+        seed: None,
+    };
+    for r in &p.replicas {
+        sim.put_faults(r, &drop_replies);
+    }
     // The faults, one at a time, between 1 s and 7 s.
     let mut t = SECOND;
     let step = |sim: &mut Sim<ReplicationNode>, until: Time| {
