@@ -928,7 +928,12 @@ fn replication_scenarios_are_valid_and_live() {
 
 #[test]
 fn replication_planted_bugs_are_caught() {
-    caught_by("passive", "no_dedup_on_failover", "exactly-once", &[3, 4]);
+    caught_by(
+        "passive",
+        "forget_outcomes_on_promotion",
+        "exactly-once",
+        &[3, 4],
+    );
     caught_by("active", "arrival_order", "linearizable", &[4, 5]);
 }
 

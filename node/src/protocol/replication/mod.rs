@@ -40,7 +40,7 @@ pub struct Bugs {
     /// Passive: a promoted backup starts without the outcome table, so a
     /// client's retry of a request the old primary executed is applied
     /// again (the seed's double apply).
-    pub no_dedup_on_failover: bool,
+    pub forget_outcomes_on_promotion: bool,
     /// Passive: backups acknowledge a primary of any view, so a replaced
     /// primary (falsely suspected) still acknowledges: two primaries.
     pub unfenced_promotion: bool,

@@ -184,7 +184,7 @@ impl ReplicationNode {
                 Mode::Active(Box::new(a))
             } else {
                 let mut x = Passive::new(id, true, p.timing.checkpoint);
-                x.bugs.no_dedup_on_failover = p.bugs.no_dedup_on_failover;
+                x.bugs.forget_outcomes_on_promotion = p.bugs.forget_outcomes_on_promotion;
                 x.bugs.unfenced_promotion = p.bugs.unfenced_promotion;
                 Mode::Passive(Box::new(x))
             };

@@ -52,7 +52,7 @@ pub struct PassiveBugs {
     /// A promoted backup starts without the outcome table (the seed had
     /// no deduplication at the primary): a client's retry of a request the
     /// old primary executed is applied again.
-    pub no_dedup_on_failover: bool,
+    pub forget_outcomes_on_promotion: bool,
     /// Backups acknowledge a forward whatever its view: a replaced primary
     /// still acknowledges, and two primaries serve one view's clients.
     pub unfenced_promotion: bool,
@@ -191,7 +191,7 @@ impl Passive {
                 .range(self.index + 1..)
                 .map(|(i, (id, op, _))| (*i, id.clone(), op.clone()))
                 .collect();
-            if self.bugs.no_dedup_on_failover {
+            if self.bugs.forget_outcomes_on_promotion {
                 self.store.outcomes.clear();
             }
             for (i, id, op) in entries {
@@ -493,7 +493,7 @@ mod tests {
     fn without_dedup_on_failover_a_retry_applies_twice() {
         let mut g = group();
         for r in g.values_mut() {
-            r.bugs.no_dedup_on_failover = true;
+            r.bugs.forget_outcomes_on_promotion = true;
         }
         g.get_mut("r1").expect("r1").on_request("c1", id(1), add(5));
         settle(&mut g);
