@@ -31,6 +31,8 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     use rand::Rng;
     let (lo, hi) = below_ephemeral();
     let mut rng = rand::rng();
+    // A poisoned lock still holds a usable set.
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
     let mut held: Vec<(UdpSocket, TcpListener, u16)> = Vec::with_capacity(n);
     let mut tries = 0;
     while held.len() < n {
@@ -39,7 +41,7 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
             bail!("not enough free ports on 127.0.0.1 in {lo}..{hi}");
         }
         let port = rng.random_range(lo..hi);
-        if held.iter().any(|(_, _, p)| *p == port) {
+        if held.iter().any(|(_, _, p)| *p == port) || recent.1.contains(&port) {
             continue;
         }
         let a = SocketAddr::from(([127, 0, 0, 1], port));
@@ -48,8 +50,35 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
             held.push((u, t, port));
         }
     }
-    Ok(held.into_iter().map(|(_, _, p)| p).collect())
+    let ports: Vec<u16> = held.into_iter().map(|(_, _, p)| p).collect();
+    for p in &ports {
+        recent.0.push_back(*p);
+        recent.1.insert(*p);
+    }
+    // Bounded: one removal per port past the limit.
+    while recent.0.len() > RECENT_LIMIT {
+        if let Some(old) = recent.0.pop_front() {
+            recent.1.remove(&old);
+        }
+    }
+    Ok(ports)
 }
+
+/// Ports this process handed out lately, in order and as a set: never
+/// handed out again, nor probed (a probe binds the port for a moment, and
+/// a node of another cluster of this process may be binding it just then:
+/// parallel tests collided so). The oldest are forgotten past
+/// [`RECENT_LIMIT`], so a long schedule does not run out of ports.
+static RECENT: std::sync::Mutex<(
+    std::collections::VecDeque<u16>,
+    std::collections::BTreeSet<u16>,
+)> = std::sync::Mutex::new((
+    std::collections::VecDeque::new(),
+    std::collections::BTreeSet::new(),
+));
+
+/// How many recently handed-out ports [`free_ports`] avoids.
+const RECENT_LIMIT: usize = 6_000;
 
 /// The ports from which [`free_ports`] draws: from 10000 up to the start of
 /// the kernel's ephemeral range (32768 when it cannot be read).
