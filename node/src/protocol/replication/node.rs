@@ -116,10 +116,7 @@ impl Reply {
     pub fn outcome(&self) -> crate::api::Outcome {
         use crate::api::Outcome;
         match self {
-            Reply::Done {
-                answer: Answer::Refused(_),
-                ..
-            } => Outcome::Ok,
+            // A refusal (overflow) is a definite answer too.
             Reply::Done { .. } => Outcome::Ok,
             Reply::Unknown { .. } => Outcome::Unknown,
             Reply::Failed { .. } => Outcome::Failed,
