@@ -39,7 +39,8 @@ test:
 # (direct and through the packet proxy), the standby bank's operations and
 # failover time over 20 kills, smr's commands for 3, 5 and 7 replicas and
 # the stall of a silent client, the bitcake network's time and messages per
-# snapshot (7, 50 and 200 nodes; 1, 2 and 4 initiators), the proxy's added latency for
+# snapshot (7, 50 and 200 nodes; 1, 2 and 4 initiators), replication's
+# requests per second and failover over 20 kills in each mode, the proxy's added latency for
 # 1,200-byte datagrams, the linearizability checker's speed, the table
 # of planted bugs caught by the shipped scenario, and the compose platform's
 # figures (image sizes, up to ready, memory, a run next to local processes).
@@ -48,6 +49,7 @@ bench: release
 	$(RELEASE)/bench-standby
 	$(RELEASE)/bench-smr
 	$(RELEASE)/bench-snapshot
+	$(RELEASE)/bench-replication
 	$(CARGO) run --release -q -p faultline-chaos --example proxy_bench
 	$(CARGO) bench -q -p faultline-chaos --bench lin_bench
 	scripts/run-dir-bench.sh $(RELEASE)/faultline-chaos
@@ -55,6 +57,8 @@ bench: release
 	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	SCENARIO=scenarios/smr.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	SCENARIO=scenarios/snapshot.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
+	SCENARIO=scenarios/passive.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
+	SCENARIO=scenarios/active.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images && \
 	  scripts/compose-bench.sh $(STATIC)/faultline-chaos; \
 	else echo "compose figures: skipped (no Docker daemon answers)"; fi
@@ -67,6 +71,8 @@ bugs: release
 	SCENARIO=scenarios/standby.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	SCENARIO=scenarios/smr.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 	SCENARIO=scenarios/snapshot.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
+	SCENARIO=scenarios/passive.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
+	SCENARIO=scenarios/active.yaml scripts/bug-table.sh $(BUG_SEEDS) 20s
 
 # The main job: a chaos run of the token system on local processes
 # (no Docker): omission, a partition, a crash; verdict and report.

@@ -24,6 +24,9 @@ case "$SYSTEM" in
   standby) BUGS=(none no_dedup_on_failover takeover_on_missed_heartbeat ack_before_standby) ;;
   smr) BUGS=(none execute_before_stable join_out_of_order ignore_nulls) ;;
   snapshot) BUGS=(none red_sender_mints record_after_handling stale_differential) ;;
+  replication)
+    if grep -q '^ *mode: *active' "$CLUSTER"; then BUGS=(none arrival_order)
+    else BUGS=(none forget_outcomes_on_promotion unfenced_promotion); fi ;;
   *) echo "no planted bugs known for system $SYSTEM" >&2; exit 2 ;;
 esac
 # ONLY=bug1,bug2 measures those alone (`none` for false alarms).

@@ -83,6 +83,12 @@ pub struct NodeState<S> {
     /// (false) in states recorded before it was added.
     #[serde(default)]
     pub ready: bool,
+    /// Unix microseconds at which the node's core clock (the `Time` its
+    /// handlers see, µs since the process started) read zero, so the
+    /// controller can place the times a state reports on its own clock.
+    /// 0 where unknown (the simulator, states recorded before it).
+    #[serde(default)]
+    pub clock_origin_us: u64,
     #[serde(flatten)]
     pub state: S,
 }
@@ -216,6 +222,7 @@ mod tests {
             id: "n1".into(),
             role: "server".into(),
             ready: true,
+            clock_origin_us: 0,
             state: S { epoch: 3 },
         };
         let v = serde_json::to_value(&s).expect("serialises");

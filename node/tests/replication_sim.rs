@@ -1,9 +1,10 @@
 //! Replication in the seeded simulator (FIFO links): 500 seeds per mode of
 //! replica kills and restarts (the primary included), a false suspicion
-//! (a paused replica), the GFD and the RM killed and restarted; exactly
+//! (a paused replica), a passive primary replaced behind its back (it and
+//! one client miss the new view), the GFD and the RM killed and restarted; exactly
 //! once, agreement and durability of acknowledged writes at the end, and
-//! every late operation answered. The planted bugs `forget_outcomes_on_promotion`
-//! and `arrival_order` must be caught.
+//! every late operation answered. The planted bugs `forget_outcomes_on_promotion`,
+//! `unfenced_promotion` and `arrival_order` must be caught.
 
 use faultline_node::protocol::replication::simulation::run_seed;
 use faultline_node::protocol::replication::Bugs;
@@ -64,8 +65,13 @@ fn planted_bugs_are_caught() {
             100
         ) > 0
     );
-    // `unfenced_promotion` is not caught yet: the simulated clients learn
-    // each view before the replaced primary wakes, so nothing reaches it
-    // (issue 10 keeps it open; docs/replication.md).
+    assert!(
+        caught(
+            "unfenced_promotion",
+            false,
+            b(|x| x.unfenced_promotion = true),
+            100
+        ) > 0
+    );
     assert!(caught("arrival_order", true, b(|x| x.arrival_order = true), 50) > 0);
 }

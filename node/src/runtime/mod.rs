@@ -323,6 +323,7 @@ impl<S: System> Driver<S> {
                     id: self.core.id().clone(),
                     role: S::role(&self.core).to_string(),
                     ready: S::is_ready(&self.core),
+                    clock_origin_us: history::unix_us().saturating_sub(self.now()),
                     state: self.core.state(),
                 });
             }

@@ -6,7 +6,9 @@
 //!   the same store at quiescence;
 //! - `one-primary` (passive): no two replicas acknowledged requests in one
 //!   view;
-//! - `linearizable`: per key, against [`StoreModel`].
+//! - `linearizable`: per key, against [`StoreModel`];
+//! - `detection`: per fault on a replica, the time to the view that left
+//!   it out (kill to new view).
 
 use super::model::StoreModel;
 use crate::check::{check_parallel, CheckOptions, Operation};
@@ -16,6 +18,7 @@ use crate::systems::{typed_ops, Judging};
 use faultline_node::api::{NodeState, Outcome as ApiOutcome};
 use faultline_node::protocol::replication::store::{Op, RequestId};
 use faultline_node::protocol::replication::{ReplicationState, Reply};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -197,4 +200,122 @@ pub(super) fn linearizable(run: &Judging<'_>) -> CheckOutcome {
         result,
         base,
     )
+}
+
+/// One fault on a replica and how long the group took to notice it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct Detection {
+    pub fault: usize,
+    pub kind: String,
+    pub replica: String,
+    /// From the fault's start to the first view the RM made without the
+    /// replica; `None`: no such view while the fault lasted.
+    pub ms: Option<f64>,
+    /// The view that left the replica out.
+    pub view: Option<u64>,
+}
+
+/// Detection time per fault (kill to new view, as issue 10 asks): for every
+/// fault window on a replica, the first view the RM made after the fault
+/// began (and before it healed, plus the bound) that leaves the replica
+/// out, with the RM's view times placed on the controller's clock by its
+/// `clock_origin_us`. Invalid when a replica killed or paused for longer
+/// than the liveness bound stays in the view past the bound; unknown when
+/// the RM restarted after the first such fault (its views of before are
+/// gone) or reports no clock.
+pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome {
+    const NAME: &str = "detection";
+    let rm = run.record.states.values().find_map(|v| {
+        let s: NodeState<ReplicationState> = serde_json::from_value(v.clone()).ok()?;
+        (s.role == "rm").then_some(s)
+    });
+    let faults: Vec<_> = run
+        .record
+        .windows
+        .iter()
+        .filter(|w| w.in_model && w.targets.iter().any(|t| replicas.contains(t)))
+        .collect();
+    if faults.is_empty() {
+        return outcome(NAME, Valid::True, "no fault on a replica", json!({}));
+    }
+    let Some(rm) = rm.filter(|s| s.clock_origin_us > 0) else {
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            "no RM state with a clock origin",
+            json!({}),
+        );
+    };
+    let origin = rm.clock_origin_us;
+    let bound_us = run.record.meta.liveness_bound_ms * 1_000;
+    let mut found = Vec::new();
+    let mut late = Vec::new();
+    let mut unmeasured = 0;
+    for w in &faults {
+        if w.start_us < origin {
+            unmeasured += 1; // the RM restarted since: its earlier views are gone
+            continue;
+        }
+        let until = w.end_us.unwrap_or(run.record.meta.end_us) + bound_us;
+        for r in w.targets.iter().filter(|t| replicas.contains(t)) {
+            let hit = rm.state.views_made.iter().find(|m| {
+                let at = origin + m.at;
+                at >= w.start_us && at <= until && !m.view.members.contains(r)
+            });
+            let d = Detection {
+                fault: w.id,
+                kind: w.fault.clone(),
+                replica: r.clone(),
+                ms: hit.map(|m| (origin + m.at - w.start_us) as f64 / 1_000.0),
+                view: hit.map(|m| m.view.number),
+            };
+            let lasted = w
+                .end_us
+                .unwrap_or(run.record.meta.end_us)
+                .saturating_sub(w.start_us);
+            let must = matches!(w.fault.as_str(), "kill" | "pause") && lasted > bound_us;
+            if must && d.ms.is_none_or(|ms| ms > bound_us as f64 / 1_000.0) {
+                late.push(d.clone());
+            }
+            found.push(d);
+        }
+    }
+    let said: Vec<String> = found
+        .iter()
+        .map(|d| match (d.ms, d.view) {
+            (Some(ms), Some(v)) => format!(
+                "{} of {} (fault {}): {ms:.0} ms to view {v}",
+                d.kind, d.replica, d.fault
+            ),
+            _ => format!(
+                "{} of {} (fault {}): never left the view",
+                d.kind, d.replica, d.fault
+            ),
+        })
+        .collect();
+    let details = json!({"detections": found, "unmeasured": unmeasured});
+    if let Some(d) = late.first() {
+        return outcome(
+            NAME,
+            Valid::False,
+            format!(
+                "{} of {} (fault {}) was not detected within the {} ms bound; {}",
+                d.kind,
+                d.replica,
+                d.fault,
+                run.record.meta.liveness_bound_ms,
+                said.join("; ")
+            ),
+            details,
+        );
+    }
+    if found.is_empty() {
+        return outcome(
+            NAME,
+            Valid::Unknown,
+            format!("{unmeasured} faults on replicas, none measured: the RM restarted after them"),
+            details,
+        );
+    }
+    outcome(NAME, Valid::True, said.join("; "), details)
 }

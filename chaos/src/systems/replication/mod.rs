@@ -1,8 +1,9 @@
 //! The controller's side of active and passive replication (seed 002):
 //! its workload of adds, puts and gets over a few keys, its run facts, and
 //! its checks: `exactly-once` and `agreement` (from the replicas' final
-//! logs and stores), `one-primary` (from the clients' replies) and
-//! `linearizable` (per key, against [`model::StoreModel`]).
+//! logs and stores), `one-primary` (from the clients' replies),
+//! `linearizable` (per key, against [`model::StoreModel`]) and
+//! `detection` (per fault on a replica, the time to the view without it).
 
 mod checks;
 pub mod model;
@@ -94,14 +95,14 @@ impl ChaosSystem for ReplicationChaos {
     }
 
     fn checks(run: &Judging<'_>) -> Vec<CheckOutcome> {
-        let active = serde_json::from_value::<ReplicationMeta>(run.record.meta.system_meta.clone())
-            .map(|m| m.active)
-            .unwrap_or(false);
+        let meta = serde_json::from_value::<ReplicationMeta>(run.record.meta.system_meta.clone())
+            .unwrap_or_default();
         vec![
             timed(|| checks::exactly_once(run)),
             timed(|| checks::agreement(run)),
-            timed(|| checks::one_primary(run, active)),
+            timed(|| checks::one_primary(run, meta.active)),
             timed(|| checks::linearizable(run)),
+            timed(|| checks::detection(run, &meta.replicas)),
         ]
     }
 

@@ -113,6 +113,9 @@ pub struct Active {
     pub out: Vec<(NodeId, AMsg)>,
     /// Requests this member applied, in order (exactly-once check).
     pub applied: Vec<RequestId>,
+    /// Requests answered from the outcome table instead of applied again
+    /// (every client retry, and every request a member already ordered).
+    pub duplicates: u64,
 }
 
 impl Active {
@@ -134,6 +137,7 @@ impl Active {
             bugs: ActiveBugs::default(),
             out: Vec::new(),
             applied: Vec::new(),
+            duplicates: 0,
         }
     }
 
@@ -218,6 +222,8 @@ impl Active {
         let a = self.store.apply(id, op, true);
         if fresh {
             self.applied.push(id.clone());
+        } else {
+            self.duplicates += 1;
         }
         a
     }
@@ -263,6 +269,7 @@ impl Active {
         }
         if let Some(a) = self.store.outcome(&id) {
             let answer = a.clone();
+            self.duplicates += 1;
             self.reply(id, answer);
             return;
         }

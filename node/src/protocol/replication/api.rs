@@ -39,6 +39,13 @@ impl From<&Store> for StoreView {
     }
 }
 
+/// A view the RM made, and when (µs on the RM's clock).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewMade {
+    pub view: View,
+    pub at: Time,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationState {
     /// `passive` or `active`.
@@ -59,8 +66,9 @@ pub struct ReplicationState {
     /// GFD: replicas alive, in join order.
     pub members: Vec<NodeId>,
     pub lfd: Option<LfdState>,
-    /// RM: (view number, µs on its clock when made).
-    pub views_made: Vec<(u64, Time)>,
+    /// RM: the views it made since it started, with when (µs on its
+    /// clock: `clock_origin_us` places them in Unix time).
+    pub views_made: Vec<ViewMade>,
     /// Client: requests waiting, and retries sent.
     pub pending_ops: usize,
     pub retries: u64,
@@ -106,7 +114,14 @@ pub(super) fn state(n: &ReplicationNode) -> ReplicationState {
         ReplNode::Gfd { gfd, .. } => s.members = gfd.membership.members.clone(),
         ReplNode::Rm { rm, .. } => {
             s.view = Some(rm.view.clone());
-            s.views_made = rm.made.clone();
+            s.views_made = rm
+                .made
+                .iter()
+                .map(|(view, at)| ViewMade {
+                    view: view.clone(),
+                    at: *at,
+                })
+                .collect();
         }
         ReplNode::Client { client, .. } => {
             s.view = Some(client.view.clone());

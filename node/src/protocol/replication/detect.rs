@@ -34,6 +34,9 @@ pub struct Lfd {
     pub alive: bool,
     /// Alive-to-dead transitions, and when each was noticed.
     pub deaths: Vec<Time>,
+    /// At the last death: how long the replica had been silent (from its
+    /// last echo to the suspicion), µs; at least the timeout.
+    pub last_silence: Option<Time>,
     pub missed: u64,
     pub out: Vec<LfdOut>,
 }
@@ -52,6 +55,7 @@ impl Lfd {
             last_echo: None,
             alive: false,
             deaths: Vec::new(),
+            last_silence: None,
             missed: 0,
             out: Vec::new(),
         }
@@ -77,6 +81,7 @@ impl Lfd {
             .is_some_and(|t| now.saturating_sub(t) <= self.timeout);
         if self.alive && !fresh {
             self.deaths.push(now);
+            self.last_silence = self.last_echo.map(|t| now.saturating_sub(t));
         }
         if self.seq > 0
             && self

@@ -13,7 +13,7 @@ use crate::config::{Cluster, ConfigError, Ctx};
 use crate::protocol::NodeId;
 use crate::runtime::Handle;
 use crate::system::{Channels, System};
-use prometheus::{IntGauge, Registry};
+use prometheus::{Gauge, IntGauge, Registry};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ pub struct ReplicationGauges {
     pending_ops: IntGauge,
     retries: IntGauge,
     replayed: IntGauge,
+    duplicates: IntGauge,
+    checkpoint_age: Gauge,
+    detection: Gauge,
 }
 
 impl System for Replication {
@@ -106,6 +109,11 @@ impl System for Replication {
             r.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let seconds = |name: &str, help: &str| -> prometheus::Result<Gauge> {
+            let g = Gauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         Ok(ReplicationGauges {
             view: one(
                 "faultline_replication_view",
@@ -155,6 +163,18 @@ impl System for Replication {
                 "faultline_replication_replayed",
                 "Passive replica: log entries replayed at its promotions (a counter).",
             )?,
+            duplicates: one(
+                "faultline_replication_duplicates_suppressed",
+                "Replica: requests answered from the outcome table instead of applied again (a counter).",
+            )?,
+            checkpoint_age: seconds(
+                "faultline_replication_checkpoint_age_seconds",
+                "Passive replica: seconds since it last took (backup) or sent (primary) a checkpoint, as of its last event; 0 before the first.",
+            )?,
+            detection: seconds(
+                "faultline_replication_detection_seconds",
+                "LFD: how long its replica had been silent when it was last declared dead (at least the heartbeat timeout).",
+            )?,
         })
     }
 
@@ -168,7 +188,17 @@ impl System for Replication {
             );
         }
         match &core.role {
-            ReplNode::Replica { .. } => {
+            ReplNode::Replica { mode, .. } => {
+                match mode {
+                    Mode::Passive(x) => {
+                        g.duplicates.set(x.duplicates as i64);
+                        g.checkpoint_age.set(
+                            x.last_checkpoint
+                                .map_or(0.0, |t| x.clock.saturating_sub(t) as f64 / 1e6),
+                        );
+                    }
+                    Mode::Active(a) => g.duplicates.set(a.duplicates as i64),
+                }
                 g.ready.set(s.has_state as i64);
                 g.executed.set(s.executed as i64);
                 g.log_len.set(s.log_len as i64);
@@ -178,6 +208,9 @@ impl System for Replication {
                 g.heartbeats.set(l.sent() as i64);
                 g.missed.set(l.missed as i64);
                 g.alive.set(l.alive as i64);
+                if let Some(t) = l.last_silence {
+                    g.detection.set(t as f64 / 1e6);
+                }
             }
             ReplNode::Gfd { .. } => g.members.set(s.members.len() as i64),
             ReplNode::Rm { .. } => {}

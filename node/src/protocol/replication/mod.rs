@@ -22,7 +22,7 @@ pub mod store;
 mod verbs;
 pub mod view;
 
-pub use api::{LfdState, ReplicationState, StoreView};
+pub use api::{LfdState, ReplicationState, StoreView, ViewMade};
 pub use config::ReplicationSection;
 pub use exports::Replication;
 pub use node::{Msg, Record, ReplicationNode, Reply};

@@ -367,6 +367,13 @@ impl Core for ReplicationNode {
         out: &mut Effects,
     ) {
         let p = self.params.clone();
+        if let ReplNode::Replica {
+            mode: Mode::Passive(x),
+            ..
+        } = &mut self.role
+        {
+            x.clock = now;
+        }
         match (&mut self.role, msg) {
             (ReplNode::Replica { .. }, Msg::Heartbeat { seq }) => {
                 out.sends.push((from.clone(), Msg::Echo { seq }));
@@ -490,7 +497,10 @@ impl Core for ReplicationNode {
             ReplNode::Replica {
                 mode: Mode::Passive(x),
                 ..
-            } => x.on_tick(now),
+            } => {
+                x.clock = now;
+                x.on_tick(now)
+            }
             ReplNode::Replica { .. } => {}
             ReplNode::Lfd(l) => l.on_tick(now),
             ReplNode::Gfd { gfd, .. } => gfd.on_tick(now),

@@ -53,8 +53,9 @@ pub struct PassiveBugs {
     /// no deduplication at the primary): a client's retry of a request the
     /// old primary executed is applied again.
     pub forget_outcomes_on_promotion: bool,
-    /// Backups acknowledge a forward whatever its view: a replaced primary
-    /// still acknowledges, and two primaries serve one view's clients.
+    /// Backups acknowledge a forward of any view and any sender: a
+    /// replaced primary that missed the new view still gathers its
+    /// acknowledgements and answers its clients from a stale store.
     pub unfenced_promotion: bool,
 }
 
@@ -86,6 +87,15 @@ pub struct Passive {
     pub applied: Vec<RequestId>,
     /// Requests executed again on promotion (replayed from the log).
     pub replayed: u64,
+    /// Requests answered from the outcome table instead of applied again
+    /// (a client's retry, a replay of what a checkpoint had).
+    pub duplicates: u64,
+    /// When this replica last took (backup) or sent (primary) a
+    /// checkpoint, µs on its clock.
+    pub last_checkpoint: Option<Time>,
+    /// The time of the event being handled (the node sets it before each
+    /// handler), µs on its clock.
+    pub clock: Time,
 }
 
 impl Passive {
@@ -108,6 +118,9 @@ impl Passive {
             out: Vec::new(),
             applied: Vec::new(),
             replayed: 0,
+            duplicates: 0,
+            last_checkpoint: None,
+            clock: 0,
         }
     }
 
@@ -138,6 +151,8 @@ impl Passive {
         let a = self.store.apply(id, op, dedup);
         if fresh {
             self.applied.push(id.clone());
+        } else {
+            self.duplicates += 1;
         }
         a
     }
@@ -251,6 +266,7 @@ impl Passive {
         }
         if let Some(a) = self.store.outcome(&id) {
             let answer = a.clone();
+            self.duplicates += 1;
             self.reply(id, answer);
             return;
         }
@@ -305,7 +321,7 @@ impl Passive {
 
     /// A primary's forward.
     pub fn on_forward(&mut self, from: &str, view: u64, index: u64, id: RequestId, op: Op) {
-        if view > self.view.number && !self.bugs.unfenced_promotion {
+        if view > self.view.number {
             self.hold(
                 from,
                 PMsg::Forward {
@@ -319,7 +335,13 @@ impl Passive {
         }
         let from_primary = self.view.primary.as_deref() == Some(from);
         let fenced = view == self.view.number && from_primary;
-        if !(fenced || self.bugs.unfenced_promotion) || !self.ready {
+        if !fenced && self.bugs.unfenced_promotion && self.ready {
+            // The planted bug: a replaced primary's entry is acknowledged
+            // (not logged: this replica follows its own view's primary).
+            self.out.push((from.to_string(), PMsg::Ack { view, index }));
+            return;
+        }
+        if !fenced || !self.ready {
             if view != self.view.number {
                 self.out.push((
                     from.to_string(),
@@ -360,6 +382,7 @@ impl Passive {
             self.store = store;
             self.index = index;
             self.ready = true;
+            self.last_checkpoint = Some(self.clock);
         }
     }
 
@@ -367,6 +390,7 @@ impl Passive {
     pub fn on_tick(&mut self, now: Time) {
         if self.is_primary() && self.ready && now >= self.next_checkpoint {
             self.checkpoint_to_backups();
+            self.last_checkpoint = Some(now);
             self.next_checkpoint = now + self.checkpoint_every.max(1);
         }
     }

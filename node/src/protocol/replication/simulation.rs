@@ -4,8 +4,10 @@
 //! registers. Faults, one at a time: a replica killed and restarted (in
 //! passive mode the primary half of the time; it comes back as a backup
 //! and takes the state by transfer), a replica paused past its timeout (a
-//! false suspicion: it wakes up in an older view), the GFD and the RM
-//! killed and restarted. At the end: no request applied twice on any
+//! false suspicion: it wakes up in an older view), in passive mode the
+//! primary replaced behind its back (it stops answering its LFD and,
+//! like one client, misses the new view: that client keeps sending to
+//! it), the GFD and the RM killed and restarted. At the end: no request applied twice on any
 //! replica (their logs), the final view's replicas agree, every
 //! acknowledged write is in their state, and every operation invoked after
 //! the faults healed was answered.
@@ -112,13 +114,19 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     for r in &p.replicas {
         sim.put_faults(r, &drop_replies);
     }
+    let with = |rules: Vec<crate::faults::FaultRule>| crate::api::PutFaults {
+        rules,
+        lease_ms: None,
+        seed: None,
+    };
     // The faults, one at a time, between 1 s and 7 s.
     let mut t = SECOND;
     let step = |sim: &mut Sim<ReplicationNode>, until: Time| {
         sim.run_until(until, 5_000_000, &mut |_, _| Ok(()))
     };
     for _ in 0..3 {
-        let kind = sim.rng().random_range(0..4);
+        // Passive mode has one more: a primary replaced behind its back.
+        let kind = sim.rng().random_range(0..if active { 4 } else { 5 });
         let gap = sim.rng().random_range(300 * MS..900 * MS);
         t += sim.rng().random_range(200 * MS..600 * MS);
         step(&mut sim, t)?;
@@ -143,6 +151,39 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
                 t += gap;
                 step(&mut sim, t)?;
                 sim.resume(&r);
+                continue;
+            }
+            4 => {
+                // The primary stops answering its LFD (it is removed from
+                // the view) and, like one client, never hears the RM's new
+                // view: that client keeps sending to the replaced primary,
+                // which must get no backup to acknowledge it (fencing).
+                let r = primary.unwrap_or_else(|| p.replicas[0].clone());
+                let c = p.clients[sim.rng().random_range(0..p.clients.len())].clone();
+                out.faults.push(format!("replace {r} behind its and {c}'s back"));
+                let lose = |kind: &str, at: crate::faults::Side| crate::faults::FaultRule {
+                    id: None,
+                    from: "*".into(),
+                    to: "*".into(),
+                    kind: kind.into(),
+                    at,
+                    drop: 1.0,
+                    duplicate: 0.0,
+                    delay_ms: 0.0,
+                    jitter_ms: 0.0,
+                    reorder: None,
+                    cut: false,
+                };
+                use crate::faults::Side;
+                let mut cut_off = drop_replies.rules.clone();
+                cut_off.extend([lose("echo", Side::Send), lose("view", Side::Receive)]);
+                sim.put_faults(&r, &with(cut_off));
+                sim.put_faults(&c, &with(vec![lose("view", Side::Receive)]));
+                t += gap + SECOND;
+                step(&mut sim, t)?;
+                sim.put_faults(&r, &drop_replies);
+                sim.put_faults(&c, &with(Vec::new()));
+                t += SECOND;
                 continue;
             }
             _ => {
@@ -205,7 +246,9 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     }
     for (r, s) in &finals[1..] {
         let (r0, s0) = finals[0];
-        if s.counters != s0.counters || s.registers != s0.registers {
+        // The same state and the same order of requests applied (adds
+        // commute: only the order shows two members that disagreed).
+        if s.counters != s0.counters || s.registers != s0.registers || s.history != s0.history {
             if std::env::var("REPL_DEBUG").is_ok() {
                 for r in &p.replicas {
                     if let Some(ReplNode::Replica {

@@ -20,6 +20,9 @@ pub struct View {
     pub primary: Option<NodeId>,
 }
 
+/// How many made views an RM remembers (a view is a few dozen bytes).
+pub const MADE_KEPT: usize = 10_000;
+
 /// The replication manager.
 #[derive(Clone, Debug)]
 pub struct Rm {
@@ -37,8 +40,10 @@ pub struct Rm {
     pub out: Vec<(NodeId, View)>,
     /// A view number to make durable before the view is sent.
     pub persist: Option<u64>,
-    /// When each view was made (for detection times).
-    pub made: Vec<(u64, Time)>,
+    /// The views this RM made since it started, with when (µs on its
+    /// clock): the controller measures detection times (fault to view)
+    /// from them. The last [`MADE_KEPT`] only.
+    pub made: Vec<(View, Time)>,
 }
 
 impl Rm {
@@ -89,7 +94,10 @@ impl Rm {
             primary,
         };
         self.persist = Some(self.view.number);
-        self.made.push((self.view.number, now));
+        if self.made.len() >= MADE_KEPT {
+            self.made.remove(0);
+        }
+        self.made.push((self.view.clone(), now));
         self.push_unacked();
     }
 
