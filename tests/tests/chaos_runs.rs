@@ -901,7 +901,8 @@ fn snapshot_planted_bugs_are_caught() {
 
 /// The shipped replication scenarios (`scenarios/passive.yaml`,
 /// `scenarios/active.yaml`: the primary or sequencer killed, a replica
-/// paused past its timeout, a replica partitioned, replies lost).
+/// paused past its timeout, a replica partitioned, replies lost; passive:
+/// the primary replaced while it and a client miss the new view).
 #[test]
 fn replication_scenarios_are_valid_and_live() {
     for (scenario, seed) in [("passive", 3), ("active", 4)] {
@@ -912,6 +913,7 @@ fn replication_scenarios_are_valid_and_live() {
             "agreement",
             "one-primary",
             "linearizable",
+            "detection",
             "liveness",
         ] {
             assert_eq!(
@@ -923,6 +925,18 @@ fn replication_scenarios_are_valid_and_live() {
         }
         let lin = check(&r, "linearizable");
         assert!(lin["evidence"]["operations"].as_u64() > Some(300), "{lin}");
+        // Detection time per fault on a replica: the kill, the pause and
+        // the partition each left their replica out of a view within the
+        // bound (passive: the replaced primary's silence too).
+        let d = check(&r, "detection");
+        let found = d["evidence"]["detections"].as_array().cloned().unwrap_or_default();
+        let measured = found.iter().filter(|x| x["ms"].as_f64().is_some()).count();
+        assert!(measured >= 3, "{scenario}: {d}");
+        for x in &found {
+            if x["kind"] == "kill" {
+                assert!(x["ms"].as_f64() < Some(6_000.0), "{scenario}: {x}");
+            }
+        }
     }
 }
 
@@ -935,6 +949,9 @@ fn replication_planted_bugs_are_caught() {
         &[3, 4],
     );
     caught_by("active", "arrival_order", "linearizable", &[4, 5]);
+    // The primary replaced behind its back serves client c1 from a stale
+    // store once the backups acknowledge it.
+    caught_by("passive", "unfenced_promotion", "linearizable", &[3, 4]);
 }
 
 /// Reads a schedule's index.

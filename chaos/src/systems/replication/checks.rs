@@ -215,6 +215,23 @@ pub(super) struct Detection {
     pub view: Option<u64>,
 }
 
+/// Whether a fault silences its targets toward their LFDs: a process
+/// fault, a partition, or a message fault that loses every heartbeat or
+/// echo (a drop of replies, or of some heartbeats, leaves the detectors
+/// nothing to notice).
+fn silences(w: &crate::record::FaultWindow) -> bool {
+    if w.layer == "process" || w.fault == "partition" {
+        return true;
+    }
+    w.layer == "message"
+        && w.detail["rules"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                matches!(r["kind"].as_str(), Some("echo" | "heartbeat" | "*"))
+                    && (r["drop"].as_f64() >= Some(1.0) || r["cut"].as_bool() == Some(true))
+            })
+        })
+}
+
 /// Detection time per fault (kill to new view, as issue 10 asks): for every
 /// fault window on a replica, the first view the RM made after the fault
 /// began (and before it healed, plus the bound) that leaves the replica
@@ -233,7 +250,7 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
         .record
         .windows
         .iter()
-        .filter(|w| w.in_model && w.targets.iter().any(|t| replicas.contains(t)))
+        .filter(|w| w.in_model && silences(w) && w.targets.iter().any(|t| replicas.contains(t)))
         .collect();
     if faults.is_empty() {
         return outcome(NAME, Valid::True, "no fault on a replica", json!({}));

@@ -251,6 +251,33 @@ impl Passive {
         }
     }
 
+    /// Sends every entry still waiting again to the backups that have not
+    /// acknowledged it: a forward lost with a connection, or dropped by a
+    /// backup that had no state yet (it has now: the checkpoint went just
+    /// before), would otherwise hold the primary forever. A backup logs
+    /// and acknowledges a repeated entry as it did the first.
+    fn forward_again(&mut self) {
+        let view = self.view.number;
+        let mut again = Vec::new();
+        for (i, acks) in &self.waiting {
+            let Some((id, op, _)) = self.log.get(i) else {
+                continue;
+            };
+            for b in acks {
+                again.push((
+                    b.clone(),
+                    PMsg::Forward {
+                        view,
+                        index: *i,
+                        id: id.clone(),
+                        op: op.clone(),
+                    },
+                ));
+            }
+        }
+        self.out.extend(again);
+    }
+
     /// A client's request.
     pub fn on_request(&mut self, from: &str, id: RequestId, op: Op) {
         if !self.is_primary() || !self.ready {
@@ -391,6 +418,7 @@ impl Passive {
         if self.is_primary() && self.ready && now >= self.next_checkpoint {
             self.checkpoint_to_backups();
             self.last_checkpoint = Some(now);
+            self.forward_again();
             self.next_checkpoint = now + self.checkpoint_every.max(1);
         }
     }

@@ -94,20 +94,27 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
 
     // Replies lost now and then (every replica's fault layer): clients
     // retry the same request number, at the new primary after a failover.
+    // Forwards and acknowledgements lost too, more rarely (a connection
+    // reset loses what it carried): the primary sends waiting entries again.
+    let lossy = |kind: &str, drop: f64| crate::faults::FaultRule {
+        id: None,
+        from: "*".into(),
+        to: "*".into(),
+        kind: kind.into(),
+        at: crate::faults::Side::Send,
+        drop,
+        duplicate: 0.0,
+        delay_ms: 0.0,
+        jitter_ms: 0.0,
+        reorder: None,
+        cut: false,
+    };
     let drop_replies = crate::api::PutFaults {
-        rules: vec![crate::faults::FaultRule {
-            id: None,
-            from: "*".into(),
-            to: "*".into(),
-            kind: "reply".into(),
-            at: crate::faults::Side::Send,
-            drop: 0.2,
-            duplicate: 0.0,
-            delay_ms: 0.0,
-            jitter_ms: 0.0,
-            reorder: None,
-            cut: false,
-        }],
+        rules: vec![
+            lossy("reply", 0.2),
+            lossy("forward", 0.02),
+            lossy("ack", 0.02),
+        ],
         lease_ms: None,
         seed: None,
     };
