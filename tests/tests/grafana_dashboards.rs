@@ -213,6 +213,7 @@ fn load_verbs(system: &str) -> Vec<Vec<&'static str>> {
             vec!["list"],
         ],
         "snapshot" => vec![vec!["transfer", "n4", "1"], vec!["info"]],
+        "replication" => vec![vec!["add", "k", "1"], vec!["put", "r", "v"], vec!["get", "r"]],
         _ => vec![vec!["gettokens"], vec!["pay", "0", "c2"]],
     }
 }
@@ -250,7 +251,13 @@ impl Drop for Source {
 /// and a partition applied, under load from its first client.
 fn cluster_source(dir: &Path, system: &str) -> Source {
     let local = dir.join("local");
-    let cluster = repo().join("clusters").join(format!("{system}.yaml"));
+    // Replication ships one cluster file per mode: passive has every panel.
+    let file = if system == "replication" {
+        "passive"
+    } else {
+        system
+    };
+    let cluster = repo().join("clusters").join(format!("{file}.yaml"));
     chaos(
         &local,
         &[

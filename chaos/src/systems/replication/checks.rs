@@ -51,9 +51,10 @@ pub(super) fn exactly_once(run: &Judging<'_>) -> CheckOutcome {
                     NAME,
                     Valid::False,
                     format!(
-                        "{r} applied request {id} twice (the second time at entry {i} of its log)"
+                        "{r} applied request {id} twice (the second time at entry {} of its log)",
+                        store.history_dropped + i as u64
                     ),
-                    json!({"replica": r, "request": id.to_string(), "entry": i}),
+                    json!({"replica": r, "request": id.to_string(), "entry": store.history_dropped + i as u64}),
                 );
             }
         }

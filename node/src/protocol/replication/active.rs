@@ -15,7 +15,7 @@
 //! requests still waiting. One member of the old view in the new one is
 //! enough for nothing executed to be lost or reordered.
 
-use super::store::{Answer, Op, RequestId, Store};
+use super::store::{push_recent, Answer, Op, RequestId, Store};
 use super::view::View;
 use crate::protocol::NodeId;
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,9 @@ pub struct Active {
     pub bugs: ActiveBugs,
     pub out: Vec<(NodeId, AMsg)>,
     /// Requests this member applied, in order (exactly-once check).
+    /// The newest only ([`super::store::push_recent`]).
     pub applied: Vec<RequestId>,
+    applied_dropped: u64,
     /// Requests answered from the outcome table instead of applied again
     /// (every client retry, and every request a member already ordered).
     pub duplicates: u64,
@@ -137,6 +139,7 @@ impl Active {
             bugs: ActiveBugs::default(),
             out: Vec::new(),
             applied: Vec::new(),
+            applied_dropped: 0,
             duplicates: 0,
         }
     }
@@ -221,7 +224,7 @@ impl Active {
         let fresh = self.store.outcome(id).is_none();
         let a = self.store.apply(id, op, true);
         if fresh {
-            self.applied.push(id.clone());
+            push_recent(&mut self.applied, &mut self.applied_dropped, id.clone());
         } else {
             self.duplicates += 1;
         }

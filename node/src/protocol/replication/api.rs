@@ -27,6 +27,9 @@ pub struct StoreView {
     pub counters: std::collections::BTreeMap<String, i64>,
     pub registers: std::collections::BTreeMap<String, String>,
     pub history: Vec<RequestId>,
+    /// Entries of `history` forgotten from its front (it keeps the newest).
+    #[serde(default)]
+    pub history_dropped: u64,
 }
 
 impl From<&Store> for StoreView {
@@ -35,6 +38,7 @@ impl From<&Store> for StoreView {
             counters: s.counters.clone(),
             registers: s.registers.clone(),
             history: s.history.clone(),
+            history_dropped: s.history_dropped,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! its last checkpoint through the outcome table (nothing applied twice),
 //! then gives every backup its state.
 
-use super::store::{Answer, Op, RequestId, Store};
+use super::store::{push_recent, Answer, Op, RequestId, Store};
 use super::view::View;
 use crate::protocol::{NodeId, Time};
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,9 @@ pub struct Passive {
     pub out: Vec<(NodeId, PMsg)>,
     /// Requests this replica applied (not answers repeated from the
     /// outcome table), in order: the exactly-once check reads them.
+    /// The newest only ([`super::store::push_recent`]).
     pub applied: Vec<RequestId>,
+    applied_dropped: u64,
     /// Requests executed again on promotion (replayed from the log).
     pub replayed: u64,
     /// Requests answered from the outcome table instead of applied again
@@ -117,6 +119,7 @@ impl Passive {
             bugs: PassiveBugs::default(),
             out: Vec::new(),
             applied: Vec::new(),
+            applied_dropped: 0,
             replayed: 0,
             duplicates: 0,
             last_checkpoint: None,
@@ -150,7 +153,7 @@ impl Passive {
         let fresh = self.store.outcome(id).is_none() || !dedup;
         let a = self.store.apply(id, op, dedup);
         if fresh {
-            self.applied.push(id.clone());
+            push_recent(&mut self.applied, &mut self.applied_dropped, id.clone());
         } else {
             self.duplicates += 1;
         }
@@ -570,6 +573,26 @@ mod tests {
             "applied twice"
         );
         assert_eq!(g["r2"].applied, vec![id(1)], "r2 applied it once itself");
+    }
+
+    #[test]
+    fn a_lost_forward_goes_again_with_the_next_checkpoint() {
+        let mut g = group();
+        g.get_mut("r1").expect("r1").on_request("c1", id(1), add(5));
+        // The forward to r3 is lost (its connection reset): r1 waits.
+        g.get_mut("r1").expect("r1").out.retain(|(to, _)| to != "r3");
+        assert!(settle(&mut g).is_empty(), "r1 replied without r3");
+        g.get_mut("r1").expect("r1").on_tick(1_000_000);
+        assert_eq!(
+            settle(&mut g),
+            vec![PMsg::Reply {
+                id: id(1),
+                view: 1,
+                answer: Answer::Counter(5)
+            }]
+        );
+        assert_eq!(g["r3"].log_len(), 1, "r3 logged the entry sent again");
+        assert_eq!(g["r1"].applied, vec![id(1)], "applied once");
     }
 
     #[test]

@@ -13,6 +13,26 @@ use std::collections::BTreeMap;
 /// many requests in flight).
 pub const DEDUP_WINDOW: usize = 1024;
 
+/// Request ids a log of applied requests keeps (in memory, in `/state`
+/// and in checkpoints): the newest, between this many and twice as many,
+/// trimmed in one move so that a push costs O(1) amortised. A request
+/// applied twice further apart than this goes unseen by the exactly-once
+/// check; a checkpoint stays far below the transport's frame limit
+/// (about 25 bytes an id: under 0.5 MB). Unbounded, a few minutes of load
+/// made checkpoints too big to send and failover stopped.
+pub const HISTORY_KEPT: usize = 8192;
+
+/// Appends `id` to a bounded log of applied requests; `dropped` counts
+/// the entries forgotten from its front.
+pub fn push_recent(log: &mut Vec<RequestId>, dropped: &mut u64, id: RequestId) {
+    log.push(id);
+    if log.len() > 2 * HISTORY_KEPT {
+        let cut = log.len() - HISTORY_KEPT;
+        log.drain(..cut);
+        *dropped += cut as u64;
+    }
+}
+
 /// One operation on the store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,10 +95,14 @@ pub struct Store {
     pub outcomes: BTreeMap<NodeId, BTreeMap<u64, Answer>>,
     /// Requests applied (not counting answers repeated from the table).
     pub applied: u64,
-    /// Every request applied to this state, in order: the replica's log
-    /// that the exactly-once check reads (it travels with checkpoints, so
-    /// a request applied before a transfer and again after shows twice).
+    /// The newest requests applied to this state, in order (at most
+    /// 2 x [`HISTORY_KEPT`]): the replica's log that the exactly-once check
+    /// reads (it travels with checkpoints, so a request applied before a
+    /// transfer and again after shows twice).
     pub history: Vec<RequestId>,
+    /// Entries of `history` forgotten from its front.
+    #[serde(default)]
+    pub history_dropped: u64,
 }
 
 impl Store {
@@ -114,7 +138,7 @@ impl Store {
             Op::Get { key } => Answer::Register(self.registers.get(key).cloned()),
         };
         self.applied += 1;
-        self.history.push(id.clone());
+        push_recent(&mut self.history, &mut self.history_dropped, id.clone());
         let table = self.outcomes.entry(id.client.clone()).or_default();
         table.insert(id.seq, answer.clone());
         // Bounded: one removal per insertion past the window.
@@ -166,5 +190,18 @@ mod tests {
         };
         assert!(matches!(s.apply(&id(4), &big, true), Answer::Refused(_)));
         assert_eq!(s.counters["x"], 10, "a refusal changes nothing");
+    }
+
+    #[test]
+    fn the_log_of_applied_requests_keeps_the_newest() {
+        let mut s = Store::default();
+        let n = 2 * HISTORY_KEPT as u64 + 5;
+        for seq in 1..=n {
+            s.apply(&id(seq), &Op::Add { key: "x".into(), n: 1 }, true);
+        }
+        assert!(s.history.len() >= HISTORY_KEPT && s.history.len() <= 2 * HISTORY_KEPT);
+        assert_eq!(s.history_dropped + s.history.len() as u64, n);
+        assert_eq!(s.history.last(), Some(&id(n)), "the newest is kept");
+        assert_eq!(s.counters["x"], n as i64);
     }
 }
