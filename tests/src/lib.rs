@@ -199,7 +199,12 @@ impl TestCluster {
     }
 
     pub fn start(&mut self, id: &str) {
-        let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).expect("log file");
+        // Appended: a restarted node's log follows its earlier lives.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{id}.log")))
+            .expect("log file");
         let child = Command::new(node_bin())
             .args(["run", "--cluster"])
             .arg(&self.file)

@@ -127,6 +127,9 @@ async fn mode(name: &str, seconds: u64, workers: usize, kills: usize) {
             .unwrap_or_default();
         let Some(pid) = c.pid(&victim) else { break };
         let killed = Instant::now();
+        let killed_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status();
@@ -154,9 +157,9 @@ async fn mode(name: &str, seconds: u64, workers: usize, kills: usize) {
                         },
                     )
                     .await;
-                if let Reply::Done { replica, .. } = &op.reply {
+                if let Reply::Done { replica, view, .. } = &op.reply {
                     if *replica != victim {
-                        return Some(killed.elapsed());
+                        return Some((killed.elapsed(), format!("{replica} in view {view} after {i} tries")));
                     }
                 }
             }
@@ -166,7 +169,38 @@ async fn mode(name: &str, seconds: u64, workers: usize, kills: usize) {
         c.kill(&victim);
         c.start(&victim);
         match wrote {
-            Some(t) => failover.push(t.as_secs_f64() * 1000.0),
+            Some((t, answered_by)) => {
+                let ms = t.as_secs_f64() * 1000.0;
+                if ms > 400.0 {
+                    let views = c
+                        .state_as::<ReplicationState>("m1")
+                        .await
+                        .map(|s| {
+                            s.state
+                                .views_made
+                                .iter()
+                                .filter(|m| s.clock_origin_us + m.at >= killed_unix)
+                                .map(|m| {
+                                    format!(
+                                        "view {} {:?} primary {:?} at {} ms",
+                                        m.view.number,
+                                        m.view.members,
+                                        m.view.primary,
+                                        (s.clock_origin_us + m.at - killed_unix) / 1000
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "  {name} kill {k} of {victim} was slow: {ms:.0} ms to the first write, {} to the new view ({views}; write answered by {:?})",
+                        seen.map_or("never".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)),
+                        answered_by
+                    );
+                }
+                failover.push(ms);
+            }
             None => println!("  {name} kill {k}: no write acknowledged within 10 s"),
         }
         if let Some(t) = seen {

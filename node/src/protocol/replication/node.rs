@@ -180,7 +180,7 @@ impl ReplicationNode {
                 a.bugs.arrival_order = p.bugs.arrival_order;
                 Mode::Active(Box::new(a))
             } else {
-                let mut x = Passive::new(id, true, p.timing.checkpoint);
+                let mut x = Passive::new(id, true, p.timing.checkpoint, p.timing.retransmit);
                 x.bugs.forget_outcomes_on_promotion = p.bugs.forget_outcomes_on_promotion;
                 x.bugs.unfenced_promotion = p.bugs.unfenced_promotion;
                 Mode::Passive(Box::new(x))

@@ -70,12 +70,15 @@ pub struct Passive {
     pub index: u64,
     /// Entries after `index`: (request, op, the view that numbered it).
     log: BTreeMap<u64, (RequestId, Op, u64)>,
-    /// Primary: backups yet to acknowledge each entry.
-    waiting: BTreeMap<u64, BTreeSet<NodeId>>,
+    /// Primary: backups yet to acknowledge each entry, and when it was
+    /// last sent to them.
+    waiting: BTreeMap<u64, (BTreeSet<NodeId>, Time)>,
     /// Primary: the last index it numbered.
     next: u64,
     checkpoint_every: Time,
     next_checkpoint: Time,
+    /// An entry unacknowledged this long is sent again.
+    retransmit: Time,
     /// Forwards and checkpoints of a view this replica has not heard of
     /// yet (the RM's view and the primary's messages come on different
     /// links): handled once the view comes.
@@ -102,8 +105,9 @@ pub struct Passive {
 
 impl Passive {
     /// `ready`: starts with the (empty) state; a restarted replica is not
-    /// ready until a checkpoint comes.
-    pub fn new(me: &str, ready: bool, checkpoint_every: Time) -> Self {
+    /// ready until a checkpoint comes. `checkpoint_every` and `retransmit`
+    /// in µs.
+    pub fn new(me: &str, ready: bool, checkpoint_every: Time, retransmit: Time) -> Self {
         Passive {
             me: me.to_string(),
             view: View::default(),
@@ -115,6 +119,7 @@ impl Passive {
             next: 0,
             checkpoint_every,
             next_checkpoint: 0,
+            retransmit: retransmit.max(1),
             early: Vec::new(),
             bugs: PassiveBugs::default(),
             out: Vec::new(),
@@ -145,8 +150,17 @@ impl Passive {
         self.log.len()
     }
 
+    /// The next checkpoint, or sooner the first waiting entry's resend
+    /// (later entries may wait up to twice `retransmit`: one timer only).
     pub fn next_tick(&self) -> Option<Time> {
-        self.is_primary().then_some(self.next_checkpoint)
+        if !self.is_primary() {
+            return None;
+        }
+        let resend = self
+            .waiting
+            .first_key_value()
+            .map(|(_, (_, sent))| sent + self.retransmit);
+        Some(resend.map_or(self.next_checkpoint, |r| r.min(self.next_checkpoint)))
     }
 
     fn apply(&mut self, id: &RequestId, op: &Op, dedup: bool) -> Answer {
@@ -240,7 +254,7 @@ impl Passive {
         self.log
             .insert(index, (id.clone(), op.clone(), self.view.number));
         self.waiting
-            .insert(index, backups.iter().cloned().collect());
+            .insert(index, (backups.iter().cloned().collect(), self.clock));
         for b in backups {
             self.out.push((
                 b,
@@ -254,19 +268,24 @@ impl Passive {
         }
     }
 
-    /// Sends every entry still waiting again to the backups that have not
-    /// acknowledged it: a forward lost with a connection, or dropped by a
-    /// backup that had no state yet (it has now: the checkpoint went just
-    /// before), would otherwise hold the primary forever. A backup logs
-    /// and acknowledges a repeated entry as it did the first.
-    fn forward_again(&mut self) {
+    /// Sends every entry unacknowledged for `retransmit` again to the
+    /// backups that have not acknowledged it: a forward lost with a
+    /// connection (the first message to a restarted peer goes into the
+    /// old, dead connection), or dropped by a backup that had no state
+    /// yet, would otherwise hold the primary for ever. A backup logs and
+    /// acknowledges a repeated entry as it did the first.
+    fn forward_again(&mut self, now: Time) {
         let view = self.view.number;
         let mut again = Vec::new();
-        for (i, acks) in &self.waiting {
+        for (i, (acks, sent)) in self.waiting.iter_mut() {
+            if *sent + self.retransmit > now {
+                continue;
+            }
             let Some((id, op, _)) = self.log.get(i) else {
                 continue;
             };
-            for b in acks {
+            *sent = now;
+            for b in acks.iter() {
                 again.push((
                     b.clone(),
                     PMsg::Forward {
@@ -323,7 +342,7 @@ impl Passive {
     /// Executes, in order, the entries every backup has acknowledged.
     fn execute_ready(&mut self) {
         // Bounded by the log.
-        while let Some((&i, acks)) = self.waiting.first_key_value() {
+        while let Some((&i, (acks, _))) = self.waiting.first_key_value() {
             if !acks.is_empty() {
                 return;
             }
@@ -343,7 +362,7 @@ impl Passive {
         if view != self.view.number || !self.is_primary() {
             return;
         }
-        if let Some(w) = self.waiting.get_mut(&index) {
+        if let Some((w, _)) = self.waiting.get_mut(&index) {
             w.remove(from);
         }
         self.execute_ready();
@@ -418,12 +437,15 @@ impl Passive {
 
     /// Periodic checkpoints at the primary.
     pub fn on_tick(&mut self, now: Time) {
-        if self.is_primary() && self.ready && now >= self.next_checkpoint {
+        if !self.is_primary() || !self.ready {
+            return;
+        }
+        if now >= self.next_checkpoint {
             self.checkpoint_to_backups();
             self.last_checkpoint = Some(now);
-            self.forward_again();
             self.next_checkpoint = now + self.checkpoint_every.max(1);
         }
+        self.forward_again(now);
     }
 }
 
@@ -454,7 +476,7 @@ mod tests {
         ["r1", "r2", "r3"]
             .iter()
             .map(|r| {
-                let mut p = Passive::new(r, true, 100_000);
+                let mut p = Passive::new(r, true, 100_000, 50_000);
                 p.on_view(view(1, &["r1", "r2", "r3"], "r1"));
                 (r.to_string(), p)
             })
@@ -576,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_forward_goes_again_with_the_next_checkpoint() {
+    fn a_lost_forward_goes_again_after_the_retransmit_period() {
         let mut g = group();
         g.get_mut("r1").expect("r1").on_request("c1", id(1), add(5));
         // The forward to r3 is lost (its connection reset): r1 waits.
@@ -625,7 +647,7 @@ mod tests {
         let mut g = group();
         g.get_mut("r1").expect("r1").on_request("c1", id(1), add(5));
         settle(&mut g);
-        let mut r3 = Passive::new("r3", false, 100_000);
+        let mut r3 = Passive::new("r3", false, 100_000, 50_000);
         r3.on_view(view(3, &["r1", "r2", "r3"], "r1"));
         g.insert("r3".into(), r3);
         g.get_mut("r1")
