@@ -929,7 +929,10 @@ fn replication_scenarios_are_valid_and_live() {
         // the partition each left their replica out of a view within the
         // bound (passive: the replaced primary's silence too).
         let d = check(&r, "detection");
-        let found = d["evidence"]["detections"].as_array().cloned().unwrap_or_default();
+        let found = d["evidence"]["detections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let measured = found.iter().filter(|x| x["ms"].as_f64().is_some()).count();
         assert!(measured >= 3, "{scenario}: {d}");
         for x in &found {

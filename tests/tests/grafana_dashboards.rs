@@ -213,7 +213,11 @@ fn load_verbs(system: &str) -> Vec<Vec<&'static str>> {
             vec!["list"],
         ],
         "snapshot" => vec![vec!["transfer", "n4", "1"], vec!["info"]],
-        "replication" => vec![vec!["add", "k", "1"], vec!["put", "r", "v"], vec!["get", "r"]],
+        "replication" => vec![
+            vec!["add", "k", "1"],
+            vec!["put", "r", "v"],
+            vec!["get", "r"],
+        ],
         _ => vec![vec!["gettokens"], vec!["pay", "0", "c2"]],
     }
 }

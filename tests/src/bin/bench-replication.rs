@@ -159,7 +159,10 @@ async fn mode(name: &str, seconds: u64, workers: usize, kills: usize) {
                     .await;
                 if let Reply::Done { replica, view, .. } = &op.reply {
                     if *replica != victim {
-                        return Some((killed.elapsed(), format!("{replica} in view {view} after {i} tries")));
+                        return Some((
+                            killed.elapsed(),
+                            format!("{replica} in view {view} after {i} tries"),
+                        ));
                     }
                 }
             }

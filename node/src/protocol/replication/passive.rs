@@ -602,7 +602,10 @@ mod tests {
         let mut g = group();
         g.get_mut("r1").expect("r1").on_request("c1", id(1), add(5));
         // The forward to r3 is lost (its connection reset): r1 waits.
-        g.get_mut("r1").expect("r1").out.retain(|(to, _)| to != "r3");
+        g.get_mut("r1")
+            .expect("r1")
+            .out
+            .retain(|(to, _)| to != "r3");
         assert!(settle(&mut g).is_empty(), "r1 replied without r3");
         g.get_mut("r1").expect("r1").on_tick(1_000_000);
         assert_eq!(

@@ -167,7 +167,8 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
                 // which must get no backup to acknowledge it (fencing).
                 let r = primary.unwrap_or_else(|| p.replicas[0].clone());
                 let c = p.clients[sim.rng().random_range(0..p.clients.len())].clone();
-                out.faults.push(format!("replace {r} behind its and {c}'s back"));
+                out.faults
+                    .push(format!("replace {r} behind its and {c}'s back"));
                 let lose = |kind: &str, at: crate::faults::Side| crate::faults::FaultRule {
                     id: None,
                     from: "*".into(),

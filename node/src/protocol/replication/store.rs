@@ -197,7 +197,14 @@ mod tests {
         let mut s = Store::default();
         let n = 2 * HISTORY_KEPT as u64 + 5;
         for seq in 1..=n {
-            s.apply(&id(seq), &Op::Add { key: "x".into(), n: 1 }, true);
+            s.apply(
+                &id(seq),
+                &Op::Add {
+                    key: "x".into(),
+                    n: 1,
+                },
+                true,
+            );
         }
         assert!(s.history.len() >= HISTORY_KEPT && s.history.len() <= 2 * HISTORY_KEPT);
         assert_eq!(s.history_dropped + s.history.len() as u64, n);
