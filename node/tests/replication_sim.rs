@@ -1,9 +1,10 @@
 //! Replication in the seeded simulator (FIFO links): 500 seeds per mode of
 //! replica kills and restarts (the primary included), a false suspicion
 //! (a paused replica), a passive primary replaced behind its back (it and
-//! one client miss the new view), the GFD and the RM killed and restarted; exactly
-//! once, agreement and durability of acknowledged writes at the end, and
-//! every late operation answered. The planted bugs `forget_outcomes_on_promotion`,
+//! one client miss the new view), the GFD and the RM killed and restarted,
+//! lost replies, forwards, acknowledgements and echoes; exactly once,
+//! agreement (the same store and order) and durability of acknowledged
+//! writes at the end, and every late operation answered. The planted bugs `forget_outcomes_on_promotion`,
 //! `unfenced_promotion` and `arrival_order` must be caught.
 
 use faultline_node::protocol::replication::simulation::run_seed;

@@ -3,6 +3,8 @@
 //! a fresh directory, and cleanup that kills every process it started, even
 //! when a test fails.
 
+pub mod bench;
+
 use faultline_node::api::{FaultStatus, NodeState, OpReply};
 use faultline_node::protocol::tokens::{Reply, Request, TokensState};
 use serde_json::Value;

@@ -11,19 +11,13 @@
 //! BENCH_SECONDS (default 5) and BENCH_CONCURRENCY (workers per client,
 //! default 16) tune the load run.
 
+use faultline_e2e::bench::{env, machine, percentile};
 use faultline_e2e::TestCluster;
 use faultline_node::api::{LoadSpec, LoadStats, NodeState, OpReply};
 use faultline_node::protocol::replication::store::Op;
 use faultline_node::protocol::replication::view::View;
 use faultline_node::protocol::replication::{ReplicationState, Reply};
 use std::time::{Duration, Instant};
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 async fn state(c: &TestCluster, id: &str) -> Option<ReplicationState> {
     c.state_as::<ReplicationState>(id)
@@ -52,14 +46,6 @@ async fn settled(c: &TestCluster, within: Duration) -> Option<View> {
         return Some(v);
     }
     None
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn summary(v: &mut [f64]) -> String {
@@ -232,15 +218,7 @@ async fn main() {
     let seconds: u64 = env("BENCH_SECONDS", 5);
     let workers: usize = env("BENCH_CONCURRENCY", 16);
     let kills: usize = env("BENCH_KILLS", 20);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "bench-replication: 3 replicas, 3 LFDs (50 ms heartbeats, 150 ms timeout), GFD, RM, 3 clients; {} cores, load {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("bench-replication: 3 replicas, 3 LFDs (50 ms heartbeats, 150 ms timeout), GFD, RM, 3 clients; {}", machine());
     mode("passive", seconds, workers, kills).await;
     mode("active", seconds, workers, kills).await;
 }

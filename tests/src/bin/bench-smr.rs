@@ -9,26 +9,12 @@
 //! BENCH_SECONDS (default 5) and BENCH_CONCURRENCY (workers per client,
 //! default 8) tune the load runs; BENCH_STALLS (default 3) the silences.
 
+use faultline_e2e::bench::{env, machine, percentile};
 use faultline_e2e::TestCluster;
 use faultline_node::api::{LoadSpec, LoadStats, OpReply};
 use faultline_node::protocol::smr::db::Command;
 use faultline_node::protocol::smr::{Reply, Request};
 use std::time::{Duration, Instant};
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn cluster(t: usize) -> TestCluster {
     TestCluster::of_roles(
@@ -50,14 +36,9 @@ async fn main() {
     let seconds: u64 = env("BENCH_SECONDS", 5);
     let workers: usize = env("BENCH_CONCURRENCY", 8);
     let stalls: usize = env("BENCH_STALLS", 3);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "bench-smr: 5 clients, null period 100 ms, fsync on; {} cores, load {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "bench-smr: 5 clients, null period 100 ms, fsync on; {}",
+        machine()
     );
     let spec = LoadSpec {
         duration_ms: seconds * 1000,

@@ -8,19 +8,13 @@
 //! BENCH_SEEDS (default 3) simulated runs per row; BENCH_SNAPSHOTS
 //! (default 10) snapshots per row over real processes.
 
+use faultline_e2e::bench::env;
 use faultline_e2e::TestCluster;
 use faultline_node::protocol::snapshot::graph::{random_neighbours, seed_neighbours, NodeId};
 use faultline_node::protocol::snapshot::simulation::{run, Setup};
 use faultline_node::protocol::snapshot::{Bugs, Reply, Request, SnapshotState};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

@@ -8,17 +8,11 @@
 //! BENCH_SECONDS (default 5) and BENCH_CONCURRENCY (workers per client,
 //! default 16) tune the load run.
 
+use faultline_e2e::bench::{env, machine, percentile};
 use faultline_e2e::TestCluster;
 use faultline_node::api::{LoadSpec, LoadStats, NodeState, OpReply};
 use faultline_node::protocol::standby::{Reply, Request, StandbyState};
 use std::time::{Duration, Instant};
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 async fn state(c: &TestCluster, id: &str) -> Option<StandbyState> {
     c.state_as::<StandbyState>(id)
@@ -45,27 +39,14 @@ async fn settled(c: &TestCluster, within: Duration) -> Option<(String, String)> 
     None
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds: u64 = env("BENCH_SECONDS", 5);
     let workers: usize = env("BENCH_CONCURRENCY", 16);
     let kills: usize = env("BENCH_KILLS", 20);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "bench-standby: 2 servers, 3 clients, fsync on; {} cores, load {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "bench-standby: 2 servers, 3 clients, fsync on; {}",
+        machine()
     );
     let mut c = TestCluster::of_system("bench-standby", "standby", 2, 3, "");
     c.start_all();

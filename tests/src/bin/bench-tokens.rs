@@ -15,16 +15,10 @@
 //! on (cores, load average before the run, binaries), since a figure from a
 //! busy machine or another build is not comparable.
 
+use faultline_e2e::bench::{env, machine};
 use faultline_e2e::TestCluster;
 use faultline_node::api::{LoadSpec, LoadStats};
 use std::time::Duration;
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -123,13 +117,7 @@ async fn main() {
         "token pays on loopback: 6 clients x {workers} workers, median of {repeats} runs of {secs} s per size, binaries in {}",
         faultline_e2e::bin_dir().display()
     );
-    println!(
-        "machine: {} cores, load average before the run {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|_| "unknown".into())
-    );
+    println!("machine: {} (load averages before the run)", machine());
     println!(
         "{:>7} {:>7} {:>10} {:>15} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13}",
         "servers",

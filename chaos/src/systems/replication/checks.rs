@@ -13,6 +13,7 @@
 use super::model::StoreModel;
 use crate::check::{check_parallel, CheckOptions, Operation};
 use crate::judge::{linearizability_outcome, outcome, LinSummary};
+use crate::record::{FaultWindow, RunRecord};
 use crate::results::{CheckOutcome, Valid};
 use crate::systems::{typed_ops, Judging};
 use faultline_node::api::{NodeState, Outcome as ApiOutcome};
@@ -220,7 +221,7 @@ pub(super) struct Detection {
 /// fault, a partition, or a message fault that loses every heartbeat or
 /// echo (a drop of replies, or of some heartbeats, leaves the detectors
 /// nothing to notice).
-fn silences(w: &crate::record::FaultWindow) -> bool {
+fn silences(w: &FaultWindow) -> bool {
     if w.layer == "process" || w.fault == "partition" {
         return true;
     }
@@ -241,14 +242,13 @@ fn silences(w: &crate::record::FaultWindow) -> bool {
 /// than the liveness bound stays in the view past the bound; unknown when
 /// the RM restarted after the first such fault (its views of before are
 /// gone) or reports no clock.
-pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome {
+pub(super) fn detection(record: &RunRecord, replicas: &[String]) -> CheckOutcome {
     const NAME: &str = "detection";
-    let rm = run.record.states.values().find_map(|v| {
+    let rm = record.states.values().find_map(|v| {
         let s: NodeState<ReplicationState> = serde_json::from_value(v.clone()).ok()?;
         (s.role == "rm").then_some(s)
     });
-    let faults: Vec<_> = run
-        .record
+    let faults: Vec<_> = record
         .windows
         .iter()
         .filter(|w| w.in_model && silences(w) && w.targets.iter().any(|t| replicas.contains(t)))
@@ -265,7 +265,7 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
         );
     };
     let origin = rm.clock_origin_us;
-    let bound_us = run.record.meta.liveness_bound_ms * 1_000;
+    let bound_us = record.meta.liveness_bound_ms * 1_000;
     let mut found = Vec::new();
     let mut late = Vec::new();
     let mut unmeasured = 0;
@@ -274,7 +274,7 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
             unmeasured += 1; // the RM restarted since: its earlier views are gone
             continue;
         }
-        let until = w.end_us.unwrap_or(run.record.meta.end_us) + bound_us;
+        let until = w.end_us.unwrap_or(record.meta.end_us) + bound_us;
         for r in w.targets.iter().filter(|t| replicas.contains(t)) {
             let hit = rm.state.views_made.iter().find(|m| {
                 let at = origin + m.at;
@@ -289,7 +289,7 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
             };
             let lasted = w
                 .end_us
-                .unwrap_or(run.record.meta.end_us)
+                .unwrap_or(record.meta.end_us)
                 .saturating_sub(w.start_us);
             let must = matches!(w.fault.as_str(), "kill" | "pause") && lasted > bound_us;
             if must && d.ms.is_none_or(|ms| ms > bound_us as f64 / 1_000.0) {
@@ -321,7 +321,7 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
                 d.kind,
                 d.replica,
                 d.fault,
-                run.record.meta.liveness_bound_ms,
+                record.meta.liveness_bound_ms,
                 said.join("; ")
             ),
             details,
@@ -336,4 +336,135 @@ pub(super) fn detection(run: &Judging<'_>, replicas: &[String]) -> CheckOutcome 
         );
     }
     outcome(NAME, Valid::True, said.join("; "), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::fixtures::{record, window, T0};
+    use faultline_node::protocol::replication::view::View;
+    use faultline_node::protocol::replication::ViewMade;
+
+    fn replicas() -> Vec<String> {
+        ["r1", "r2", "r3"].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The RM's final state: views made at `ms` into the run, with members.
+    fn rm(origin_us: u64, made: &[(u64, u64, &[&str])]) -> serde_json::Value {
+        let state = ReplicationState {
+            mode: "passive".into(),
+            views_made: made
+                .iter()
+                .map(|(n, ms, members)| ViewMade {
+                    view: View {
+                        number: *n,
+                        members: members.iter().map(|m| m.to_string()).collect(),
+                        primary: members.first().map(|m| m.to_string()),
+                    },
+                    at: T0 + ms * 1_000 - origin_us,
+                })
+                .collect(),
+            ..ReplicationState::default()
+        };
+        serde_json::to_value(NodeState {
+            system: "replication".into(),
+            id: "m1".into(),
+            role: "rm".into(),
+            ready: true,
+            clock_origin_us: origin_us,
+            state,
+        })
+        .expect("plain data")
+    }
+
+    fn killed_r1() -> RunRecord {
+        let mut rec = record();
+        // r1 killed from 1 s to 4 s (longer than the 2 s bound).
+        rec.windows.push(window(
+            0,
+            "kill",
+            "process",
+            &["r1"],
+            1_000,
+            Some(4_000),
+            json!({}),
+        ));
+        // Replies dropped on every replica: nothing for the detectors.
+        rec.windows.push(window(
+            1,
+            "drop",
+            "message",
+            &["r1", "r2", "r3"],
+            500,
+            Some(6_000),
+            json!({"rules": [{"kind": "reply", "drop": 0.2, "cut": false}]}),
+        ));
+        rec
+    }
+
+    #[test]
+    fn the_time_to_the_view_without_the_replica_is_reported_per_fault() {
+        let mut rec = killed_r1();
+        rec.states.insert(
+            "m1".into(),
+            rm(
+                T0 - 5_000_000,
+                &[(1, 0, &["r1", "r2", "r3"]), (2, 1_180, &["r2", "r3"])],
+            ),
+        );
+        let c = detection(&rec, &replicas());
+        assert_eq!(c.valid, Valid::True, "{}", c.summary);
+        assert_eq!(c.summary, "kill of r1 (fault 0): 180 ms to view 2");
+        assert_eq!(c.evidence["detections"][0]["ms"], 180.0);
+    }
+
+    #[test]
+    fn a_killed_replica_left_in_the_views_past_the_bound_is_invalid() {
+        let mut rec = killed_r1();
+        // A view is made, but it still has r1; the one without it is late.
+        rec.states.insert(
+            "m1".into(),
+            rm(
+                T0,
+                &[
+                    (1, 0, &["r1", "r2", "r3"]),
+                    (2, 1_100, &["r1", "r2"]),
+                    (3, 3_500, &["r2"]),
+                ],
+            ),
+        );
+        let c = detection(&rec, &replicas());
+        assert_eq!(c.valid, Valid::False, "{}", c.summary);
+        assert!(
+            c.summary.contains("not detected within the 2000 ms bound"),
+            "{}",
+            c.summary
+        );
+        // Never left: invalid too.
+        rec.states
+            .insert("m1".into(), rm(T0, &[(1, 0, &["r1", "r2", "r3"])]));
+        assert_eq!(detection(&rec, &replicas()).valid, Valid::False);
+    }
+
+    #[test]
+    fn an_rm_restarted_after_the_fault_cannot_say() {
+        let mut rec = killed_r1();
+        rec.states.insert(
+            "m1".into(),
+            rm(T0 + 5_000_000, &[(4, 5_100, &["r1", "r2", "r3"])]),
+        );
+        let c = detection(&rec, &replicas());
+        assert_eq!(c.valid, Valid::Unknown, "{}", c.summary);
+        rec.states.clear();
+        assert_eq!(detection(&rec, &replicas()).valid, Valid::Unknown);
+    }
+
+    #[test]
+    fn faults_that_leave_the_detectors_nothing_to_notice_are_not_counted() {
+        let mut rec = killed_r1();
+        rec.windows.remove(0);
+        let c = detection(&rec, &replicas());
+        assert_eq!(c.valid, Valid::True, "{}", c.summary);
+        assert_eq!(c.summary, "no fault on a replica");
+    }
 }

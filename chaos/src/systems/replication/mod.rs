@@ -102,7 +102,7 @@ impl ChaosSystem for ReplicationChaos {
             timed(|| checks::agreement(run)),
             timed(|| checks::one_primary(run, meta.active)),
             timed(|| checks::linearizable(run)),
-            timed(|| checks::detection(run, &meta.replicas)),
+            timed(|| checks::detection(run.record, &meta.replicas)),
         ]
     }
 

@@ -37,7 +37,10 @@ pub struct Lfd {
     /// At the last death: how long the replica had been silent (from its
     /// last echo to the suspicion), µs; at least the timeout.
     pub last_silence: Option<Time>,
+    /// Heartbeats whose echo had not come when the next one was due.
     pub missed: u64,
+    /// The newest heartbeat echoed.
+    echoed: u64,
     pub out: Vec<LfdOut>,
 }
 
@@ -57,6 +60,7 @@ impl Lfd {
             deaths: Vec::new(),
             last_silence: None,
             missed: 0,
+            echoed: 0,
             out: Vec::new(),
         }
     }
@@ -83,11 +87,9 @@ impl Lfd {
             self.deaths.push(now);
             self.last_silence = self.last_echo.map(|t| now.saturating_sub(t));
         }
-        if self.seq > 0
-            && self
-                .last_echo
-                .is_none_or(|t| now.saturating_sub(t) > self.period)
-        {
+        // By its echo's number, not its age: a tick that fires a little
+        // late must not count an echo that came as missed.
+        if self.seq > 0 && self.echoed < self.seq {
             self.missed += 1;
         }
         self.alive = fresh;
@@ -108,6 +110,7 @@ impl Lfd {
             return; // not one of ours
         }
         self.last_echo = Some(now);
+        self.echoed = self.echoed.max(seq);
         if !self.alive {
             self.alive = true;
             self.out.push(LfdOut::Report {
@@ -228,6 +231,18 @@ mod tests {
     const MS: Time = 1_000;
 
     #[test]
+    fn a_late_tick_does_not_count_an_echo_that_came_as_missed() {
+        let mut l = Lfd::new("r1", 50 * MS, 150 * MS);
+        l.on_tick(0);
+        l.on_echo(40 * MS, 1);
+        // The next tick is 60 ms late: the echo is 70 ms old, but it came.
+        l.on_tick(110 * MS);
+        assert_eq!(l.missed, 0);
+        l.on_tick(160 * MS);
+        assert_eq!(l.missed, 1, "heartbeat 2 had no echo");
+    }
+
+    #[test]
     fn the_lfd_timeout_fires_and_an_echo_revives() {
         let mut l = Lfd::new("r1", 50 * MS, 150 * MS);
         l.on_tick(0);
@@ -245,7 +260,7 @@ mod tests {
         l.on_tick(200 * MS);
         assert!(!l.alive);
         assert_eq!(l.deaths, vec![200 * MS]);
-        assert!(l.missed >= 3);
+        assert_eq!(l.missed, 3, "heartbeats 2, 3 and 4 were never echoed");
         assert!(matches!(
             l.out.last(),
             Some(LfdOut::Report { alive: false, .. })

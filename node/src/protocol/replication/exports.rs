@@ -145,7 +145,7 @@ impl System for Replication {
             )?,
             missed: one(
                 "faultline_replication_missed_heartbeats",
-                "LFD: heartbeats not echoed within a period (a counter).",
+                "LFD: heartbeats whose echo had not come when the next was due (a counter).",
             )?,
             alive: one(
                 "faultline_replication_alive",

@@ -7,7 +7,9 @@
 //! false suspicion: it wakes up in an older view), in passive mode the
 //! primary replaced behind its back (it stops answering its LFD and,
 //! like one client, misses the new view: that client keeps sending to
-//! it), the GFD and the RM killed and restarted. At the end: no request applied twice on any
+//! it), the GFD and the RM killed and restarted; all along, replies,
+//! forwards, acknowledgements and echoes lost now and then. At the end:
+//! no request applied twice on any
 //! replica (their logs), the final view's replicas agree, every
 //! acknowledged write is in their state, and every operation invoked after
 //! the faults healed was answered.
@@ -95,7 +97,9 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     // Replies lost now and then (every replica's fault layer): clients
     // retry the same request number, at the new primary after a failover.
     // Forwards and acknowledgements lost too, more rarely (a connection
-    // reset loses what it carried): the primary sends waiting entries again.
+    // reset loses what it carried): the primary sends waiting entries
+    // again. And heartbeats and echoes now and then: an LFD must not
+    // suspect a replica for one lost beat (it takes three in a row).
     let lossy = |kind: &str, drop: f64| crate::faults::FaultRule {
         id: None,
         from: "*".into(),
@@ -114,6 +118,7 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
             lossy("reply", 0.2),
             lossy("forward", 0.02),
             lossy("ack", 0.02),
+            lossy("echo", 0.05),
         ],
         lease_ms: None,
         seed: None,
