@@ -9,10 +9,10 @@
 //! like one client, misses the new view: that client keeps sending to
 //! it), the GFD and the RM killed and restarted; all along, replies,
 //! forwards, acknowledgements and echoes lost now and then. At the end:
-//! no request applied twice on any
-//! replica (their logs), the final view's replicas agree, every
-//! acknowledged write is in their state, and every operation invoked after
-//! the faults healed was answered.
+//! no request applied twice on any replica (their logs), the final view's
+//! replicas agree (the same store, the same order applied), every
+//! acknowledged write is in their state, and every operation invoked
+//! after the faults healed was answered.
 
 use super::node::{Mode, ReplNode, ReplicationNode};
 use super::store::{Op, RequestId, Store};
@@ -100,12 +100,13 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     // reset loses what it carried): the primary sends waiting entries
     // again. And heartbeats and echoes now and then: an LFD must not
     // suspect a replica for one lost beat (it takes three in a row).
-    let lossy = |kind: &str, drop: f64| crate::faults::FaultRule {
+    use crate::faults::{FaultRule, Side};
+    let lose = |kind: &str, at: Side, drop: f64| FaultRule {
         id: None,
         from: "*".into(),
         to: "*".into(),
         kind: kind.into(),
-        at: crate::faults::Side::Send,
+        at,
         drop,
         duplicate: 0.0,
         delay_ms: 0.0,
@@ -115,10 +116,10 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     };
     let drop_replies = crate::api::PutFaults {
         rules: vec![
-            lossy("reply", 0.2),
-            lossy("forward", 0.02),
-            lossy("ack", 0.02),
-            lossy("echo", 0.05),
+            lose("reply", Side::Send, 0.2),
+            lose("forward", Side::Send, 0.02),
+            lose("ack", Side::Send, 0.02),
+            lose("echo", Side::Send, 0.05),
         ],
         lease_ms: None,
         seed: None,
@@ -126,7 +127,7 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
     for r in &p.replicas {
         sim.put_faults(r, &drop_replies);
     }
-    let with = |rules: Vec<crate::faults::FaultRule>| crate::api::PutFaults {
+    let with = |rules: Vec<FaultRule>| crate::api::PutFaults {
         rules,
         lease_ms: None,
         seed: None,
@@ -174,24 +175,13 @@ pub fn run_seed(seed: u64, active: bool, bugs: Bugs) -> Result<Outcome, String> 
                 let c = p.clients[sim.rng().random_range(0..p.clients.len())].clone();
                 out.faults
                     .push(format!("replace {r} behind its and {c}'s back"));
-                let lose = |kind: &str, at: crate::faults::Side| crate::faults::FaultRule {
-                    id: None,
-                    from: "*".into(),
-                    to: "*".into(),
-                    kind: kind.into(),
-                    at,
-                    drop: 1.0,
-                    duplicate: 0.0,
-                    delay_ms: 0.0,
-                    jitter_ms: 0.0,
-                    reorder: None,
-                    cut: false,
-                };
-                use crate::faults::Side;
                 let mut cut_off = drop_replies.rules.clone();
-                cut_off.extend([lose("echo", Side::Send), lose("view", Side::Receive)]);
+                cut_off.extend([
+                    lose("echo", Side::Send, 1.0),
+                    lose("view", Side::Receive, 1.0),
+                ]);
                 sim.put_faults(&r, &with(cut_off));
-                sim.put_faults(&c, &with(vec![lose("view", Side::Receive)]));
+                sim.put_faults(&c, &with(vec![lose("view", Side::Receive, 1.0)]));
                 t += gap + SECOND;
                 step(&mut sim, t)?;
                 sim.put_faults(&r, &drop_replies);
