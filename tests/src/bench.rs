@@ -33,3 +33,22 @@ pub fn machine() -> String {
             .unwrap_or_else(|_| "unknown".into())
     )
 }
+
+/// What the closed-loop load generators of several client nodes did
+/// together: successes per second summed, the median of the clients' p50
+/// latencies and the worst client's p99, in ms.
+pub struct LoadSummary {
+    pub ok_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+pub fn summarize(stats: &[faultline_node::api::LoadStats]) -> LoadSummary {
+    let mut p50s: Vec<f64> = stats.iter().map(|s| s.p50_ms).collect();
+    p50s.sort_by(f64::total_cmp);
+    LoadSummary {
+        ok_per_second: stats.iter().map(|s| s.ok_per_second).sum(),
+        p50_ms: percentile(&p50s, 0.5),
+        p99_ms: stats.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
+    }
+}

@@ -11,9 +11,9 @@
 //! BENCH_SECONDS (default 5) and BENCH_CONCURRENCY (workers per client,
 //! default 16) tune the load run.
 
-use faultline_e2e::bench::{env, machine, percentile};
+use faultline_e2e::bench::{env, machine, percentile, summarize};
 use faultline_e2e::TestCluster;
-use faultline_node::api::{LoadSpec, LoadStats, NodeState, OpReply};
+use faultline_node::api::{LoadSpec, NodeState, OpReply};
 use faultline_node::protocol::replication::store::Op;
 use faultline_node::protocol::replication::view::View;
 use faultline_node::protocol::replication::{ReplicationState, Reply};
@@ -88,14 +88,12 @@ async fn mode(name: &str, seconds: u64, workers: usize, kills: usize) {
         concurrency: workers,
         record: false,
     };
-    let stats: Vec<LoadStats> = c.load_clients(&spec).await;
-    let ops: f64 = stats.iter().map(|s| s.ok_per_second).sum();
-    let mut p50s: Vec<f64> = stats.iter().map(|s| s.p50_ms).collect();
-    p50s.sort_by(f64::total_cmp);
-    let p99 = stats.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
+    let load = summarize(&c.load_clients(&spec).await);
     println!(
-        "  {name}: {ops:.0} requests/s over {seconds} s ({workers} workers x 3 clients), p50 {:.2} ms, p99 {p99:.2} ms (worst client)",
-        percentile(&p50s, 0.5)
+        "  {name}: {:.0} requests/s over {seconds} s ({workers} workers x 3 clients), p50 {:.2} ms, p99 {:.2} ms (worst client)",
+        load.ok_per_second,
+        load.p50_ms,
+        load.p99_ms,
     );
 
     let mut failover = Vec::new();

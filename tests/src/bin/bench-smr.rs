@@ -9,9 +9,9 @@
 //! BENCH_SECONDS (default 5) and BENCH_CONCURRENCY (workers per client,
 //! default 8) tune the load runs; BENCH_STALLS (default 3) the silences.
 
-use faultline_e2e::bench::{env, machine, percentile};
+use faultline_e2e::bench::{env, machine, percentile, summarize};
 use faultline_e2e::TestCluster;
-use faultline_node::api::{LoadSpec, LoadStats, OpReply};
+use faultline_node::api::{LoadSpec, OpReply};
 use faultline_node::protocol::smr::db::Command;
 use faultline_node::protocol::smr::{Reply, Request};
 use std::time::{Duration, Instant};
@@ -49,14 +49,12 @@ async fn main() {
         let mut c = cluster(t);
         c.start_all();
         c.wait_ready(Duration::from_secs(30)).await;
-        let stats: Vec<LoadStats> = c.load_clients(&spec).await;
-        let ops: f64 = stats.iter().map(|s| s.ok_per_second).sum();
-        let mut p50s: Vec<f64> = stats.iter().map(|s| s.p50_ms).collect();
-        p50s.sort_by(f64::total_cmp);
-        let p99 = stats.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
+        let load = summarize(&c.load_clients(&spec).await);
         println!(
-            "  t = {t}: {ops:.0} commands/s over {seconds} s ({workers} workers x 5 clients; edits, views, 10% lists), p50 {:.1} ms, p99 {p99:.1} ms (worst client)",
-            percentile(&p50s, 0.5)
+            "  t = {t}: {:.0} commands/s over {seconds} s ({workers} workers x 5 clients; edits, views, 10% lists), p50 {:.1} ms, p99 {:.1} ms (worst client)",
+            load.ok_per_second,
+            load.p50_ms,
+            load.p99_ms,
         );
         if t != 3 {
             continue;
